@@ -1,0 +1,143 @@
+import { z } from 'zod';
+import ipaddr from 'ipaddr.js';
+
+/** Linux interface names: 1-15 chars, no whitespace, '/', ':' or shell metacharacters. */
+const IFNAME = /^[A-Za-z0-9_.@-]{1,15}$/;
+/** DNS names or addresses for SSH: no whitespace or shell metacharacters. */
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+
+export const ipv4 = z.string().refine((s) => ipaddr.IPv4.isValidFourPartDecimal(s), {
+  message: 'must be an IPv4 address like 172.16.0.11 (not a CIDR or a name)',
+});
+
+export const ipv4OrCidr = z.string().refine(
+  (s) => ipaddr.IPv4.isValidFourPartDecimal(s) || isCidr(s),
+  { message: 'must be an IPv4 address or CIDR like 172.16.0.0/24' },
+);
+
+export function isCidr(s: string): boolean {
+  const [addr, len, ...rest] = s.split('/');
+  if (rest.length || addr === undefined || len === undefined || !/^\d{1,2}$/.test(len)) return false;
+  return ipaddr.IPv4.isValidFourPartDecimal(addr) && Number(len) <= 32;
+}
+
+export const iface = z
+  .string()
+  .regex(IFNAME, 'must be a Linux interface name (1-15 letters, digits, "_", ".", "-", "@"; no spaces or shell characters)');
+
+const sshHost = z
+  .string()
+  .refine((s) => ipaddr.isValid(s) || HOSTNAME.test(s), { message: 'must be an IP address or a DNS name' });
+
+const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');
+
+const absPath = z.string().regex(/^\/[^\0\n]*$/, 'must be an absolute path');
+
+export const sshSchema = z
+  .object({
+    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').optional(),
+    port: port.optional(),
+    private_key: z.string().min(1).optional(),
+    passphrase: z.string().optional(),
+    password: z.string().optional(),
+    agent: z.string().optional(),
+    known_hosts: z.string().min(1).optional(),
+    connect_timeout: z.number().positive().optional(),
+  })
+  .strict();
+
+export const upstreamSchema = z
+  .object({
+    name: z.string().regex(NAME, 'must be lower-case letters, digits, "-" or "_" (at most 32)'),
+    ssh_host: sshHost,
+    ip: ipv4,
+    interface: iface.optional(),
+    ssh: sshSchema.optional(),
+  })
+  .strict();
+
+export const inventorySchema = z
+  .object({
+    mode: z.enum(['ip-transparency', 'dsr-router-nat', 'dsr-origin-nat'], {
+      error: 'must be one of ip-transparency, dsr-router-nat, dsr-origin-nat',
+    }),
+    service: z
+      .object({
+        protocol: z.enum(['http', 'tcp', 'udp'], { error: 'must be one of http, tcp, udp' }),
+        listen_port: port,
+        upstream_port: port,
+      })
+      .strict(),
+    ssh: sshSchema.default({}),
+    proxy: z
+      .object({
+        ssh_host: sshHost,
+        public_ip: ipv4,
+        public_interface: iface,
+        private_ip: ipv4,
+        private_interface: iface,
+        masquerade: z.boolean().default(false),
+        /** main nginx config whose `user` directive dsrctl edits */
+        nginx_conf: absPath.default('/etc/nginx/nginx.conf'),
+        /** the file dsrctl owns: backed up when it exists, restored byte for byte on rollback */
+        managed_config: absPath.default('/etc/nginx/conf.d/dsrctl.conf'),
+        ssh: sshSchema.optional(),
+      })
+      .strict(),
+    upstreams: z.array(upstreamSchema).min(1, 'must list at least one upstream'),
+    verify: z
+      .object({
+        ping_targets: z.array(ipv4).default([]),
+        /** a host that can reach the proxy's public address and runs curl: the guide's "remote client" */
+        probe: z
+          .object({
+            ssh_host: sshHost,
+            ssh: sshSchema.optional(),
+            /** the client's own address as the upstream must see it */
+            expect_source: ipv4,
+            requests: z.number().int().min(1).max(64).default(4),
+          })
+          .strict()
+          .optional(),
+        timeout_seconds: z.number().positive().max(60).default(2),
+      })
+      .strict()
+      .default({ ping_targets: [], timeout_seconds: 2 }),
+    rollback: z
+      .object({
+        /** the dead-man's switch: seconds until a host reverts itself unless the run confirms */
+        timeout_seconds: z.number().int().min(10).max(3600).default(120),
+      })
+      .strict()
+      .default({ timeout_seconds: 120 }),
+  })
+  .strict()
+  .superRefine((inv, ctx) => {
+    const seen = new Map<string, number>();
+    const seenIp = new Map<string, number>();
+    inv.upstreams.forEach((u, i) => {
+      if (seen.has(u.name))
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: `"${u.name}" is listed twice (also upstreams[${seen.get(u.name)}])` });
+      seen.set(u.name, i);
+      if (seenIp.has(u.ip))
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'ip'], message: `${u.ip} is listed twice (also upstreams[${seenIp.get(u.ip)}])` });
+      seenIp.set(u.ip, i);
+      if (u.ip === inv.proxy.private_ip || u.ip === inv.proxy.public_ip)
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'ip'], message: `${u.ip} is the proxy's own address` });
+      if (u.name === 'proxy')
+        ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'name'], message: '"proxy" is reserved for the proxy host' });
+    });
+    if (inv.mode !== 'ip-transparency' && inv.service.protocol !== 'udp')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['service', 'protocol'],
+        message: `${inv.mode} works for UDP only (the guide: "DSR is of limited use for TCP protocols"); use protocol: udp or mode: ip-transparency`,
+      });
+    if (inv.proxy.public_ip === inv.proxy.private_ip)
+      ctx.addIssue({ code: 'custom', path: ['proxy', 'private_ip'], message: 'must differ from proxy.public_ip' });
+  });
+
+export type Inventory = z.infer<typeof inventorySchema>;
+export type Upstream = z.infer<typeof upstreamSchema>;
+export type SshOptions = z.infer<typeof sshSchema>;

@@ -1,0 +1,42 @@
+/** What the rest of dsrctl sees of an SSH connection to one host. */
+export interface ExecResult {
+  /** exit status; null when the command died from a signal */
+  code: number | null;
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  /** kill the command and reject with ExecTimeoutError after this long (default 30 s) */
+  timeoutMs?: number;
+}
+
+export interface HostSession {
+  /** inventory name of the host ("proxy", "dev1", ...) */
+  readonly name: string;
+  /** "user@address:port" for messages */
+  readonly target: string;
+  /** Runs a POSIX sh script: one SSH exec request (`sh -s`, script on stdin). */
+  exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** number of exec requests made on this connection so far */
+  readonly execCount: number;
+  close(): Promise<void>;
+}
+
+export interface ConnectTarget {
+  /** inventory name, used in every message */
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  /** path to a private key file */
+  privateKey?: string;
+  passphrase?: string;
+  password?: string;
+  /** ssh-agent socket path (SSH_AUTH_SOCK) */
+  agent?: string;
+  /** path to an OpenSSH known_hosts file; required: unknown or mismatching host keys are refused */
+  knownHosts: string;
+  connectTimeoutMs?: number;
+}
