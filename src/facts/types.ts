@@ -1,26 +1,34 @@
 /** Facts: what one read-only exec per host learned about it. Plain data, produced by pure parsers. */
 
-/** One entry of `ip -j rule show`. */
+/** One entry of `ip -j -4 rule show`, as iproute2 prints it (extra keys kept). */
 export interface IpRule {
   priority: number;
   src?: string; // "all" or an address/prefix
-  fwmark?: string; // hex as printed by iproute2, e.g. "0x1"
+  fwmark?: string; // hex as printed by iproute2, e.g. "0x1"; no fwmask key means the full mask
   fwmask?: string;
-  table: string; // "main", "local", "100", ...
+  /** "main", "local", "100", ...; iproute2 omits it for rules whose action is not a lookup
+   *  (blackhole, goto, ...): the parser then leaves "" here */
+  table: string;
   [extra: string]: unknown;
 }
 
-/** One entry of `ip -j route show table all` (IPv4). */
+/**
+ * One entry of `ip -j -4 route show table all`. The parser fills in what iproute2 leaves out, so
+ * parsed routes always carry type, protocol, scope, metric and table (optional here only so that
+ * hand-written test data may omit them).
+ */
 export interface IpRoute {
-  type?: string; // "local", "broadcast", "unicast" (absent means unicast)
-  dst: string; // "default", "172.16.0.0/24", "0.0.0.0/0" ...
+  type?: string; // "local", "broadcast", "unicast", ... (iproute2 omits unicast; parser fills it)
+  /** "default", "172.16.0.0/24", "127.0.0.1"...; iproute2 prints a /0 route as "default", also for
+   *  `ip route add local 0.0.0.0/0 dev lo table 100` */
+  dst: string;
   gateway?: string;
   dev?: string;
-  protocol?: string;
-  scope?: string;
+  protocol?: string; // iproute2 omits "boot" (the default of `ip route add`); parser fills it
+  scope?: string; // iproute2 omits "global"; parser fills it
   prefsrc?: string;
-  metric?: number;
-  table?: string; // absent means main
+  metric?: number; // iproute2 omits 0; parser fills it
+  table?: string; // iproute2 omits "main"; parser fills it
   flags: string[];
   [extra: string]: unknown;
 }
@@ -29,15 +37,27 @@ export interface InterfaceFact {
   name: string;
   state: string; // operstate: UP, DOWN, UNKNOWN
   addresses: { family: 'inet' | 'inet6'; address: string; prefixlen: number }[];
+  /** link flags as printed, e.g. ["BROADCAST","MULTICAST","UP","LOWER_UP"] */
+  flags?: string[];
+  ifindex?: number;
+  mtu?: number;
+  /** "ether", "loopback", "none" (tun), ... */
+  linkType?: string;
 }
 
 export interface FileFact {
   path: string;
   exists: boolean;
-  /** utf8 content; undefined when absent */
+  /** utf8 content; undefined when absent, not a regular file, or unreadable */
   content?: string;
+  /** the exact bytes, base64 (what `content` decodes from; use it for non-utf8 files) */
+  contentBase64?: string;
   sha256?: string;
   mode?: string; // octal, e.g. "644"
+  /** "file", "dir" or "other" when it exists (symlinks are followed) */
+  type?: 'file' | 'dir' | 'other';
+  /** false when it exists but the facts user could not read it (content then unknown, not empty) */
+  readable?: boolean;
 }
 
 export interface IptablesFacts {
@@ -47,6 +67,8 @@ export interface IptablesFacts {
   save: string;
   /** tables present in the save output, with their rule lines ("-A CHAIN ...") */
   tables: Record<string, { chains: string[]; rules: string[] }>;
+  /** set when iptables is installed but `iptables-save` failed (e.g. not root): tables unknown */
+  error?: string;
 }
 
 export interface NginxFacts {
@@ -58,6 +80,10 @@ export interface NginxFacts {
   masterPid: number | null;
   /** path of the main config as nginx reports it (`--conf-path`) */
   confPath: string;
+  /** pid file looked at: the main config's `pid` directive, else `--pid-path`, else /run/nginx.pid */
+  pidFile?: string;
+  /** `load_module` lines found in the main config and modules-enabled/*.conf */
+  loadModules?: string[];
 }
 
 export interface HostFacts {
@@ -68,12 +94,18 @@ export interface HostFacts {
   interfaces: InterfaceFact[];
   rules: IpRule[];
   routes: IpRoute[];
+  /** requested keys that exist, value as the kernel prints it (tabs kept, trailing newline cut);
+   *  a key the kernel does not have is absent here and listed in sysctlMissing */
   sysctl: Record<string, string>;
+  sysctlMissing?: string[];
   iptables: IptablesFacts;
   nginx: NginxFacts;
   files: Record<string, FileFact>;
   /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
   dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
+  /** sections whose command was missing or failed, so that part of the facts is unknown
+   *  (e.g. `iptables-save` as non-root); always present in parsed facts */
+  incomplete?: { section: string; reason: string }[];
 }
 
 /** What the facts script must read beyond the fixed set. */

@@ -9,7 +9,9 @@ export type Step =
   /** write utf8 content to a file (truncate-in-place keeps owner and mode of an existing file) */
   | { write: { path: string; content: string; mode?: string } }
   /** remove a file (absent is fine) */
-  | { remove: { path: string } };
+  | { remove: { path: string } }
+  /** a shell fragment built by dsrctl's own code with every value quoted (never user text) */
+  | { sh: string };
 
 /** Handlers run once after all changes that notify them, in apply and in undo alike (Ansible's model). */
 export type Handler = 'nginx-reload';

@@ -1,3 +1,5 @@
+import type { Duplex } from 'node:stream';
+
 /** What the rest of dsrctl sees of an SSH connection to one host. */
 export interface ExecResult {
   /** exit status; null when the command died from a signal */
@@ -38,5 +40,12 @@ export interface ConnectTarget {
   agent?: string;
   /** path to an OpenSSH known_hosts file; required: unknown or mismatching host keys are refused */
   knownHosts: string;
+  /** handshake + authentication timeout (ssh2 readyTimeout); default 10 s */
   connectTimeoutMs?: number;
+  /**
+   * Already-connected transport to tunnel over instead of opening a TCP
+   * connection (e.g. a jump host's `forwardOut` channel). `host`/`port` are
+   * still used for known_hosts lookup and messages.
+   */
+  sock?: Duplex;
 }

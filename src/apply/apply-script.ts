@@ -1,0 +1,80 @@
+import { quote } from 'shell-quote';
+import type { HostPlan, Change } from '../plan/types.js';
+import { renderStep, HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
+import { ROLLBACK_RUNNER_SCRIPT } from './rollback-runner.js';
+import { STATE_DIR, ROLLBACK_RUNNER, LAST_RUN, runDir } from './paths.js';
+
+const b64 = (s: string) => quote([Buffer.from(s, 'utf8').toString('base64')]);
+const writeB64 = (content: string, path: string) => `printf '%s' ${b64(content)} | base64 -d > ${quote([path])}`;
+
+/** An undo script for one change: every step runs, the first failure sets the exit status. */
+export function renderUndo(change: Change, run: string): string {
+  return ['rc=0', ...change.undo.map((s) => `${renderStep(s, run)} || rc=1`), 'exit $rc', ''].join('\n');
+}
+
+/**
+ * All changes of one host as one script (one SSH exec). For each change, its undo is journaled on
+ * the host before the change starts; the first failure rolls the host back from that journal and
+ * exits non-zero. Output lines starting with @@dsrctl- report progress to the agent.
+ */
+export function renderApplyScript(plan: HostPlan, runId: string): string {
+  const run = runDir(runId);
+  const q = (s: string) => quote([s]);
+  const lines: string[] = [
+    '#!/bin/sh',
+    `# dsrctl apply: run ${runId} on ${plan.host}`,
+    'set -u',
+    'umask 022',
+    // a dropped SSH session must not stop the script half-way: it finishes or rolls back by itself
+    "trap '' HUP PIPE",
+    HANDLER_FUNCTIONS,
+    `run=${q(run)}`,
+    `mkdir -p ${q(STATE_DIR)} "$run/files" "$run/changes" || exit 1`,
+    writeB64(ROLLBACK_RUNNER_SCRIPT, ROLLBACK_RUNNER),
+    `echo applying > "$run/status"`,
+    `printf '%s\\n' ${q(`run=${runId} host=${plan.host}`)} > "$run/meta"`,
+    `echo ${q(runId)} > ${q(LAST_RUN)}`,
+    'dsrctl_fail() { echo "@@dsrctl-failed $1"; sh ' + q(ROLLBACK_RUNNER) + ' "$run" "apply failed: $1"; exit 1; }',
+  ];
+  plan.changes.forEach((change, i) => {
+    const n = `$run/changes/${String(i + 1).padStart(3, '0')}`;
+    lines.push(
+      `# ${change.summary.replace(/\n/g, ' ')}`,
+      writeB64(renderUndo(change, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.undo`),
+      `printf '%s\\n' ${q(change.summary)} > "${n}.summary"`,
+      `printf '%s\\n' ${q((change.notify ?? []).join(' '))} > "${n}.notify"`,
+      `echo pending > "${n}.state"`,
+      `{ ${change.do.map((s) => renderStep(s, run)).join(' && ')}; } 2>"${n}.err" || dsrctl_fail "change ${i + 1}: ${change.summary.replace(/["$`\\]/g, '')}: $(tr '\\n' ' ' < "${n}.err")"`,
+      `echo done > "${n}.state"`,
+      `echo "@@dsrctl-done ${i + 1}"`,
+    );
+  });
+  const handlers = [...new Set(plan.changes.flatMap((c) => c.notify ?? []))];
+  for (const h of handlers) {
+    lines.push(`${HANDLER_CALL[h]} 2>"$run/handler.err" || dsrctl_fail "handler ${h}: $(tr '\\n' ' ' < "$run/handler.err")"`, `echo "@@dsrctl-handler ${h}"`);
+  }
+  lines.push('echo applied > "$run/status"', 'echo "@@dsrctl-applied"', '');
+  return lines.join('\n');
+}
+
+export interface ApplyOutcome {
+  ok: boolean;
+  /** number of changes that completed */
+  done: number;
+  failure?: string;
+  /** lines of the host-side rollback, when it ran */
+  rollback: string[];
+  rollbackStatus?: string;
+}
+
+export function parseApplyOutput(stdout: string): ApplyOutcome {
+  const out: ApplyOutcome = { ok: false, done: 0, rollback: [] };
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('@@dsrctl-done ')) out.done = Number(line.slice(14));
+    else if (line === '@@dsrctl-applied') out.ok = true;
+    else if (line.startsWith('@@dsrctl-failed ')) out.failure = line.slice(16).trim();
+    else if (line.startsWith('@@dsrctl-undone') || line.startsWith('@@dsrctl-undo-failed')) out.rollback.push(line.slice(9));
+    else if (line.startsWith('@@dsrctl-rollback-status ')) out.rollbackStatus = line.slice(25);
+  }
+  return out;
+}

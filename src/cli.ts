@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { planCommand } from './cli/commands/plan.js';
+import { applyCommand } from './cli/commands/apply.js';
+import { verifyCommand } from './cli/commands/verify.js';
+import { rollbackCommand } from './cli/commands/rollback.js';
+import { labCommand } from './cli/commands/lab.js';
+import { describeError } from './cli/describe-error.js';
+import { EXIT } from './util/errors.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+async function main(argv: string[]): Promise<number> {
+  let code: number = EXIT.ok;
+  const program = new Command('dsrctl')
+    .description('Put an NGINX reverse proxy and its upstreams into IP Transparency or Direct Server Return mode, verified and reversible.')
+    .version(pkg.version)
+    .exitOverride()
+    .showHelpAfterError('(run dsrctl --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 success or nothing to do; 1 the run failed and every host was rolled back;
+            2 bad input or usage, nothing touched; 3 rollback could not complete (a person must look);
+            4 plan --detailed-exitcode: changes pending.
+
+Examples:
+  dsrctl plan -i inventory/prod.yaml
+  dsrctl apply -i inventory/prod.yaml --yes --json
+  dsrctl verify -i inventory/prod.yaml
+  dsrctl rollback -i inventory/prod.yaml --yes
+  dsrctl lab demo`,
+    );
+  const inventoryOpt = () => new Option('-i, --inventory <file>', 'inventory YAML').makeOptionMandatory();
+  const common = (c: Command) => c.addOption(inventoryOpt()).option('--json', 'print one JSON document on stdout').option('-q, --quiet', 'print only errors').option('-v, --verbose', 'show every command');
+
+  common(program.command('plan').description('show what apply would change on each host (read-only)'))
+    .option('--detailed-exitcode', 'exit 0 when nothing would change, 4 when changes are pending')
+    .action(async (o) => {
+      code = await planCommand(o.inventory, o);
+    });
+  common(program.command('apply').description('apply the mode to every host, verify, and roll back on failure'))
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (o) => {
+      code = await applyCommand(o.inventory, o);
+    });
+  common(program.command('verify').description('run the pings and end-to-end probes (read-only)')).action(async (o) => {
+    code = await verifyCommand(o.inventory, o);
+  });
+  common(program.command('rollback').description('undo the last applied run on every host, from their journals'))
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (o) => {
+      code = await rollbackCommand(o.inventory, o);
+    });
+  program
+    .command('lab')
+    .description('the guide\'s topology in network namespaces on this machine (needs root)')
+    .argument('<action>', 'up | down | demo | status')
+    .option('--keep', 'demo: leave the lab running afterwards')
+    .action(async (action: string, o: { keep?: boolean }) => {
+      code = await labCommand(action, o);
+    });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    const { message, exitCode, stack } = describeError(e);
+    process.stderr.write(`dsrctl: ${message}\n`);
+    if (stack && process.env.DSRCTL_DEBUG) process.stderr.write(stack + '\n');
+    return exitCode;
+  }
+  return code;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e) => {
+    process.stderr.write(`dsrctl: internal error: ${(e as Error).stack ?? e}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,29 @@
+import type { GlobalOptions } from '../prepare.js';
+import { connectAndPlan } from '../prepare.js';
+import { closeAll } from '../../engine/hosts.js';
+import { formatPlan, planJson, red } from '../output.js';
+import { EXIT } from '../../util/errors.js';
+import type { HostPlan } from '../../plan/types.js';
+
+export interface PlanOptions extends GlobalOptions {
+  detailedExitcode?: boolean;
+}
+
+export async function planCommand(file: string, opts: PlanOptions): Promise<number> {
+  const prep = await connectAndPlan(file, opts);
+  try {
+    const plans = prep.hosts.map((h) => h.plan).filter((p): p is HostPlan => !!p);
+    const failed = [...prep.errors].map(([host, e]) => ({ host, error: e.message }));
+    const pending = plans.some((p) => p.changes.length > 0);
+    const code = failed.length ? EXIT.failedRolledBack : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
+    if (opts.json) {
+      process.stdout.write(JSON.stringify({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, '<run>')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }, null, 2) + '\n');
+    } else {
+      if (!opts.quiet) console.log('\n' + formatPlan(plans, { commands: true }));
+      for (const f of failed) console.error(red(`${f.host}: ${f.error}`));
+    }
+    return code;
+  } finally {
+    await closeAll(prep.hosts);
+  }
+}

@@ -1,0 +1,38 @@
+import { confirm } from '@inquirer/prompts';
+import type { GlobalOptions } from '../prepare.js';
+import { connectAndPlan } from '../prepare.js';
+import { closeAll } from '../../engine/hosts.js';
+import { rollbackHost, type HostRollbackResult } from '../../engine/apply-host.js';
+import { green, red } from '../output.js';
+import { EXIT, UserError } from '../../util/errors.js';
+
+/** Undo the last applied run on every host, from each host's own journal. Twice is harmless. */
+export async function rollbackCommand(file: string, opts: GlobalOptions): Promise<number> {
+  if (!opts.yes && !process.stdin.isTTY) throw new UserError('rollback changes hosts: confirm on a terminal, or pass --yes when running unattended');
+  if (!opts.yes && !(await confirm({ message: 'Undo the last dsrctl run on every host of this inventory?', default: false }))) return EXIT.ok;
+  const prep = await connectAndPlan(file, opts, false);
+  try {
+    const results: HostRollbackResult[] = [];
+    // upstreams first: their default route must leave before the proxy stops handling their replies
+    for (const role of ['upstream', 'proxy'] as const) {
+      const group = prep.hosts.filter((h) => h.target.role === role && h.session);
+      results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!)))));
+    }
+    const errors = [...prep.errors].map(([host, e]) => ({ host, ok: false, nothing: false, lines: [], error: e.message }) as HostRollbackResult);
+    const all = [...results, ...errors];
+    const ok = all.every((r) => r.ok);
+    const code = ok ? EXIT.ok : EXIT.rollbackIncomplete;
+    if (opts.json) process.stdout.write(JSON.stringify({ command: 'rollback', ok, nothingToUndo: all.every((r) => r.nothing), hosts: all, exitCode: code }, null, 2) + '\n');
+    else if (!opts.quiet) {
+      for (const r of all) {
+        if (!r.ok) console.log(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));
+        else if (r.nothing) console.log(`${r.host}: nothing to undo`);
+        else console.log(green(`${r.host}: rolled back`) + (r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''));
+      }
+      if (all.every((r) => r.nothing && r.ok)) console.log('Nothing to undo on any host.');
+    }
+    return code;
+  } finally {
+    await closeAll(prep.hosts);
+  }
+}

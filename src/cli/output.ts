@@ -1,0 +1,54 @@
+import type { HostPlan } from '../plan/types.js';
+import type { CheckResult } from '../verify/checks.js';
+import { renderStep } from '../apply/render-step.js';
+import { runDir } from '../apply/paths.js';
+
+const useColor = () => process.stdout.isTTY && !process.env.NO_COLOR;
+const paint = (code: string) => (s: string) => (useColor() ? `\x1b[${code}m${s}\x1b[0m` : s);
+export const green = paint('32');
+export const red = paint('31');
+export const yellow = paint('33');
+export const bold = paint('1');
+export const dim = paint('2');
+
+/** The plan as a person reads it: per host, each change, its commands, and file diffs. */
+export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?: string }): string {
+  const out: string[] = [];
+  for (const p of plans) {
+    out.push(bold(`${p.host} (${p.role}): ${p.changes.length === 0 ? 'no changes' : `${p.changes.length} change${p.changes.length > 1 ? 's' : ''}`}`));
+    for (const c of p.changes) {
+      const sign = c.action === 'create' ? green('+') : c.action === 'delete' ? red('-') : yellow('~');
+      out.push(`  ${sign} ${c.summary}`);
+      if (opts.commands)
+        for (const s of c.do) if (!('write' in s)) out.push(dim(`      $ ${renderStep(s, runDir(opts.runId ?? '<run>'))}`));
+      if (c.diff) out.push(...c.diff.trimEnd().split('\n').map((l) => `      ${l.startsWith('+') ? green(l) : l.startsWith('-') ? red(l) : dim(l)}`));
+    }
+    for (const n of p.notes) out.push(yellow(`  note: ${n}`));
+  }
+  const total = plans.reduce((n, p) => n + p.changes.length, 0);
+  out.push('', total === 0 ? 'Nothing to change: every host is in the desired state.' : `Plan: ${total} change${total > 1 ? 's' : ''} on ${plans.filter((p) => p.changes.length).length} host(s).`);
+  return out.join('\n');
+}
+
+export function formatChecks(results: CheckResult[]): string {
+  return results.map((r) => `  ${r.ok ? green('ok  ') : red('FAIL')} ${r.description}${r.ok && r.kind === 'ping' ? '' : `: ${r.detail}`}`).join('\n');
+}
+
+/** JSON form of a plan: commands rendered exactly as they will run. */
+export function planJson(p: HostPlan, runId: string) {
+  const run = runDir(runId);
+  return {
+    host: p.host,
+    role: p.role,
+    notes: p.notes,
+    changes: p.changes.map((c) => ({
+      kind: c.kind,
+      id: c.id,
+      action: c.action,
+      summary: c.summary,
+      commands: c.do.map((s) => ('write' in s ? `write ${s.write.path}` : renderStep(s, run))),
+      undo: c.undo.map((s) => renderStep(s, run)),
+      diff: c.diff,
+    })),
+  };
+}

@@ -1,0 +1,64 @@
+import { Listr } from 'listr2';
+import type { Inventory } from '../inventory/schema.js';
+import { loadInventory } from '../inventory/load.js';
+import { loadPlaybook, type Playbook } from '../playbook/load.js';
+import { desiredHosts } from '../plan/desired.js';
+import { inventoryTargets } from '../ssh/targets.js';
+import { connectHost, gatherFacts, planFor, type HostState } from '../engine/hosts.js';
+
+export interface GlobalOptions {
+  json?: boolean;
+  yes?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+export function rendererFor(opts: GlobalOptions): 'default' | 'simple' | 'silent' {
+  if (opts.json || opts.quiet) return 'silent';
+  return process.stdout.isTTY ? 'default' : 'simple';
+}
+
+export interface Prepared {
+  inv: Inventory;
+  pb: Playbook;
+  hosts: HostState[];
+  /** per host: the error that stopped connect/facts/plan */
+  errors: Map<string, Error>;
+}
+
+/** Pure input stage: inventory, playbook, desired resources, SSH targets. Throws UserError on bad input. */
+export function loadAll(file: string): { inv: Inventory; pb: Playbook; hosts: HostState[] } {
+  const { inventory: inv } = loadInventory(file);
+  const pb = loadPlaybook(inv.mode);
+  if (!pb.protocols.includes(inv.service.protocol)) throw new Error(`${inv.mode} does not support ${inv.service.protocol}`);
+  const targets = inventoryTargets(inv);
+  const hosts = desiredHosts(inv, pb).map((target, i) => ({ target, ssh: targets[i]! }));
+  return { inv, pb, hosts };
+}
+
+/** Connect to every host, read facts, plan: one listr2 branch per host, all in parallel. */
+export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true): Promise<Prepared> {
+  const { inv, pb, hosts } = loadAll(file);
+  const errors = new Map<string, Error>();
+  await new Listr(
+    hosts.map((h) => ({
+      title: `${h.target.name}: connect to ${h.ssh.user}@${h.ssh.host}`,
+      task: async (_ctx: unknown, task: { title: string }) => {
+        try {
+          await connectHost(h);
+          task.title = `${h.target.name}: read facts`;
+          const facts = await gatherFacts(h, inv, pb);
+          if (doPlan) {
+            const plan = planFor(h, inv, pb);
+            task.title = `${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${facts.hostname}, kernel ${facts.kernel})`;
+          } else task.title = `${h.target.name}: connected (${facts.hostname})`;
+        } catch (e) {
+          errors.set(h.target.name, e as Error);
+          throw e;
+        }
+      },
+    })),
+    { concurrent: true, exitOnError: false, renderer: rendererFor(opts), collectErrors: false },
+  ).run();
+  return { inv, pb, hosts, errors };
+}

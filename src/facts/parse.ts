@@ -1,0 +1,124 @@
+import { FACTS_FORMAT_VERSION, FactsParseError, parseKeyValues, splitSections, type Section } from './format.js';
+import { parseFileSection } from './parsers/files.js';
+import { parseIpAddr, parseIpRoutes, parseIpRules } from './parsers/ip-json.js';
+import { parseIptablesSave, parseIptablesVariant } from './parsers/iptables-save.js';
+import { parseNginx } from './parsers/nginx.js';
+import { parseSysctl } from './parsers/sysctl.js';
+import type { FileFact, HostFacts, IptablesFacts } from './types.js';
+
+export { FactsParseError } from './format.js';
+
+const SINGLE = [
+  'facts', 'hostname', 'kernel', 'uid', 'systemd', 'ip-addr', 'ip-rule', 'ip-route', 'iptables-version',
+  'iptables-save', 'nginx-version', 'nginx-modules', 'nginx-pid', 'dsrctl-journal', 'dsrctl-lock',
+  'dsrctl-reverted', 'done',
+] as const;
+type SingleName = (typeof SINGLE)[number];
+
+const reason = (rc: number) => (rc === 127 ? 'command not found' : `exit status ${rc}`);
+
+/** Parses the stdout of the script from `buildFactsScript`. Throws FactsParseError naming the section. */
+export function parseFacts(stdout: string): HostFacts {
+  const sections = splitSections(stdout);
+  const single = new Map<SingleName, Section>();
+  const repeated: Record<'sysctl' | 'file', Section[]> = { sysctl: [], file: [] };
+  for (const s of sections) {
+    if (s.name === 'sysctl' || s.name === 'file') repeated[s.name].push(s);
+    else if ((SINGLE as readonly string[]).includes(s.name)) {
+      if (single.has(s.name as SingleName)) throw new FactsParseError(s.name, `section appears twice (line ${s.line})`);
+      single.set(s.name as SingleName, s);
+    }
+    // unknown sections (a newer script) are ignored
+  }
+  const first = sections[0];
+  if (first?.name !== 'facts') {
+    throw new FactsParseError('facts', 'output does not start with the facts header: not produced by the dsrctl facts script', stdout.split('\n')[0] ?? '');
+  }
+  const format = parseKeyValues('facts', first.body).get('format');
+  if (format !== String(FACTS_FORMAT_VERSION)) throw new FactsParseError('facts', `unsupported format (expected ${FACTS_FORMAT_VERSION})`, first.body);
+  for (const name of SINGLE) {
+    if (!single.has(name)) throw new FactsParseError(name, 'section missing (output truncated?)');
+  }
+  const get = (name: SingleName) => single.get(name)!;
+
+  const incomplete: { section: string; reason: string }[] = [];
+  /** body of a section whose command must succeed; a failure is recorded, the body is then "" */
+  const ok = (name: SingleName): string => {
+    const s = get(name);
+    if (s.rc === 0) return s.body;
+    incomplete.push({ section: name, reason: reason(s.rc) });
+    return '';
+  };
+  /** ip is what dsrctl plans from: without it there are no facts worth planning on */
+  const must = (name: SingleName): string => {
+    const s = get(name);
+    if (s.rc !== 0) throw new FactsParseError(name, `command failed (${reason(s.rc)})`, s.body.split('\n')[0] ?? '');
+    return s.body;
+  };
+
+  const hostname = must('hostname').trim();
+  const kernel = must('kernel').trim();
+  const uidText = must('uid').trim();
+  if (!/^\d+$/.test(uidText)) throw new FactsParseError('uid', 'not a number', uidText);
+  const systemd = get('systemd').body.trim();
+  if (systemd !== 'yes' && systemd !== 'no') throw new FactsParseError('systemd', 'expected yes or no', systemd);
+
+  // sysctl
+  const sysctl: Record<string, string> = {};
+  const sysctlMissing: string[] = [];
+  for (const s of repeated.sysctl) {
+    const entry = parseSysctl(s.body);
+    if (entry.status === 'ok') sysctl[entry.key] = entry.value;
+    else if (entry.status === 'missing') sysctlMissing.push(entry.key);
+    else incomplete.push({ section: 'sysctl', reason: `${entry.key}: unreadable` });
+  }
+
+  // iptables
+  const ver = get('iptables-version');
+  const iptables: IptablesFacts = { variant: null, save: '', tables: {} };
+  if (ver.rc !== 127) {
+    if (ver.rc !== 0) incomplete.push({ section: 'iptables-version', reason: reason(ver.rc) });
+    iptables.variant = parseIptablesVariant(ver.body);
+    const save = get('iptables-save');
+    if (save.rc === 0) {
+      iptables.save = save.body === '' ? '' : `${save.body}\n`;
+      iptables.tables = parseIptablesSave(save.body);
+    } else {
+      iptables.error = `iptables-save failed (${reason(save.rc)})`;
+      incomplete.push({ section: 'iptables-save', reason: reason(save.rc) });
+    }
+  }
+
+  // files
+  const files: Record<string, FileFact> = {};
+  const unreadable = (f: FileFact, section: string) => {
+    if (f.exists && f.type === 'file' && f.readable === false) incomplete.push({ section, reason: `${f.path}: unreadable` });
+  };
+  for (const s of repeated.file) {
+    const f = parseFileSection(s.body);
+    files[f.path] = f;
+    unreadable(f, 'file');
+  }
+  const state = (name: 'dsrctl-journal' | 'dsrctl-lock' | 'dsrctl-reverted'): string | null => {
+    const f = parseFileSection(get(name).body, name);
+    unreadable(f, name);
+    return f.content ?? null;
+  };
+
+  return {
+    hostname,
+    kernel,
+    uid: Number(uidText),
+    hasSystemd: systemd === 'yes',
+    interfaces: parseIpAddr(must('ip-addr')),
+    rules: parseIpRules(must('ip-rule')),
+    routes: parseIpRoutes(must('ip-route')),
+    sysctl,
+    sysctlMissing,
+    iptables,
+    nginx: parseNginx(get('nginx-version'), ok('nginx-modules'), ok('nginx-pid')),
+    files,
+    dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
+    incomplete,
+  };
+}

@@ -1,0 +1,55 @@
+import { createHash } from 'node:crypto';
+import { FactsParseError, parseKeyValues } from '../format.js';
+import type { FileFact } from '../types.js';
+
+const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * One `file` section (also used for the dsrctl state files): path=, exists=0|1, type=, mode=,
+ * sha256=, content= (base64 of the exact bytes) or readable=0. The sha256 is checked against the
+ * decoded bytes, so a file that changed between the two reads (or a cut-off line) is an error.
+ */
+export function parseFileSection(body: string, section = 'file'): FileFact {
+  const kv = parseKeyValues(section, body);
+  const lines = body.split('\n');
+  const line = (key: string) => lines.find((l) => l.startsWith(`${key}=`)) ?? '';
+  const path = kv.get('path');
+  if (!path) throw new FactsParseError(section, 'no path= line', lines[0] ?? '');
+  const exists = kv.get('exists');
+  if (exists === '0') return { path, exists: false };
+  if (exists !== '1') throw new FactsParseError(section, `${path}: bad exists=`, line('exists') || lines[1] || '');
+
+  const fact: FileFact = { path, exists: true };
+  const type = kv.get('type');
+  if (type === 'file' || type === 'dir' || type === 'other') fact.type = type;
+  else if (type !== undefined) throw new FactsParseError(section, `${path}: bad type=`, line('type'));
+  const mode = kv.get('mode');
+  if (mode !== undefined) {
+    if (!/^[0-7]{1,4}$/.test(mode)) throw new FactsParseError(section, `${path}: bad mode=`, line('mode'));
+    fact.mode = mode;
+  }
+  if (fact.type !== 'file') return fact;
+
+  if (kv.get('readable') === '0') {
+    fact.readable = false;
+    return fact;
+  }
+  const b64 = kv.get('content');
+  if (b64 === undefined) {
+    // readable but no base64 tool: content unknown
+    fact.readable = false;
+    return fact;
+  }
+  if (b64.length % 4 !== 0 || !B64_RE.test(b64)) throw new FactsParseError(section, `${path}: content= is not base64`, line('content'));
+  const bytes = Buffer.from(b64, 'base64');
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const reported = kv.get('sha256');
+  if (reported !== undefined && reported !== sha256) {
+    throw new FactsParseError(section, `${path}: sha256 of the content does not match (file changed while being read?)`, line('sha256'));
+  }
+  fact.readable = true;
+  fact.content = bytes.toString('utf8');
+  fact.contentBase64 = b64;
+  fact.sha256 = sha256;
+  return fact;
+}

@@ -1,0 +1,165 @@
+import { quote } from 'shell-quote';
+import { FACTS_FORMAT_VERSION, MARKER_PREFIX } from './format.js';
+import type { FactsRequest } from './types.js';
+
+/** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
+export const DSRCTL_STATE_FILES = {
+  journal: '/var/lib/dsrctl/journal.json',
+  lock: '/var/lib/dsrctl/lock',
+  reverted: '/var/lib/dsrctl/reverted',
+} as const;
+
+const SYSCTL_KEY_RE = /^[a-z0-9_.\-/]+$/;
+
+/**
+ * Checks a sysctl key ("net.ipv4.ip_forward", or with a "/" where an interface name has a dot:
+ * "net.ipv4.conf.eth0/100.rp_filter") and returns the file under /proc/sys that holds it.
+ */
+export function sysctlProcPath(key: string): string {
+  if (!SYSCTL_KEY_RE.test(key)) throw new Error(`invalid sysctl key ${JSON.stringify(key)}: only a-z 0-9 _ . - / allowed`);
+  // sysctl(8) naming: "." separates levels, "/" stands for a "." inside one level
+  const rel = key.replace(/[./]/g, (c) => (c === '.' ? '/' : '.'));
+  const parts = rel.split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..' || p.startsWith('-'))) {
+    throw new Error(`invalid sysctl key ${JSON.stringify(key)}: empty, "." or ".." level, or a level starting with "-"`);
+  }
+  return `/proc/sys/${rel}`;
+}
+
+export function checkFactsPath(path: string): string {
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new Error(`invalid file path ${JSON.stringify(path)}: not absolute`);
+  if (/[\0\n]/.test(path)) throw new Error(`invalid file path ${JSON.stringify(path)}: contains NUL or newline`);
+  return path;
+}
+
+const q = (s: string) => quote([s]);
+
+/** Shell helpers; every marker line comes from `b` and `e`. */
+const PRELUDE = String.raw`# dsrctl facts: read-only, POSIX sh; every section prints what it can
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+LC_ALL=C
+export PATH LC_ALL
+b() { printf '%sbegin %s@@\n' '${MARKER_PREFIX}' "$1"; }
+e() { printf '%send %s rc=%s@@\n' '${MARKER_PREFIX}' "$1" "$2"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+# out TEXT: print a captured output with its newline back (nothing when empty)
+out() { [ -z "$1" ] || printf '%s\n' "$1"; }
+# run NAME CMD...: the command's stdout is the body (stderr dropped), its exit status goes in the end marker
+run() {
+  _n=$1; shift
+  b "$_n"
+  if have "$1"; then _o=$("$@" 2>/dev/null); _r=$?; out "$_o"; else _r=127; fi
+  e "$_n" "$_r"
+}
+if base64 -w0 </dev/null >/dev/null 2>&1; then
+  b64() { base64 -w0; }
+else
+  b64() { base64 | tr -d '\n'; }
+fi
+# fileinfo NAME PATH: exists, type, mode, sha256 and base64 content of one file
+fileinfo() {
+  b "$1"
+  printf 'path=%s\n' "$2"
+  if [ -e "$2" ]; then
+    printf 'exists=1\n'
+    if [ -f "$2" ]; then _t=file; elif [ -d "$2" ]; then _t=dir; else _t=other; fi
+    printf 'type=%s\n' "$_t"
+    if _m=$(stat -L -c %a "$2" 2>/dev/null); then printf 'mode=%s\n' "$_m"; fi
+    if [ "$_t" = file ]; then
+      if [ -r "$2" ]; then
+        if _h=$(sha256sum <"$2" 2>/dev/null); then printf 'sha256=%s\n' "${'$'}{_h%% *}"; fi
+        if have base64 && _c=$(b64 <"$2"); then printf 'content=%s\n' "$_c"; else printf 'content-error=no base64\n'; fi
+      else
+        printf 'readable=0\n'
+      fi
+    fi
+  else
+    printf 'exists=0\n'
+  fi
+  e "$1" 0
+}
+# sysctl KEY PROCPATH
+sysctl_value() {
+  b sysctl
+  printf 'key=%s\n' "$1"
+  if [ -f "$2" ]; then
+    if _v=$(cat "$2" 2>/dev/null); then printf 'status=ok\nvalue=%s\n' "$_v"; else printf 'status=unreadable\n'; fi
+  else
+    printf 'status=missing\n'
+  fi
+  e sysctl 0
+}
+# nginx_opt NAME: value of --NAME= in nginx -V
+nginx_opt() { printf '%s\n' "$NV" | sed -n "s/.*--$1=\([^ ]*\).*/\1/p" | head -n 1; }
+nginx_path() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$NPREFIX" "$1" ;; esac; }
+`;
+
+const NGINX = String.raw`
+  b nginx-version
+  if have nginx; then NV=$(nginx -V 2>&1); _r=$?; out "$NV"; else NV=; _r=127; fi
+  e nginx-version "$_r"
+  NPREFIX=$(nginx_opt prefix)
+  NCONF=$(nginx_opt conf-path)
+  if [ -n "$NCONF" ]; then NCONF=$(nginx_path "$NCONF"); else NCONF=/etc/nginx/nginx.conf; fi
+  NPID=
+  if [ -r "$NCONF" ]; then
+    NPID=$(sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*$/\1/p' "$NCONF" 2>/dev/null | head -n 1)
+  fi
+  [ -n "$NPID" ] || NPID=$(nginx_opt pid-path)
+  if [ -n "$NPID" ]; then NPID=$(nginx_path "$NPID"); else NPID=/run/nginx.pid; fi
+  b nginx-modules
+  NDIR=${'$'}{NCONF%/*}
+  for _f in "$NCONF" "$NDIR"/modules-enabled/*.conf; do
+    if [ -f "$_f" ] && [ -r "$_f" ]; then grep -h '^[[:space:]]*load_module[[:space:]]' "$_f" 2>/dev/null; fi
+  done
+  if [ "$NDIR" != /etc/nginx ]; then
+    for _f in /etc/nginx/modules-enabled/*.conf; do
+      if [ -f "$_f" ] && [ -r "$_f" ]; then grep -h '^[[:space:]]*load_module[[:space:]]' "$_f" 2>/dev/null; fi
+    done
+  fi
+  e nginx-modules 0
+  b nginx-pid
+  printf 'pidfile=%s\n' "$NPID"
+  if [ -r "$NPID" ]; then
+    _p=$(head -n 1 "$NPID" 2>/dev/null | tr -cd 0-9)
+    if [ -n "$_p" ]; then
+      printf 'pid=%s\n' "$_p"
+      if kill -0 "$_p" 2>/dev/null || [ -d "/proc/$_p" ]; then printf 'alive=1\n'; else printf 'alive=0\n'; fi
+      if [ -r "/proc/$_p/comm" ]; then printf 'comm=%s\n' "$(cat "/proc/$_p/comm" 2>/dev/null)"; fi
+    fi
+  fi
+  e nginx-pid 0
+`;
+
+/**
+ * The read-only POSIX sh script that gathers one host's facts in a single exec (`sh -s`, script on
+ * stdin). Runs under dash, as root or not; a missing tool only empties its own section.
+ * Keys and paths are validated (throws on bad ones) and shell-quoted.
+ */
+export function buildFactsScript(req: FactsRequest): string {
+  const sysctls = [...new Set(req.sysctls)].map((k) => ({ key: k, proc: sysctlProcPath(k) }));
+  const files = [...new Set(req.files)].map(checkFactsPath);
+
+  const body: string[] = [
+    `  b facts; printf 'format=%s\\n' ${FACTS_FORMAT_VERSION}; e facts 0`,
+    '  run hostname uname -n',
+    '  run kernel uname -r',
+    '  run uid id -u',
+    '  b systemd; if [ -d /run/systemd/system ]; then echo yes; else echo no; fi; e systemd 0',
+    '  run ip-addr ip -j addr show',
+    '  run ip-rule ip -j -4 rule show',
+    '  run ip-route ip -j -4 route show table all',
+    ...sysctls.map(({ key, proc }) => `  sysctl_value ${q(key)} ${q(proc)}`),
+    '  run iptables-version iptables -V',
+    '  run iptables-save iptables-save',
+    NGINX.replace(/^\n|\n$/g, ''),
+    ...files.map((p) => `  fileinfo file ${q(p)}`),
+    `  fileinfo dsrctl-journal ${q(DSRCTL_STATE_FILES.journal)}`,
+    `  fileinfo dsrctl-lock ${q(DSRCTL_STATE_FILES.lock)}`,
+    `  fileinfo dsrctl-reverted ${q(DSRCTL_STATE_FILES.reverted)}`,
+    '  b done; e done 0',
+  ];
+  // Everything runs inside one function called with stdin from /dev/null: the shell reads the whole
+  // definition before running anything, and no command can eat the rest of the script from `sh -s`.
+  return `${PRELUDE}dsrctl_facts() {\n${body.join('\n')}\n}\ndsrctl_facts </dev/null\nexit 0\n`;
+}

@@ -1,0 +1,21 @@
+import type { Inventory } from '../inventory/schema.js';
+import type { Playbook } from '../playbook/load.js';
+import type { HostFacts } from '../facts/types.js';
+import type { HostPlan } from './types.js';
+import { RESOURCE_KINDS } from '../resources/index.js';
+import { planContext, type HostTarget } from './desired.js';
+
+/** desired × Facts -> the changes of one host, in playbook order. Pure. */
+export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts: HostFacts): HostPlan {
+  const ctx = planContext(inv, pb, target);
+  const changes = [];
+  for (const d of target.desired) {
+    const change = RESOURCE_KINDS[d.kind]!.plan(d.spec, facts, ctx);
+    if (change) changes.push(change);
+  }
+  const notes: string[] = [];
+  if (target.role === 'proxy' && pb.health_checks === 'active')
+    notes.push('DSR: nginx never sees the replies, so passive health checks cannot work; run `dsrctl verify` on a schedule for active checks.');
+  if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root`);
+  return { host: target.name, role: target.role, changes, notes };
+}

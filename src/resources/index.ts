@@ -1,0 +1,12 @@
+import type { ResourceKind } from './types.js';
+import { sysctl } from './sysctl.js';
+import { ipRule } from './ip-rule.js';
+import { ipRoute } from './ip-route.js';
+import { defaultRoute } from './default-route.js';
+import { iptablesRule } from './iptables-rule.js';
+import { nginxMainDirective, nginxManagedConfig } from './nginx-files.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const RESOURCE_KINDS: Record<string, ResourceKind<any>> = Object.fromEntries(
+  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxManagedConfig].map((k) => [k.kind, k]),
+);

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import type { ResourceKind } from './types.js';
+import type { IpRoute } from '../facts/types.js';
+import { ipv4 } from '../inventory/schema.js';
+
+const schema = z.object({
+  type: z.enum(['local', 'unicast']).default('unicast'),
+  dst: z.string().regex(/^[0-9./]+$|^default$/),
+  dev: z.string().regex(/^[A-Za-z0-9_.@-]{1,15}$/).optional(),
+  via: ipv4.optional(),
+  table: z.string().regex(/^[0-9]+$|^main$/).default('main'),
+});
+type Spec = z.infer<typeof schema>;
+
+/** iproute2 prints 0.0.0.0/0 as "default" and host routes without /32. */
+export function normDst(dst: string): string {
+  if (dst === '0.0.0.0/0' || dst === 'default') return 'default';
+  return dst.endsWith('/32') ? dst.slice(0, -3) : dst;
+}
+
+export function routeMatches(r: IpRoute, spec: Spec): boolean {
+  return (
+    (r.type ?? 'unicast') === spec.type &&
+    normDst(r.dst) === normDst(spec.dst) &&
+    (r.table ?? 'main') === spec.table &&
+    (spec.dev === undefined || r.dev === spec.dev) &&
+    (spec.via === undefined || r.gateway === spec.via)
+  );
+}
+
+export function routeArgs(spec: Spec): string[] {
+  return [
+    ...(spec.type === 'local' ? ['local'] : []),
+    spec.dst,
+    ...(spec.via ? ['via', spec.via] : []),
+    ...(spec.dev ? ['dev', spec.dev] : []),
+    'table',
+    spec.table,
+  ];
+}
+
+export const ipRoute: ResourceKind<z.input<typeof schema>> = {
+  kind: 'ip-route',
+  schema,
+  plan(input, facts) {
+    const spec = schema.parse(input);
+    if (facts.routes.some((r) => routeMatches(r, spec))) return null;
+    const args = routeArgs(spec);
+    return {
+      kind: 'ip-route',
+      id: `ip route ${args.join(' ')}`,
+      action: 'create',
+      summary: `add ip route ${args.join(' ')}`,
+      do: [{ run: ['ip', 'route', 'add', ...args] }],
+      undo: [{ run: ['ip', 'route', 'del', ...args] }],
+    };
+  },
+};

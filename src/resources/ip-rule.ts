@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import type { ResourceKind } from './types.js';
+import type { IpRule } from '../facts/types.js';
+
+const schema = z.object({
+  fwmark: z.string().regex(/^(0x[0-9a-f]+|\d+)$/i),
+  table: z.string().regex(/^[0-9]+$/),
+});
+type Spec = z.infer<typeof schema>;
+
+const num = (s: string | undefined) => (s === undefined ? undefined : Number(s));
+
+/** `ip rule add fwmark 1 lookup 100`: matches a rule with exactly that mark (full mask) and table, from all. */
+export function matchesRule(r: IpRule, spec: Spec): boolean {
+  const fullMask = r.fwmask === undefined || num(r.fwmask) === 0xffffffff;
+  return num(r.fwmark) === num(spec.fwmark) && fullMask && r.table === spec.table && (r.src === undefined || r.src === 'all');
+}
+
+export const ipRule: ResourceKind<Spec> = {
+  kind: 'ip-rule',
+  schema,
+  plan(spec, facts) {
+    if (facts.rules.some((r) => matchesRule(r, spec))) return null;
+    const args = ['fwmark', spec.fwmark, 'lookup', spec.table];
+    return {
+      kind: 'ip-rule',
+      id: `ip rule ${args.join(' ')}`,
+      action: 'create',
+      summary: `add ip rule ${args.join(' ')}`,
+      do: [{ run: ['ip', 'rule', 'add', ...args] }],
+      undo: [{ run: ['ip', 'rule', 'del', ...args] }],
+    };
+  },
+};

@@ -1,0 +1,24 @@
+import { z } from 'zod';
+import { PlanError, type ResourceKind } from './types.js';
+
+const schema = z.object({ key: z.string().regex(/^[a-z0-9_.]+$/), value: z.string().regex(/^[0-9 ]+$/) });
+type Spec = z.infer<typeof schema>;
+
+export const sysctl: ResourceKind<Spec> = {
+  kind: 'sysctl',
+  schema,
+  facts: (spec) => ({ sysctls: [spec.key] }),
+  plan(spec, facts, ctx) {
+    const current = facts.sysctl[spec.key];
+    if (current === undefined) throw new PlanError(ctx.host, `sysctl ${spec.key} does not exist on this kernel`);
+    if (current === spec.value) return null;
+    return {
+      kind: 'sysctl',
+      id: `sysctl ${spec.key}`,
+      action: 'update',
+      summary: `set ${spec.key} ${current} -> ${spec.value}`,
+      do: [{ run: ['sysctl', '-q', '-w', `${spec.key}=${spec.value}`] }],
+      undo: [{ run: ['sysctl', '-q', '-w', `${spec.key}=${current}`] }],
+    };
+  },
+};

@@ -1,0 +1,35 @@
+import type { z } from 'zod';
+import type { Inventory, Upstream } from '../inventory/schema.js';
+import type { Playbook } from '../playbook/load.js';
+import type { FactsRequest, HostFacts } from '../facts/types.js';
+import type { Change } from '../plan/types.js';
+
+export interface PlanContext {
+  inventory: Inventory;
+  playbook: Playbook;
+  role: 'proxy' | 'upstream';
+  host: string;
+  upstream?: Upstream;
+  /** per-host scratch shared by resources of one plan (e.g. iptables tables this plan creates) */
+  shared: Map<string, unknown>;
+}
+
+/** A resource kind reads its current state from Facts and produces the change (with exact undo) to reach the spec. */
+export interface ResourceKind<S> {
+  kind: string;
+  schema: z.ZodType<S>;
+  facts?(spec: S, ctx: PlanContext): Partial<FactsRequest>;
+  /** null when the host is already in the desired state */
+  plan(spec: S, facts: HostFacts, ctx: PlanContext): Change | null;
+}
+
+/** Facts contradict what the resource needs (e.g. a sysctl that does not exist): the plan cannot be made. */
+export class PlanError extends Error {
+  constructor(
+    readonly host: string,
+    message: string,
+  ) {
+    super(`${host}: ${message}`);
+    this.name = 'PlanError';
+  }
+}

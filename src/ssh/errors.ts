@@ -1,0 +1,129 @@
+/**
+ * Errors raised by the SSH layer. Every message already names the host
+ * ("dev1 (root@10.211.0.11:22): ..."), so the CLI can print `err.message`
+ * for any `SshError` without a stack trace.
+ */
+
+export class SshError extends Error {
+  /** inventory name of the host */
+  readonly host: string;
+  /** "user@address:port" */
+  readonly target: string;
+
+  constructor(host: string, target: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SshError';
+    this.host = host;
+    this.target = target;
+  }
+}
+
+/** "dev1 (root@10.211.0.11:22)" */
+export function hostLabel(host: string, target: string): string {
+  return `${host} (${target})`;
+}
+
+/** Local configuration problem: missing known_hosts, unreadable/undecryptable key file, no auth method. */
+export class SshConfigError extends SshError {
+  constructor(host: string, target: string, message: string, options?: { cause?: unknown }) {
+    super(host, target, message, options);
+    this.name = 'SshConfigError';
+  }
+}
+
+/** The server's host key is not trusted: unknown, different from known_hosts, or revoked. */
+export class HostKeyError extends SshError {
+  readonly reason: 'unknown' | 'mismatch' | 'revoked';
+  /** fingerprint of the key the server presented (SHA256:...) */
+  readonly fingerprint: string;
+  readonly keyType: string;
+  /** recorded fingerprints for this host, for 'mismatch' */
+  readonly expected?: string[];
+  readonly knownHostsPath: string;
+
+  constructor(
+    host: string,
+    target: string,
+    message: string,
+    details: {
+      reason: 'unknown' | 'mismatch' | 'revoked';
+      fingerprint: string;
+      keyType: string;
+      expected?: string[];
+      knownHostsPath: string;
+    },
+  ) {
+    super(host, target, message);
+    this.name = 'HostKeyError';
+    this.reason = details.reason;
+    this.fingerprint = details.fingerprint;
+    this.keyType = details.keyType;
+    if (details.expected) this.expected = details.expected;
+    this.knownHostsPath = details.knownHostsPath;
+  }
+}
+
+/** The server rejected every configured authentication method. */
+export class AuthError extends SshError {
+  /** methods that were tried: "publickey", "agent", "password" */
+  readonly methods: string[];
+
+  constructor(host: string, target: string, message: string, methods: string[], options?: { cause?: unknown }) {
+    super(host, target, message, options);
+    this.name = 'AuthError';
+    this.methods = methods;
+  }
+}
+
+/**
+ * Could not connect (refused, DNS, handshake timeout) or the connection was
+ * lost/closed. Pending and later execs on a dead session reject with this.
+ */
+export class HostConnectionError extends SshError {
+  /** 'connect': never got a session; 'lost': dropped while in use; 'closed': close() was called */
+  readonly phase: 'connect' | 'lost' | 'closed';
+
+  constructor(
+    host: string,
+    target: string,
+    message: string,
+    phase: 'connect' | 'lost' | 'closed',
+    options?: { cause?: unknown },
+  ) {
+    super(host, target, message, options);
+    this.name = 'HostConnectionError';
+    this.phase = phase;
+  }
+}
+
+/** An exec exceeded its timeout; the remote command was sent KILL and its channel closed. */
+export class ExecTimeoutError extends SshError {
+  readonly timeoutMs: number;
+  /** output collected before the timeout */
+  readonly stdout: string;
+  readonly stderr: string;
+
+  constructor(host: string, target: string, timeoutMs: number, stdout: string, stderr: string) {
+    super(
+      host,
+      target,
+      `${hostLabel(host, target)}: command timed out after ${formatMs(timeoutMs)}; killed`,
+    );
+    this.name = 'ExecTimeoutError';
+    this.timeoutMs = timeoutMs;
+    this.stdout = stdout;
+    this.stderr = stderr;
+  }
+}
+
+/** The server refused the exec request or ended the command without an exit status. */
+export class ExecError extends SshError {
+  constructor(host: string, target: string, message: string, options?: { cause?: unknown }) {
+    super(host, target, message, options);
+    this.name = 'ExecError';
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}

@@ -1,0 +1,473 @@
+#!/usr/bin/env bash
+# dsrctl test lab: the NGINX guide's topology in network namespaces on this machine.
+#
+#   lab.sh up                    build the lab (tears down any previous one first)
+#   lab.sh down                  remove everything the lab made (always exits 0)
+#   lab.sh status                list the lab's namespaces and processes; exit 0 if up, 1 if not
+#   lab.sh exec HOST -- CMD...   run CMD in HOST's net, mount and UTS namespaces
+#   lab.sh pids HOST             print HOST's sshd PID (the router's anchor PID for "router")
+#
+# Environment:
+#   DSR_LAB_DIR        state directory (default <repo>/.lab)
+#   DSR_LAB_PREFIX     namespace/link name prefix (default dsr, at most 10 characters)
+#   DSR_LAB_MODE       mode written to the inventory (default ip-transparency)
+#   DSR_LAB_PROTOCOL   service protocol written to the inventory (default http)
+#   DSR_LAB_INVENTORY  inventory to write (default <repo>/inventory/lab.yaml)
+#
+# Topology (the guide's addresses):
+#   public  192.168.99.0/24  bridge br-pub  in <prefix>-sw: client .1, proxy .10, router .254  (pub0)
+#   private 172.16.0.0/24    bridge br-priv in <prefix>-sw: proxy .1, dev1-4 .11-.14, router .254 (priv0)
+#   mgmt    10.211.0.0/24    bridge <prefix>-mgmt in the ROOT namespace (10.211.0.1):
+#                            client .2, proxy .10, dev1-4 .11-.14 (mgmt0); the router has none.
+# The lab's only trace in the root namespace is that bridge (with its connected route) and the
+# bridge ports <prefix>-m-<cl|px|d1..d4>; IPv6 is disabled on them so no fe80::/64 route appears.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+LAB=$(realpath -m "${DSR_LAB_DIR:-$repo/.lab}")
+P=${DSR_LAB_PREFIX:-dsr}
+MODE=${DSR_LAB_MODE:-ip-transparency}
+PROTOCOL=${DSR_LAB_PROTOCOL:-http}
+INVENTORY=${DSR_LAB_INVENTORY:-$repo/inventory/lab.yaml}
+
+HOSTS=(client proxy router dev1 dev2 dev3 dev4) # every host namespace
+SSH_HOSTS=(client proxy dev1 dev2 dev3 dev4)    # hosts with mgmt0 + sshd
+NGINX_HOSTS=(proxy dev1 dev2 dev3 dev4)
+SW=$P-sw
+MGMT_BR=$P-mgmt
+MGMT_GW=10.211.0.1
+
+declare -A MGMT_IP=([client]=10.211.0.2 [proxy]=10.211.0.10 [dev1]=10.211.0.11 [dev2]=10.211.0.12 [dev3]=10.211.0.13 [dev4]=10.211.0.14)
+declare -A PUB_IP=([client]=192.168.99.1 [proxy]=192.168.99.10 [router]=192.168.99.254)
+declare -A PRIV_IP=([proxy]=172.16.0.1 [router]=172.16.0.254 [dev1]=172.16.0.11 [dev2]=172.16.0.12 [dev3]=172.16.0.13 [dev4]=172.16.0.14)
+declare -A CODE=([client]=cl [proxy]=px [dev1]=d1 [dev2]=d2 [dev3]=d3 [dev4]=d4)
+
+log() { printf 'lab: %s\n' "$*" >&2; }
+die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
+
+[[ $P =~ ^[A-Za-z0-9_]([A-Za-z0-9_-]{0,9})$ ]] || die "DSR_LAB_PREFIX must be 1-10 letters, digits, '_' or '-' (interface names are at most 15 characters)"
+[[ $LAB =~ ^[A-Za-z0-9_./@+-]+$ ]] || die "DSR_LAB_DIR must not contain spaces or special characters: $LAB"
+
+ns_of() { echo "$P-$1"; }
+root_veth() { echo "$P-m-${CODE[$1]}"; }
+ns_exists() { [[ -e /run/netns/$1 ]]; }
+is_host() { local h; for h in "${HOSTS[@]}"; do [[ $h == "$1" ]] && return 0; done; return 1; }
+
+# A PID is alive when it exists and is not a zombie (PID 1 here reaps orphans only lazily).
+alive() {
+  local st
+  [[ $1 =~ ^[0-9]+$ ]] || return 1
+  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st%% *}
+  [[ -n $st && $st != Z ]]
+}
+
+# The PID that anchors HOST's namespaces: its sshd (the router: its anchor process).
+host_pid() {
+  local f=$LAB/pids/$1.sshd pid
+  [[ $1 == router ]] && f=$LAB/pids/router.anchor
+  [[ -s $f ]] || return 1
+  pid=$(<"$f")
+  alive "$pid" || return 1
+  echo "$pid"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites: install what is missing (apt only).
+ensure_tools() {
+  local -A need=(
+    [ip]=iproute2 [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
+    [nginx]=nginx [iptables]=iptables [nft]=nftables [dnsmasq]=dnsmasq-base [dig]=dnsutils
+    [ping]=iputils-ping [curl]=curl [tcpdump]=tcpdump [nsenter]=util-linux [unshare]=util-linux
+    [setsid]=util-linux [flock]=util-linux
+  )
+  local -A pkgs=()
+  local c
+  for c in "${!need[@]}"; do
+    command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]] || pkgs[${need[$c]}]=1
+  done
+  [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || pkgs[libnginx-mod-stream]=1
+  ((${#pkgs[@]})) || return 0
+  log "installing ${!pkgs[*]}"
+  # Keep the packages' services (nginx, ssh) from starting on the machine itself.
+  local prc=/usr/sbin/policy-rc.d made_prc=
+  if [[ ! -e $prc ]]; then printf '#!/bin/sh\nexit 101\n' >"$prc" && chmod +x "$prc" && made_prc=1; fi
+  local rc=0
+  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${!pkgs[@]}"; } >&2 || rc=$?
+  [[ -n $made_prc ]] && rm -f "$prc"
+  ((rc == 0)) || die "apt-get install ${!pkgs[*]} failed"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Teardown: processes by PID, then root-side links, then namespaces, then state.
+teardown() {
+  local pids=() ns h f pid cmd
+
+  for h in "${HOSTS[@]}" sw; do
+    ns=$(ns_of "$h")
+    ns_exists "$ns" || continue
+    while read -r pid; do [[ -n $pid ]] && pids+=("$pid"); done < <(ip netns pids "$ns" 2>/dev/null || true)
+  done
+  # Daemons whose namespace file is already gone (a half-finished earlier teardown): only
+  # PIDs from our pid files that still look like our processes, outside the root netns.
+  local rootnet
+  rootnet=$(readlink /proc/1/ns/net 2>/dev/null || echo none)
+  for f in "$LAB"/pids/*.sshd "$LAB"/pids/*.nginx "$LAB"/pids/*.anchor "$LAB"/pids/*.dns; do
+    [[ -s $f ]] || continue
+    pid=$(<"$f")
+    alive "$pid" || continue
+    [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) != "$rootnet" ]] || continue
+    cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+    case $cmd in
+      "sshd: /usr/sbin/sshd -D -f $LAB/"* | "/usr/sbin/sshd -D -f $LAB/"* | "nginx: master"* | lab-router-anchor* | dnsmasq*)
+        # ... and its children (nginx workers, sshd sessions), by parent PID.
+        pids+=("$pid" $(ps -o pid= --ppid "$pid" 2>/dev/null || true)) ;;
+    esac
+  done
+
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    local i left
+    for i in $(seq 30); do
+      left=()
+      for pid in "${pids[@]}"; do alive "$pid" && left+=("$pid"); done
+      ((${#left[@]})) || break
+      sleep 0.1
+    done
+    # Anything still there (or started meanwhile in the namespaces) gets SIGKILL.
+    for h in "${HOSTS[@]}" sw; do
+      ns=$(ns_of "$h")
+      ns_exists "$ns" || continue
+      while read -r pid; do [[ -n $pid ]] && left+=("$pid"); done < <(ip netns pids "$ns" 2>/dev/null || true)
+    done
+    if ((${#left[@]})); then
+      kill -KILL "${left[@]}" 2>/dev/null || true
+      for i in $(seq 20); do
+        local any=
+        for pid in "${left[@]}"; do alive "$pid" && any=1; done
+        [[ -z $any ]] && break
+        sleep 0.1
+      done
+    fi
+  fi
+
+  for h in "${SSH_HOSTS[@]}"; do ip link del "$(root_veth "$h")" 2>/dev/null || true; done
+  ip link del "$MGMT_BR" 2>/dev/null || true
+  for h in "${HOSTS[@]}" sw; do
+    ns=$(ns_of "$h")
+    ns_exists "$ns" && { ip netns del "$ns" 2>/dev/null || true; }
+  done
+  rm -rf "$LAB/hosts" "$LAB/pids" "$LAB/known_hosts" "$LAB/authorized_keys"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Build.
+prepare_files() {
+  mkdir -p "$LAB/hosts" "$LAB/pids"
+  chmod 700 "$LAB"
+  if [[ ! -s $LAB/id_ed25519 || ! -s $LAB/id_ed25519.pub ]]; then
+    rm -f "$LAB/id_ed25519" "$LAB/id_ed25519.pub"
+    ssh-keygen -q -t ed25519 -N '' -C dsrctl-lab -f "$LAB/id_ed25519"
+  fi
+  cp "$LAB/id_ed25519.pub" "$LAB/authorized_keys"
+  chmod 600 "$LAB/authorized_keys"
+
+  # Mount points on the machine for the per-host bind mounts (empty; nothing is mounted there).
+  mkdir -p /var/lib/dsrctl /var/log/nginx /var/lib/nginx
+
+  local h hd
+  : >"$LAB/known_hosts"
+  for h in "${HOSTS[@]}"; do
+    hd=$LAB/hosts/$h
+    mkdir -p "$hd"
+    [[ $h == router ]] && continue
+    mkdir -p "$hd/etc" "$hd/var/log/nginx" "$hd/var/lib/nginx" "$hd/var/lib/dsrctl" "$hd/tmp" "$hd/ssh"
+    chmod 1777 "$hd/tmp"
+    cp -a /etc/nginx "$hd/etc/nginx"
+    rm -f "$hd/etc/nginx/sites-enabled/default"
+    case $h in
+      dev*)
+        cat >"$hd/etc/nginx/conf.d/hello.conf" <<'EOF'
+server {
+    listen 8080;
+    location / {
+        return 200 "Hello from $hostname. You connected from $remote_addr:$remote_port to $server_addr:$server_port\n";
+    }
+}
+EOF
+        ;;
+      proxy)
+        cat >"$hd/etc/nginx/conf.d/app.conf" <<'EOF'
+# The guide's standard reverse proxy (before IP Transparency).
+upstream http_upstreams {
+    server 172.16.0.11:8080;
+    server 172.16.0.12:8080;
+    server 172.16.0.13:8080;
+    server 172.16.0.14:8080;
+}
+
+server {
+    listen 80;
+    location / {
+        proxy_pass http://http_upstreams;
+    }
+}
+EOF
+        ;;
+    esac
+    # DNS upstreams (later): write "$hd/dnsmasq.conf" here for dev[1-4] and start it in host-init.sh.
+
+    ssh-keygen -q -t ed25519 -N '' -C "lab-$h" -f "$hd/ssh/ssh_host_ed25519_key"
+    cat >"$hd/ssh/sshd_config" <<EOF
+# lab host $h
+ListenAddress ${MGMT_IP[$h]}:22
+HostKey $hd/ssh/ssh_host_ed25519_key
+PidFile /run/sshd.pid
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AuthorizedKeysFile $LAB/authorized_keys
+MaxStartups 50
+MaxSessions 50
+UseDNS no
+PrintMotd no
+PrintLastLog no
+X11Forwarding no
+AcceptEnv LANG LC_*
+Subsystem sftp internal-sftp
+LogLevel INFO
+EOF
+    echo "${MGMT_IP[$h]} $(cut -d' ' -f1,2 "$hd/ssh/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
+  done
+}
+
+# veth pair: $1 in namespace $2 (name $3), peer in the switch namespace on bridge $4 (name $5).
+sw_link() {
+  local ns=$1 ifname=$2 br=$3 swname=$4
+  ip link add "$swname" netns "$SW" type veth peer name "$ifname" netns "$ns"
+  ip -n "$SW" link set "$swname" master "$br" up
+}
+
+build_network() {
+  local h ns
+  for h in "${HOSTS[@]}" sw; do
+    ip netns add "$(ns_of "$h")"
+    ip -n "$(ns_of "$h")" link set lo up
+  done
+  # The switch namespace is plumbing, not a host: no IPv6 chatter from its ports.
+  ip netns exec "$SW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
+  ip -n "$SW" link add br-pub type bridge
+  ip -n "$SW" link add br-priv type bridge
+  ip -n "$SW" link set br-pub up
+  ip -n "$SW" link set br-priv up
+
+  # Management bridge in the root namespace: its connected route is the lab's only route there.
+  ip link add "$MGMT_BR" type bridge
+  [[ -e /proc/sys/net/ipv6/conf/$MGMT_BR ]] && echo 1 >"/proc/sys/net/ipv6/conf/$MGMT_BR/disable_ipv6"
+  ip addr add "$MGMT_GW/24" dev "$MGMT_BR"
+  ip link set "$MGMT_BR" up
+
+  for h in "${HOSTS[@]}"; do
+    ns=$(ns_of "$h")
+    if [[ -n ${PUB_IP[$h]:-} ]]; then
+      sw_link "$ns" pub0 br-pub "$h-pub"
+      ip -n "$ns" addr add "${PUB_IP[$h]}/24" dev pub0
+      ip -n "$ns" link set pub0 up
+    fi
+    if [[ -n ${PRIV_IP[$h]:-} ]]; then
+      sw_link "$ns" priv0 br-priv "$h-priv"
+      ip -n "$ns" addr add "${PRIV_IP[$h]}/24" dev priv0
+      ip -n "$ns" link set priv0 up
+    fi
+    if [[ -n ${MGMT_IP[$h]:-} ]]; then
+      local rv
+      rv=$(root_veth "$h")
+      ip link add "$rv" type veth peer name mgmt0 netns "$ns"
+      [[ -e /proc/sys/net/ipv6/conf/$rv ]] && echo 1 >"/proc/sys/net/ipv6/conf/$rv/disable_ipv6"
+      ip link set "$rv" master "$MGMT_BR" up
+      ip -n "$ns" addr add "${MGMT_IP[$h]}/24" dev mgmt0
+      ip -n "$ns" link set mgmt0 up
+    fi
+  done
+
+  for h in dev1 dev2 dev3 dev4; do ip -n "$(ns_of "$h")" route add default via 172.16.0.254; done
+  ip -n "$(ns_of client)" route add default via 192.168.99.254
+  ip -n "$(ns_of proxy)" route add default via 192.168.99.254
+  ip netns exec "$(ns_of router)" sysctl -qw net.ipv4.ip_forward=1
+}
+
+start_hosts() {
+  local h pids=() rc=0
+  for h in "${HOSTS[@]}"; do
+    setsid -w ip netns exec "$(ns_of "$h")" unshare --mount --uts --propagation private -- \
+      bash "$here/host-init.sh" "$h" "$LAB" </dev/null >"$LAB/hosts/$h/init.log" 2>&1 9>&- &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { rc=1; log "host ${HOSTS[$i]} failed to start:"; sed 's/^/  /' "$LAB/hosts/${HOSTS[$i]}/init.log" >&2; }
+  done
+  return $rc
+}
+
+# Wait until every sshd accepts a TCP connection and every nginx answers.
+wait_ready() {
+  local h i ok out
+  for h in "${SSH_HOSTS[@]}"; do
+    ok=
+    for i in $(seq 100); do
+      if timeout 1 bash -c "exec 3<>/dev/tcp/${MGMT_IP[$h]}/22" 2>/dev/null; then ok=1; break; fi
+      sleep 0.05
+    done
+    [[ -n $ok ]] || { log "sshd on $h (${MGMT_IP[$h]}:22) does not accept connections"; sed 's/^/  /' "$LAB/hosts/$h/ssh/sshd.log" >&2 2>/dev/null || true; return 1; }
+  done
+  for h in dev1 dev2 dev3 dev4; do
+    ok=
+    for i in $(seq 50); do
+      out=$(ip netns exec "$(ns_of "$h")" curl -s -m 2 "http://${PRIV_IP[$h]}:8080/" 2>/dev/null) || true
+      if [[ $out == "Hello from $h."* ]]; then ok=1; break; fi
+      sleep 0.05
+    done
+    [[ -n $ok ]] || { log "nginx on $h does not answer on ${PRIV_IP[$h]}:8080 (got: ${out:-nothing})"; return 1; }
+  done
+  ok=
+  for i in $(seq 50); do
+    out=$(ip netns exec "$(ns_of client)" curl -s -m 2 "http://192.168.99.10/" 2>/dev/null) || true
+    if [[ $out == "Hello from dev"*"You connected from 172.16.0.1:"* ]]; then ok=1; break; fi
+    sleep 0.05
+  done
+  [[ -n $ok ]] || { log "nginx on the proxy does not answer the client on 192.168.99.10:80 (got: ${out:-nothing})"; return 1; }
+}
+
+inventory_yaml() { # $1: lab dir as written into the inventory
+  local dir=$1 h n
+  cat <<EOF
+# Generated by test/lab/lab.sh: the guide's topology in network namespaces on this machine.
+mode: $MODE
+service:
+  protocol: $PROTOCOL
+  listen_port: 80
+  upstream_port: 8080
+ssh:
+  user: root
+  port: 22
+  private_key: $dir/id_ed25519
+  known_hosts: $dir/known_hosts
+proxy:
+  ssh_host: ${MGMT_IP[proxy]}
+  public_ip: ${PUB_IP[proxy]}
+  public_interface: pub0
+  private_ip: ${PRIV_IP[proxy]}
+  private_interface: priv0
+  masquerade: false
+  managed_config: /etc/nginx/conf.d/app.conf
+upstreams:
+EOF
+  for h in dev1 dev2 dev3 dev4; do
+    echo "  - { name: $h, ssh_host: ${MGMT_IP[$h]}, ip: ${PRIV_IP[$h]}, interface: priv0 }"
+  done
+  # DNS upstreams (later): a DSR_LAB_PROTOCOL=udp lab will also need listen_port/upstream_port 53.
+  cat <<EOF
+verify:
+  ping_targets: []
+  probe:
+    ssh_host: ${MGMT_IP[client]}
+    expect_source: ${PUB_IP[client]}
+EOF
+}
+
+summary() {
+  local h
+  echo "lab up (prefix $P, state $LAB)"
+  printf '  %-7s %-14s %-15s %-14s %s\n' host mgmt public private 'pids (sshd/nginx)'
+  for h in "${HOSTS[@]}"; do
+    printf '  %-7s %-14s %-15s %-14s %s\n' "$h" "${MGMT_IP[$h]:--}" "${PUB_IP[$h]:--}" "${PRIV_IP[$h]:--}" \
+      "$(cat "$LAB/pids/$h.sshd" 2>/dev/null || cat "$LAB/pids/$h.anchor" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.nginx" 2>/dev/null || echo -)"
+  done
+  echo "  inventory: $INVENTORY"
+  echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@10.211.0.11"
+}
+
+with_lock() { # serialises up/down; the daemons never inherit fd 9
+  mkdir -p "$LAB"
+  exec 9>"$LAB/.lock"
+  flock -w 120 9
+}
+
+cmd_up() {
+  [[ $EUID -eq 0 ]] || die "must run as root"
+  ensure_tools
+  with_lock || die "another lab.sh up/down holds $LAB/.lock"
+  teardown
+  local t0=$SECONDS
+  trap 'rc=$?; set +e; if ((rc != 0)); then log "up failed (exit $rc); tearing down"; teardown; fi' EXIT
+  trap 'exit 130' INT TERM
+  prepare_files
+  build_network
+  start_hosts
+  wait_ready
+  mkdir -p "$(dirname "$INVENTORY")"
+  inventory_yaml "$LAB" >"$INVENTORY.tmp" && mv "$INVENTORY.tmp" "$INVENTORY"
+  trap - EXIT INT TERM
+  summary
+  echo "  took $((SECONDS - t0))s"
+}
+
+cmd_down() {
+  [[ $EUID -eq 0 ]] || { log "must run as root"; exit 0; }
+  set +e
+  with_lock 2>/dev/null || log "could not take $LAB/.lock; tearing down anyway"
+  teardown
+  echo "lab down"
+  exit 0
+}
+
+cmd_status() {
+  local h ns up=0 pid nx
+  for h in "${HOSTS[@]}" sw; do
+    ns=$(ns_of "$h")
+    if ! ns_exists "$ns"; then printf '%-12s missing\n' "$ns"; up=1; continue; fi
+    [[ $h == sw ]] && { printf '%-12s present (bridges br-pub br-priv)\n' "$ns"; continue; }
+    pid=$(host_pid "$h") || { printf '%-12s present, %s not running\n' "$ns" "$([[ $h == router ]] && echo anchor || echo sshd)"; up=1; continue; }
+    nx=-
+    if [[ -s $LAB/pids/$h.nginx ]]; then
+      nx=$(<"$LAB/pids/$h.nginx")
+      alive "$nx" || { nx="$nx(dead)"; up=1; }
+    fi
+    printf '%-12s %s %-7s nginx %-9s processes: %s\n' "$ns" "$([[ $h == router ]] && echo anchor || echo 'sshd  ')" "$pid" "$nx" \
+      "$(ip netns pids "$ns" 2>/dev/null | xargs -r ps -o pid=,comm= -p 2>/dev/null | awk '{printf "%s%s:%s", (NR>1?", ":""), $1, $2}')"
+  done
+  if ip link show "$MGMT_BR" >/dev/null 2>&1; then echo "$MGMT_BR      present (10.211.0.1/24)"; else echo "$MGMT_BR      missing"; up=1; fi
+  ((up == 0)) && echo "lab is up" || echo "lab is not (fully) up"
+  return $up
+}
+
+cmd_exec() {
+  local h=${1:-}
+  [[ -n $h ]] || die "usage: lab.sh exec HOST -- CMD..."
+  shift
+  [[ ${1:-} == -- ]] && shift
+  (($#)) || die "usage: lab.sh exec HOST -- CMD..."
+  is_host "$h" || die "unknown host '$h' (hosts: ${HOSTS[*]})"
+  local pid
+  pid=$(host_pid "$h") || die "host $h is not running (lab.sh up?)"
+  exec nsenter -t "$pid" -n -m -u -- "$@"
+}
+
+cmd_pids() {
+  local h=${1:-}
+  is_host "$h" || die "usage: lab.sh pids HOST (hosts: ${HOSTS[*]})"
+  host_pid "$h" || die "host $h is not running"
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  exec) shift; cmd_exec "$@" ;;
+  pids) shift; cmd_pids "$@" ;;
+  *) echo "usage: $0 up|down|status|exec HOST -- CMD...|pids HOST" >&2; exit 2 ;;
+esac
