@@ -272,6 +272,38 @@ export async function connect(t: ConnectTarget): Promise<HostSession> {
 
 type Rejecter = (err: SshError) => void;
 
+/**
+ * Send an SSH "signal" channel request (honoured by OpenSSH sshd >= 7.9,
+ * ignored by older servers). ssh2's ClientChannel.signal() silently does
+ * nothing once our side of the channel is ended, which is always the case
+ * here (the script is written and stdin closed up front), so fall back to the
+ * protocol object while the channel is still open in the 'eof' state.
+ */
+function sendSignal(ch: ClientChannel, name: string): void {
+  try {
+    if (ch.writable) {
+      ch.signal(name);
+      return;
+    }
+    const inner = ch as unknown as {
+      outgoing?: { id?: number; state?: string };
+      _client?: { _protocol?: { signal?: (id: number, sig: string) => void } };
+    };
+    const out = inner.outgoing;
+    const proto = inner._client?._protocol;
+    if (
+      out &&
+      typeof out.id === 'number' &&
+      (out.state === 'open' || out.state === 'eof') &&
+      typeof proto?.signal === 'function'
+    ) {
+      proto.signal(out.id, name);
+    }
+  } catch {
+    /* best effort */
+  }
+}
+
 class SshSession implements HostSession {
   readonly name: string;
   readonly target: string;
@@ -388,11 +420,7 @@ class SshSession implements HostSession {
     this.inflight.add(onDead);
 
     const kill = (ch: ClientChannel) => {
-      try {
-        ch.signal('KILL'); // honoured by OpenSSH >= 7.9; ignored otherwise
-      } catch {
-        /* ignore */
-      }
+      sendSignal(ch, 'KILL');
       try {
         ch.close();
       } catch {
