@@ -42,6 +42,7 @@ Examples:
     });
   common(program.command('apply').description('apply the mode to every host, verify, and roll back on failure'))
     .option('-y, --yes', 'do not ask for confirmation')
+    .option('--break-lock', 'remove a lock left by a dead run before taking it')
     .action(async (o) => {
       code = await applyCommand(o.inventory, o);
     });
@@ -50,6 +51,7 @@ Examples:
   });
   common(program.command('rollback').description('undo the last applied run on every host, from their journals'))
     .option('-y, --yes', 'do not ask for confirmation')
+    .option('--break-lock', 'remove a lock left by a dead run before taking it')
     .action(async (o) => {
       code = await rollbackCommand(o.inventory, o);
     });

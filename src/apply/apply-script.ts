@@ -3,6 +3,7 @@ import type { HostPlan, Change } from '../plan/types.js';
 import { renderStep, HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
 import { ROLLBACK_RUNNER_SCRIPT } from './rollback-runner.js';
 import { STATE_DIR, ROLLBACK_RUNNER, LAST_RUN, runDir } from './paths.js';
+import { armSwitchScript, REVERTED_FILE } from './switch.js';
 
 const b64 = (s: string) => quote([Buffer.from(s, 'utf8').toString('base64')]);
 const writeB64 = (content: string, path: string) => `printf '%s' ${b64(content)} | base64 -d > ${quote([path])}`;
@@ -17,7 +18,7 @@ export function renderUndo(change: Change, run: string): string {
  * the host before the change starts; the first failure rolls the host back from that journal and
  * exits non-zero. Output lines starting with @@dsrctl- report progress to the agent.
  */
-export function renderApplyScript(plan: HostPlan, runId: string): string {
+export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchSeconds: number }): string {
   const run = runDir(runId);
   const q = (s: string) => quote([s]);
   const lines: string[] = [
@@ -34,6 +35,10 @@ export function renderApplyScript(plan: HostPlan, runId: string): string {
     `echo applying > "$run/status"`,
     `printf '%s\\n' ${q(`run=${runId} host=${plan.host}`)} > "$run/meta"`,
     `echo ${q(runId)} > ${q(LAST_RUN)}`,
+    // a revert by an earlier switch was reported by the facts of this run
+    `rm -f ${REVERTED_FILE}`,
+    // armed before the first change: from here on the host reverts by itself unless the run confirms
+    armSwitchScript(run, runId, opts.switchSeconds),
     'dsrctl_fail() { echo "@@dsrctl-failed $1"; sh ' + q(ROLLBACK_RUNNER) + ' "$run" "apply failed: $1"; exit 1; }',
   ];
   plan.changes.forEach((change, i) => {

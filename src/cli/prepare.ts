@@ -4,13 +4,15 @@ import { loadInventory } from '../inventory/load.js';
 import { loadPlaybook, type Playbook } from '../playbook/load.js';
 import { desiredHosts } from '../plan/desired.js';
 import { inventoryTargets } from '../ssh/targets.js';
-import { connectHost, gatherFacts, planFor, type HostState } from '../engine/hosts.js';
+import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } from '../engine/hosts.js';
+import { describeHolder } from '../apply/lock.js';
 
 export interface GlobalOptions {
   json?: boolean;
   yes?: boolean;
   quiet?: boolean;
   verbose?: boolean;
+  breakLock?: boolean;
 }
 
 export function rendererFor(opts: GlobalOptions): 'default' | 'simple' | 'silent' {
@@ -37,7 +39,7 @@ export function loadAll(file: string): { inv: Inventory; pb: Playbook; hosts: Ho
 }
 
 /** Connect to every host, read facts, plan: one listr2 branch per host, all in parallel. */
-export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true): Promise<Prepared> {
+export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true, lock?: LockRequest): Promise<Prepared> {
   const { inv, pb, hosts } = loadAll(file);
   const errors = new Map<string, Error>();
   await new Listr(
@@ -47,7 +49,8 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
         try {
           await connectHost(h);
           task.title = `${h.target.name}: read facts`;
-          const facts = await gatherFacts(h, inv, pb);
+          const facts = await gatherFacts(h, inv, pb, lock);
+          if (h.lock?.state === 'held') throw new Error(`locked by ${describeHolder(h.lock.holder)}; if that run is dead, run again with --break-lock`);
           if (doPlan) {
             const plan = planFor(h, inv, pb);
             task.title = `${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${facts.hostname}, kernel ${facts.kernel})`;

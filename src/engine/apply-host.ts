@@ -2,6 +2,8 @@ import type { HostSession } from '../ssh/types.js';
 import type { HostPlan } from '../plan/types.js';
 import { renderApplyScript, parseApplyOutput, type ApplyOutcome } from '../apply/apply-script.js';
 import { ROLLBACK_RUNNER, LAST_RUN, runDir } from '../apply/paths.js';
+import { disarmSwitchScript, REVERTED_FILE } from '../apply/switch.js';
+import { releaseLockScript } from '../apply/lock.js';
 import { quote } from 'shell-quote';
 
 export interface HostApplyResult extends ApplyOutcome {
@@ -10,12 +12,39 @@ export interface HostApplyResult extends ApplyOutcome {
 }
 
 /** All changes of one host in one exec. On failure the host has already rolled itself back. */
-export async function applyHost(session: HostSession, plan: HostPlan, runId: string): Promise<HostApplyResult> {
-  const res = await session.exec(renderApplyScript(plan, runId), { timeoutMs: 120_000 });
+export async function applyHost(session: HostSession, plan: HostPlan, runId: string, switchSeconds: number): Promise<HostApplyResult> {
+  const res = await session.exec(renderApplyScript(plan, runId, { switchSeconds }), { timeoutMs: 120_000 });
   const outcome = parseApplyOutput(res.stdout);
   if (res.code === 0 && !outcome.ok) outcome.failure = 'apply script ended without reporting success';
   if (res.code !== 0 && !outcome.failure) outcome.failure = `apply script exited ${res.code}: ${res.stderr.trim()}`;
   return { host: plan.host, ...outcome, ok: res.code === 0 && outcome.ok, stderr: res.stderr };
+}
+
+/**
+ * The last exec of a run on a host: confirm it (disarm the switch, mark the run committed) when
+ * it changed, and release the lock. Returns false when the switch had already reverted the host.
+ */
+export async function finishHost(session: HostSession, runId: string, changed: boolean): Promise<{ ok: boolean; detail?: string }> {
+  const run = quote([runDir(runId)]);
+  const script = [
+    changed ? disarmSwitchScript(run) : '',
+    changed ? `st=$(cat ${run}/status 2>/dev/null); if [ "$st" = applied ]; then echo committed > ${run}/status; echo "@@dsrctl-committed"; else echo "@@dsrctl-not-committed $st"; fi` : '',
+    releaseLockScript(runId),
+    'echo "@@dsrctl-finished"',
+  ].join('\n');
+  try {
+    const res = await session.exec(script, { timeoutMs: 20_000 });
+    const bad = /@@dsrctl-not-committed (.*)/.exec(res.stdout);
+    if (bad) return { ok: false, detail: `run was not confirmed in time: the host's status is "${bad[1]}" (its dead-man's switch fired)` };
+    return res.stdout.includes('@@dsrctl-finished') ? { ok: true } : { ok: false, detail: res.stderr.trim() };
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message };
+  }
+}
+
+/** Release this run's lock (a run that stops before changing anything). */
+export async function releaseLock(session: HostSession, runId: string): Promise<void> {
+  await session.exec(releaseLockScript(runId), { timeoutMs: 10_000 }).catch(() => undefined);
 }
 
 export interface HostRollbackResult {
@@ -29,15 +58,22 @@ export interface HostRollbackResult {
 }
 
 /**
- * Undo a run from the host's own journal. Without a run id, the host's last run.
- * Running it again is harmless: undone changes are skipped.
+ * Undo a run from the host's own journal (without a run id: the host's last run), disarming its
+ * switch first and releasing `lockRun`'s lock after. Running it again is harmless.
  */
-export async function rollbackHost(session: HostSession, runId?: string): Promise<HostRollbackResult> {
-  const run = runId ? quote([runDir(runId)]) : `"/var/lib/dsrctl/runs/$(cat ${LAST_RUN} 2>/dev/null)"`;
+export async function rollbackHost(session: HostSession, runId: string | undefined, lockRun: string): Promise<HostRollbackResult> {
   const script = [
-    runId ? '' : `[ -s ${LAST_RUN} ] || { echo "@@dsrctl-nothing no run recorded on this host"; exit 0; }`,
-    `[ -x ${ROLLBACK_RUNNER} ] || [ -f ${ROLLBACK_RUNNER} ] || { echo "@@dsrctl-nothing no journal on this host"; exit 0; }`,
-    `sh ${ROLLBACK_RUNNER} ${run} "dsrctl rollback"`,
+    runId ? `id=${quote([runId])}` : `id=$(cat ${LAST_RUN} 2>/dev/null)`,
+    'run=/var/lib/dsrctl/runs/$id',
+    `if [ -z "$id" ] || [ ! -f ${ROLLBACK_RUNNER} ] || [ ! -d "$run" ]; then echo "@@dsrctl-nothing no run recorded on this host"; rc=0`,
+    `else`,
+    disarmSwitchScript('"$run"'),
+    `  sh ${ROLLBACK_RUNNER} "$run" "dsrctl rollback"; rc=$?`,
+    'fi',
+    // a revert reported earlier is history once the host is rolled back on purpose
+    `[ $rc = 0 ] && rm -f ${REVERTED_FILE}`,
+    releaseLockScript(lockRun),
+    'exit $rc',
   ].join('\n');
   try {
     const res = await session.exec(script, { timeoutMs: 60_000 });
@@ -50,7 +86,7 @@ export async function rollbackHost(session: HostSession, runId?: string): Promis
       nothing,
       status,
       lines: lines.filter((l) => l.startsWith('@@dsrctl-undo')).map((l) => l.slice(9)),
-      error: res.code === 0 ? undefined : `rollback exited ${res.code}: ${(res.stderr || lines.join('; ')).trim()}`,
+      error: res.code === 0 ? undefined : `rollback exited ${res.code}: ${(lines.filter((l) => l.includes('failed')).join('; ') || res.stderr).trim()}`,
     };
   } catch (e) {
     return { host: session.name, ok: false, nothing: false, lines: [], error: (e as Error).message };

@@ -9,6 +9,7 @@ import { buildFactsScript } from '../facts/script.js';
 import { parseFacts } from '../facts/parse.js';
 import { factsRequest } from '../plan/desired.js';
 import { planHost } from '../plan/plan-host.js';
+import { acquireLockScript, parseLockOutput, type LockState } from '../apply/lock.js';
 
 /** Everything dsrctl knows about one host during a run. */
 export interface HostState {
@@ -17,15 +18,26 @@ export interface HostState {
   session?: HostSession;
   facts?: HostFacts;
   plan?: HostPlan;
+  /** the run lock, for commands that change hosts */
+  lock?: LockState;
+}
+
+export interface LockRequest {
+  /** the holder line written into the lock */
+  info: string;
+  breakLock: boolean;
 }
 
 export async function connectHost(h: HostState): Promise<void> {
   h.session = await connect(h.ssh);
 }
 
-export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook): Promise<HostFacts> {
-  const res = await h.session!.exec(buildFactsScript(factsRequest(inv, pb, h.target)), { timeoutMs: 30_000 });
+/** One exec: the facts, and for changing commands the run lock in the same round trip. */
+export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lock?: LockRequest): Promise<HostFacts> {
+  const epilogue = lock ? acquireLockScript(lock.info, lock.breakLock) : '';
+  const res = await h.session!.exec(buildFactsScript(factsRequest(inv, pb, h.target), epilogue), { timeoutMs: 30_000 });
   if (res.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${res.code}): ${res.stderr.trim()}`);
+  if (lock) h.lock = parseLockOutput(res.stdout) ?? { state: 'held', holder: 'unknown (could not write the lock file; is the user root?)' };
   h.facts = parseFacts(res.stdout);
   return h.facts;
 }

@@ -4,7 +4,8 @@ import type { FactsRequest } from './types.js';
 
 /** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
 export const DSRCTL_STATE_FILES = {
-  journal: '/var/lib/dsrctl/journal.json',
+  /** id of the last run applied on this host (its journal is runs/<id>/) */
+  journal: '/var/lib/dsrctl/last-run',
   lock: '/var/lib/dsrctl/lock',
   reverted: '/var/lib/dsrctl/reverted',
 } as const;
@@ -136,7 +137,8 @@ const NGINX = String.raw`
  * stdin). Runs under dash, as root or not; a missing tool only empties its own section.
  * Keys and paths are validated (throws on bad ones) and shell-quoted.
  */
-export function buildFactsScript(req: FactsRequest): string {
+/** `epilogue`: more shell run after the facts in the same exec (the run lock), its output after `done`. */
+export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
   const sysctls = [...new Set(req.sysctls)].map((k) => ({ key: k, proc: sysctlProcPath(k) }));
   const files = [...new Set(req.files)].map(checkFactsPath);
 
@@ -161,5 +163,5 @@ export function buildFactsScript(req: FactsRequest): string {
   ];
   // Everything runs inside one function called with stdin from /dev/null: the shell reads the whole
   // definition before running anything, and no command can eat the rest of the script from `sh -s`.
-  return `${PRELUDE}dsrctl_facts() {\n${body.join('\n')}\n}\ndsrctl_facts </dev/null\nexit 0\n`;
+  return `${PRELUDE}dsrctl_facts() {\n${body.join('\n')}\n}\ndsrctl_facts </dev/null\n${epilogue ? `${epilogue}\n` : ''}exit 0\n`;
 }

@@ -96,19 +96,19 @@ export class HostConnectionError extends SshError {
   }
 }
 
-/** An exec exceeded its timeout; the remote command was sent KILL and its channel closed. */
+/**
+ * An exec exceeded its timeout. The command's channel was closed and, where
+ * possible, its remote process group killed (see the message). The session
+ * stays usable.
+ */
 export class ExecTimeoutError extends SshError {
   readonly timeoutMs: number;
   /** output collected before the timeout */
   readonly stdout: string;
   readonly stderr: string;
 
-  constructor(host: string, target: string, timeoutMs: number, stdout: string, stderr: string) {
-    super(
-      host,
-      target,
-      `${hostLabel(host, target)}: command timed out after ${formatMs(timeoutMs)}; killed`,
-    );
+  constructor(host: string, target: string, timeoutMs: number, message: string, stdout: string, stderr: string) {
+    super(host, target, message);
     this.name = 'ExecTimeoutError';
     this.timeoutMs = timeoutMs;
     this.stdout = stdout;
@@ -122,8 +122,4 @@ export class ExecError extends SshError {
     super(host, target, message, options);
     this.name = 'ExecError';
   }
-}
-
-function formatMs(ms: number): string {
-  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }

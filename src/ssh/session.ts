@@ -5,6 +5,9 @@
  *   revoked keys abort the handshake with a HostKeyError. Never accepted silently.
  * - Auth methods are tried in the order publickey (file), agent, password.
  * - Execs run `sh -s` with the script on stdin, one at a time per connection.
+ * - On timeout the exec rejects at once with ExecTimeoutError; the command is
+ *   sent KILL, its channel closed, and its remote process group killed through
+ *   a second exec (see PGID_PREAMBLE); the session stays usable.
  * - Every ssh2 `error`/`end`/`close` event is handled. Once the connection is
  *   gone, in-flight and later execs reject with HostConnectionError.
  */
@@ -33,7 +36,9 @@ export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 const KEEPALIVE_INTERVAL_MS = 5_000;
 const KEEPALIVE_COUNT_MAX = 3;
 /** After a timeout, wait this long for the killed channel to close before the next exec starts. */
-const KILLED_CHANNEL_GRACE_MS = 2_000;
+const KILLED_CHANNEL_GRACE_MS = 3_000;
+/** Upper bound for the exec that kills a timed-out command's process group. */
+const KILL_EXEC_TIMEOUT_MS = 2_500;
 /** close(): wait this long for a clean disconnect before destroying the socket. */
 const CLOSE_GRACE_MS = 2_000;
 
@@ -273,6 +278,50 @@ export async function connect(t: ConnectTarget): Promise<HostSession> {
 type Rejecter = (err: SshError) => void;
 
 /**
+ * Prepended to every script, on the same line so the script's line numbers in
+ * shell error messages are unchanged. On Linux it reports the command's process
+ * group on stderr (as \x1edsrctl-pgid:N\x1e, stripped again from the result)
+ * so a timed-out command can be killed with everything it spawned. Only
+ * reported when that group belongs to this command: sh -s leads it (sshd runs
+ * each session under setsid) or its parent, the login shell, does. Never a
+ * group led by sshd itself. Silent where /proc is missing.
+ */
+export const PGID_PREAMBLE =
+  'if read -r __dsr_a __dsr_b __dsr_c __dsr_d __dsr_g __dsr_e 2>/dev/null </proc/$$/stat; then ' +
+  'if [ "$__dsr_g" = "$$" ] || { [ "$__dsr_g" = "$PPID" ] && read -r __dsr_b 2>/dev/null </proc/$PPID/comm && ' +
+  'case $__dsr_b in sshd*|dropbear*) false;; *) true;; esac; }; then ' +
+  "printf '\\036dsrctl-pgid:%s\\036\\n' \"$__dsr_g\" >&2; fi; fi; " +
+  'unset __dsr_a __dsr_b __dsr_c __dsr_d __dsr_g __dsr_e; ';
+
+const PGID_MARKER_RE = /\x1edsrctl-pgid:(\d+)\x1e\n/;
+
+function findPgid(stderr: Buffer[]): number | undefined {
+  const head = Buffer.concat(stderr).subarray(0, 8192).toString('latin1');
+  const m = PGID_MARKER_RE.exec(head);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) && n > 1 ? n : undefined;
+}
+
+function stripPgidMarker(stderr: string): string {
+  return stderr.replace(PGID_MARKER_RE, '');
+}
+
+/** Ask the server to KILL the command (where it honours signals) and close the channel. */
+function stopChannel(ch: ClientChannel): void {
+  sendSignal(ch, 'KILL');
+  try {
+    ch.close();
+  } catch {
+    /* ignore */
+  }
+}
+
+function formatMs(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/**
  * Send an SSH "signal" channel request (honoured by OpenSSH sshd >= 7.9,
  * ignored by older servers). ssh2's ClientChannel.signal() silently does
  * nothing once our side of the channel is ended, which is always the case
@@ -391,6 +440,7 @@ class SshSession implements HostSession {
 
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
+    let pgid: number | undefined;
     let exitCode: number | null | undefined;
     let exitSignal: string | undefined;
     let channelError: Error | undefined;
@@ -398,6 +448,8 @@ class SshSession implements HostSession {
     let settled = false;
     let released = false;
     let graceTimer: NodeJS.Timeout | undefined;
+    let channelClosed = false;
+    let killPending = false;
 
     const doRelease = () => {
       if (released) return;
@@ -417,32 +469,40 @@ class SshSession implements HostSession {
       finish(err);
       doRelease();
     };
-    this.inflight.add(onDead);
-
-    const kill = (ch: ClientChannel) => {
-      sendSignal(ch, 'KILL');
-      try {
-        ch.close();
-      } catch {
-        /* ignore */
-      }
-    };
+    const output = () => ({
+      stdout: Buffer.concat(stdout).toString('utf8'),
+      stderr: stripPgidMarker(Buffer.concat(stderr).toString('utf8')),
+    });
 
     const timer = setTimeout(() => {
+      const { stdout: out, stderr: err } = output();
+      const what =
+        pgid !== undefined
+          ? 'sent KILL to its process group'
+          : 'closed its channel; the remote command may still be running';
       finish(
         new ExecTimeoutError(
           this.name,
           this.target,
           timeoutMs,
-          Buffer.concat(stdout).toString('utf8'),
-          Buffer.concat(stderr).toString('utf8'),
+          `${this.label}: command timed out after ${formatMs(timeoutMs)}; ${what}`,
+          out,
+          err,
         ),
       );
-      if (channel) kill(channel);
-      // Give the server a moment to confirm the channel close so the next exec
-      // does not pile up channels against MaxSessions; never wait forever.
+      if (channel) stopChannel(channel);
+      // Hold the queue until the command is dead and its channel closed, so the
+      // next exec never overlaps a dying one; but never wait forever.
       graceTimer = setTimeout(doRelease, KILLED_CHANNEL_GRACE_MS);
+      if (pgid !== undefined) {
+        killPending = true;
+        void this.killProcessGroup(pgid).then(() => {
+          killPending = false;
+          if (!channel || channelClosed) doRelease();
+        });
+      }
     }, timeoutMs);
+    this.inflight.add(onDead);
 
     this.count++;
     try {
@@ -465,10 +525,15 @@ class SshSession implements HostSession {
           channelError = e;
         });
         ch.on('close', () => {
+          channelClosed = true;
           // stdout/stderr 'end' are emitted on nextTick; let them drain first
           setImmediate(() => {
+            if (settled) {
+              // timed out: release once the process-group kill (if any) is done
+              if (!killPending) doRelease();
+              return;
+            }
             doRelease();
-            if (settled) return;
             if (this.dead) {
               finish(this.dead);
               return;
@@ -488,8 +553,7 @@ class SshSession implements HostSession {
             finish(undefined, {
               code: exitCode,
               ...(exitSignal !== undefined ? { signal: exitSignal } : {}),
-              stdout: Buffer.concat(stdout).toString('utf8'),
-              stderr: Buffer.concat(stderr).toString('utf8'),
+              ...output(),
             });
           });
         });
@@ -497,16 +561,19 @@ class SshSession implements HostSession {
           // timed out (or the connection died) before the channel opened
           ch.resume();
           ch.stderr.resume();
-          kill(ch);
+          stopChannel(ch);
           return;
         }
         ch.on('data', (b: Buffer) => stdout.push(b));
-        ch.stderr.on('data', (b: Buffer) => stderr.push(b));
+        ch.stderr.on('data', (b: Buffer) => {
+          stderr.push(b);
+          if (pgid === undefined) pgid = findPgid(stderr);
+        });
         ch.on('exit', (code: number | null, signal?: string) => {
           exitCode = code ?? null;
           if (code === null && signal) exitSignal = signal;
         });
-        ch.end(script);
+        ch.end(PGID_PREAMBLE + script);
       });
     } catch (err) {
       // ssh2 throws 'Not connected' synchronously once the socket is gone
@@ -522,6 +589,39 @@ class SshSession implements HostSession {
       );
       doRelease();
     }
+  }
+
+  /**
+   * Kill a timed-out command's process group through a separate exec channel.
+   * Needed because OpenSSH refuses "signal" requests for root sessions
+   * ("session signalling requires privilege separation") and does not kill
+   * the command when its channel is closed. Best effort, never rejects.
+   */
+  private killProcessGroup(pgid: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.dead) return resolve();
+      const timer = setTimeout(done, KILL_EXEC_TIMEOUT_MS);
+      let finished = false;
+      function done() {
+        if (finished) return;
+        finished = true;
+        clearTimeout(timer);
+        resolve();
+      }
+      try {
+        this.client.exec(`kill -s KILL -- -${pgid} 2>/dev/null; exit 0`, (err, ch) => {
+          if (err) return done();
+          ch.on('error', () => {});
+          ch.stderr.on('error', () => {});
+          ch.resume();
+          ch.stderr.resume();
+          ch.on('close', done);
+          ch.end();
+        });
+      } catch {
+        done();
+      }
+    });
   }
 
   close(): Promise<void> {

@@ -42,10 +42,19 @@ case $host in
     ;;
 esac
 
-# DNS upstreams (later): start the per-host DNS server here, e.g. for dev[1-4]
-#   dnsmasq --conf-file="$hd/dnsmasq.conf" --pid-file=/run/dnsmasq.pid
-# and record its PID as "$piddir/$host.dns" (lab.sh's teardown kills every process of the
-# namespace anyway).
+# The guide's DNS upstreams. dnsmasq daemonizes (fork + setsid) and its parent exits only once
+# the daemon has bound its sockets and written the pid file, reporting startup errors in its
+# exit status; so no polling is needed, unlike --keep-in-foreground with '&'. lab.sh's teardown
+# kills every process of the namespace, this one included.
+case $host in
+  dev[1-4])
+    rm -f /run/dnsmasq.pid
+    /usr/sbin/dnsmasq --conf-file="$hd/dnsmasq.conf" </dev/null >>"$hd/dnsmasq.start.log" 2>&1 ||
+      { echo "$host: dnsmasq failed to start:" >&2; cat "$hd/dnsmasq.start.log" >&2; exit 1; }
+    [[ -s /run/dnsmasq.pid ]] || { echo "$host: dnsmasq wrote no /run/dnsmasq.pid" >&2; exit 1; }
+    cat /run/dnsmasq.pid >"$piddir/$host.dns"
+    ;;
+esac
 
 # sshd needs an absolute path to re-exec itself; -D keeps it in the foreground so $! is its PID.
 /usr/sbin/sshd -D -f "$hd/ssh/sshd_config" -E "$hd/ssh/sshd.log" </dev/null >/dev/null 2>&1 &

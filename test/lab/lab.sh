@@ -11,7 +11,12 @@
 #   DSR_LAB_DIR        state directory (default <repo>/.lab)
 #   DSR_LAB_PREFIX     namespace/link name prefix (default dsr, at most 10 characters)
 #   DSR_LAB_MODE       mode written to the inventory (default ip-transparency)
-#   DSR_LAB_PROTOCOL   service protocol written to the inventory (default http)
+#   DSR_LAB_PROTOCOL   service protocol written to the inventory (default http; udp when
+#                      DSR_LAB_MODE is dsr-*, the guide's DSR being UDP only). It also picks the
+#                      ports and the proxy's managed_config (see inventory_yaml below):
+#                        http  80 -> 8080  (nginx hello server), /etc/nginx/conf.d/app.conf
+#                        udp   53 -> 53    (dnsmasq),            /etc/nginx/dsrctl/stream.conf
+#                        tcp 8081 -> 8080  (nginx hello server), /etc/nginx/dsrctl/stream.conf
 #   DSR_LAB_INVENTORY  inventory to write (default <repo>/inventory/lab.yaml)
 #
 # Topology (the guide's addresses):
@@ -19,6 +24,10 @@
 #   private 172.16.0.0/24    bridge br-priv in <prefix>-sw: proxy .1, dev1-4 .11-.14, router .254 (priv0)
 #   mgmt    10.211.0.0/24    bridge <prefix>-mgmt in the ROOT namespace (10.211.0.1):
 #                            client .2, proxy .10, dev1-4 .11-.14 (mgmt0); the router has none.
+# Services: nginx on the proxy (conf.d/app.conf: http :80 -> upstreams :8080) and on dev1-4
+# (conf.d/hello.conf: :8080 says who connected from where); dnsmasq on dev1-4, UDP and TCP 53 on
+# the private address only, answering www.example.com and ns1.example.com A with the host's own
+# address (the guide's DSR demo zone); sshd on mgmt0 everywhere but the router.
 # The lab's only trace in the root namespace is that bridge (with its connected route) and the
 # bridge ports <prefix>-m-<cl|px|d1..d4>; IPv6 is disabled on them so no fe80::/64 route appears.
 set -euo pipefail
@@ -28,7 +37,7 @@ repo=$(cd "$here/../.." && pwd)
 LAB=$(realpath -m "${DSR_LAB_DIR:-$repo/.lab}")
 P=${DSR_LAB_PREFIX:-dsr}
 MODE=${DSR_LAB_MODE:-ip-transparency}
-PROTOCOL=${DSR_LAB_PROTOCOL:-http}
+case $MODE in dsr-*) PROTOCOL=${DSR_LAB_PROTOCOL:-udp} ;; *) PROTOCOL=${DSR_LAB_PROTOCOL:-http} ;; esac
 INVENTORY=${DSR_LAB_INVENTORY:-$repo/inventory/lab.yaml}
 
 HOSTS=(client proxy router dev1 dev2 dev3 dev4) # every host namespace
@@ -36,9 +45,13 @@ SSH_HOSTS=(client proxy dev1 dev2 dev3 dev4)    # hosts with mgmt0 + sshd
 NGINX_HOSTS=(proxy dev1 dev2 dev3 dev4)
 SW=$P-sw
 MGMT_BR=$P-mgmt
-MGMT_GW=10.211.0.1
+# DSR_LAB_MGMT_OCTET: third octet of the management net (10.211.N.0/24), so labs with different
+# prefixes can run side by side (everything else lives inside the lab's own namespaces).
+M=${DSR_LAB_MGMT_OCTET:-0}
+[[ $M =~ ^[0-9]{1,3}$ && $M -le 255 ]] || { echo "DSR_LAB_MGMT_OCTET must be 0-255" >&2; exit 2; }
+MGMT_GW=10.211.$M.1
 
-declare -A MGMT_IP=([client]=10.211.0.2 [proxy]=10.211.0.10 [dev1]=10.211.0.11 [dev2]=10.211.0.12 [dev3]=10.211.0.13 [dev4]=10.211.0.14)
+declare -A MGMT_IP=([client]=10.211.$M.2 [proxy]=10.211.$M.10 [dev1]=10.211.$M.11 [dev2]=10.211.$M.12 [dev3]=10.211.$M.13 [dev4]=10.211.$M.14)
 declare -A PUB_IP=([client]=192.168.99.1 [proxy]=192.168.99.10 [router]=192.168.99.254)
 declare -A PRIV_IP=([proxy]=172.16.0.1 [router]=172.16.0.254 [dev1]=172.16.0.11 [dev2]=172.16.0.12 [dev3]=172.16.0.13 [dev4]=172.16.0.14)
 declare -A CODE=([client]=cl [proxy]=px [dev1]=d1 [dev2]=d2 [dev3]=d3 [dev4]=d4)
@@ -48,6 +61,10 @@ die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $P =~ ^[A-Za-z0-9_]([A-Za-z0-9_-]{0,9})$ ]] || die "DSR_LAB_PREFIX must be 1-10 letters, digits, '_' or '-' (interface names are at most 15 characters)"
 [[ $LAB =~ ^[A-Za-z0-9_./@+-]+$ ]] || die "DSR_LAB_DIR must not contain spaces or special characters: $LAB"
+# Each host bind-mounts its own copy over these, so inside a host a lab dir below them would vanish.
+for d in /tmp /run /etc/nginx /var/log/nginx /var/lib/nginx /var/lib/dsrctl; do
+  [[ $LAB == "$d" || $LAB == "$d"/* ]] && die "DSR_LAB_DIR must not be below $d (each lab host mounts its own $d): $LAB"
+done
 
 ns_of() { echo "$P-$1"; }
 root_veth() { echo "$P-m-${CODE[$1]}"; }
@@ -216,7 +233,27 @@ server {
 EOF
         ;;
     esac
-    # DNS upstreams (later): write "$hd/dnsmasq.conf" here for dev[1-4] and start it in host-init.sh.
+    # The guide's DNS upstreams: each dev answers www.example.com and ns1.example.com with its own
+    # address (the guide's zone file), on UDP and TCP 53 of its private address only. dnsmasq
+    # reads nothing from /etc (-C replaces /etc/dnsmasq.conf; no-resolv, no-hosts); other
+    # example.com names get NXDOMAIN, anything else REFUSED. host-init.sh starts it.
+    if [[ $h == dev* ]]; then
+      cat >"$hd/dnsmasq.conf" <<EOF
+# lab host $h: DNS upstream of the guide's DSR demo
+no-resolv
+no-hosts
+port=53
+listen-address=${PRIV_IP[$h]}
+bind-interfaces
+user=root
+pid-file=/run/dnsmasq.pid
+log-facility=$hd/dnsmasq.log
+log-queries
+local=/example.com/
+host-record=www.example.com,${PRIV_IP[$h]}
+host-record=ns1.example.com,${PRIV_IP[$h]}
+EOF
+    fi
 
     ssh-keygen -q -t ed25519 -N '' -C "lab-$h" -f "$hd/ssh/ssh_host_ed25519_key"
     cat >"$hd/ssh/sshd_config" <<EOF
@@ -332,6 +369,13 @@ wait_ready() {
       sleep 0.05
     done
     [[ -n $ok ]] || { log "nginx on $h does not answer on ${PRIV_IP[$h]}:8080 (got: ${out:-nothing})"; return 1; }
+    ok=
+    for i in $(seq 20); do
+      out=$(ip netns exec "$(ns_of proxy)" dig +short +tries=1 +time=1 "@${PRIV_IP[$h]}" www.example.com A 2>/dev/null) || true
+      if [[ $out == "${PRIV_IP[$h]}" ]]; then ok=1; break; fi
+      sleep 0.05
+    done
+    [[ -n $ok ]] || { log "dnsmasq on $h does not answer www.example.com on ${PRIV_IP[$h]}:53 (got: ${out:-nothing})"; sed 's/^/  /' "$LAB/hosts/$h/dnsmasq.log" >&2 2>/dev/null || true; return 1; }
   done
   ok=
   for i in $(seq 50); do
@@ -343,14 +387,44 @@ wait_ready() {
 }
 
 inventory_yaml() { # $1: lab dir as written into the inventory
-  local dir=$1 h n
+  local dir=$1 h n service managed
+  case $PROTOCOL in
+    udp)
+      service="  # udp: the guide's DSR demo. dnsmasq on each upstream answers www.example.com A with
+  # its own address on :53; check with: dig +short @${PUB_IP[proxy]} www.example.com
+  protocol: udp
+  listen_port: 53
+  upstream_port: 53"
+      ;;
+    tcp)
+      service="  # tcp: the upstreams' nginx hello server (:8080) proxied as plain TCP on :8081 (the
+  # proxy's :80 is taken by its http server in conf.d/app.conf); check with:
+  # curl http://${PUB_IP[proxy]}:8081/  (the answer names the source address the upstream saw).
+  # The upstreams' dnsmasq also answers DNS over TCP on :53 (dig +tcp).
+  protocol: tcp
+  listen_port: 8081
+  upstream_port: 8080"
+      ;;
+    *)
+      service="  protocol: $PROTOCOL
+  listen_port: 80
+  upstream_port: 8080"
+      ;;
+  esac
+  case $PROTOCOL in
+    udp | tcp)
+      managed="  # The proxy's conf.d/app.conf (http :80 -> upstreams :8080) stays as it is. A stream server
+  # cannot live in conf.d (Debian's nginx.conf includes conf.d inside http {}), so the managed
+  # file is a new one, included from a top-level stream {} block in nginx.conf.
+  managed_config: /etc/nginx/dsrctl/stream.conf"
+      ;;
+    *) managed="  managed_config: /etc/nginx/conf.d/app.conf" ;;
+  esac
   cat <<EOF
 # Generated by test/lab/lab.sh: the guide's topology in network namespaces on this machine.
 mode: $MODE
 service:
-  protocol: $PROTOCOL
-  listen_port: 80
-  upstream_port: 8080
+$service
 ssh:
   user: root
   port: 22
@@ -363,13 +437,12 @@ proxy:
   private_ip: ${PRIV_IP[proxy]}
   private_interface: priv0
   masquerade: false
-  managed_config: /etc/nginx/conf.d/app.conf
+$managed
 upstreams:
 EOF
   for h in dev1 dev2 dev3 dev4; do
     echo "  - { name: $h, ssh_host: ${MGMT_IP[$h]}, ip: ${PRIV_IP[$h]}, interface: priv0 }"
   done
-  # DNS upstreams (later): a DSR_LAB_PROTOCOL=udp lab will also need listen_port/upstream_port 53.
   cat <<EOF
 verify:
   ping_targets: []
@@ -388,7 +461,7 @@ summary() {
       "$(cat "$LAB/pids/$h.sshd" 2>/dev/null || cat "$LAB/pids/$h.anchor" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.nginx" 2>/dev/null || echo -)"
   done
   echo "  inventory: $INVENTORY"
-  echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@10.211.0.11"
+  echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@${MGMT_IP[dev1]}"
 }
 
 with_lock() { # serialises up/down; the daemons never inherit fd 9
@@ -426,7 +499,7 @@ cmd_down() {
 }
 
 cmd_status() {
-  local h ns up=0 pid nx
+  local h ns up=0 pid nx dn
   for h in "${HOSTS[@]}" sw; do
     ns=$(ns_of "$h")
     if ! ns_exists "$ns"; then printf '%-12s missing\n' "$ns"; up=1; continue; fi
@@ -437,10 +510,15 @@ cmd_status() {
       nx=$(<"$LAB/pids/$h.nginx")
       alive "$nx" || { nx="$nx(dead)"; up=1; }
     fi
-    printf '%-12s %s %-7s nginx %-9s processes: %s\n' "$ns" "$([[ $h == router ]] && echo anchor || echo 'sshd  ')" "$pid" "$nx" \
+    dn=-
+    if [[ -s $LAB/pids/$h.dns ]]; then
+      dn=$(<"$LAB/pids/$h.dns")
+      alive "$dn" || { dn="$dn(dead)"; up=1; }
+    fi
+    printf '%-12s %s %-7s nginx %-9s dns %-9s processes: %s\n' "$ns" "$([[ $h == router ]] && echo anchor || echo 'sshd  ')" "$pid" "$nx" "$dn" \
       "$(ip netns pids "$ns" 2>/dev/null | xargs -r ps -o pid=,comm= -p 2>/dev/null | awk '{printf "%s%s:%s", (NR>1?", ":""), $1, $2}')"
   done
-  if ip link show "$MGMT_BR" >/dev/null 2>&1; then echo "$MGMT_BR      present (10.211.0.1/24)"; else echo "$MGMT_BR      missing"; up=1; fi
+  if ip link show "$MGMT_BR" >/dev/null 2>&1; then echo "$MGMT_BR      present ($MGMT_GW/24)"; else echo "$MGMT_BR      missing"; up=1; fi
   ((up == 0)) && echo "lab is up" || echo "lab is not (fully) up"
   return $up
 }

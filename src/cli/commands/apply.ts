@@ -1,41 +1,40 @@
 import { confirm } from '@inquirer/prompts';
-import type { GlobalOptions } from '../prepare.js';
+import { Listr } from 'listr2';
+import type { GlobalOptions, Prepared } from '../prepare.js';
 import { connectAndPlan, rendererFor } from '../prepare.js';
 import { closeAll, type HostState } from '../../engine/hosts.js';
-import { applyHost, rollbackHost, type HostApplyResult, type HostRollbackResult } from '../../engine/apply-host.js';
+import { applyHost, rollbackHost, finishHost, releaseLock, type HostApplyResult, type HostRollbackResult } from '../../engine/apply-host.js';
 import { newRunId } from '../../apply/paths.js';
+import { lockInfo } from '../../apply/lock.js';
 import { formatPlan, formatChecks, planJson, red, green, yellow, bold } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { verifyHosts } from './verify.js';
 import type { CheckResult } from '../../verify/checks.js';
 import type { HostPlan } from '../../plan/types.js';
-import { Listr } from 'listr2';
+import { revertNotes } from '../reverted.js';
 
-type Result = 'no-changes' | 'applied' | 'failed' | 'rolled-back' | 'rollback-failed';
+type Result = 'no-changes' | 'applied' | 'cancelled' | 'failed' | 'rolled-back' | 'rollback-failed';
 
 /** Roll back the hosts that changed in this run: upstreams first (in parallel), then the proxy. */
 export async function rollbackRun(hosts: HostState[], runId: string, opts: GlobalOptions): Promise<HostRollbackResult[]> {
   const results: HostRollbackResult[] = [];
-  const upstreams = hosts.filter((h) => h.target.role === 'upstream');
-  const proxy = hosts.filter((h) => h.target.role === 'proxy');
+  const groups = [hosts.filter((h) => h.target.role === 'upstream'), hosts.filter((h) => h.target.role === 'proxy')].filter((g) => g.length);
   await new Listr(
-    [upstreams, proxy]
-      .filter((group) => group.length)
-      .map((group) => ({
-        title: `roll back ${group.map((h) => h.target.name).join(', ')}`,
-        task: async () => {
-          results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!, runId)))));
-        },
-      })),
-    { concurrent: false, renderer: rendererFor(opts) },
+    groups.map((group) => ({
+      title: `roll back ${group.map((h) => h.target.name).join(', ')}`,
+      task: async () => {
+        results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!, runId, runId)))));
+      },
+    })),
+    { concurrent: false, exitOnError: false, renderer: rendererFor(opts) },
   ).run();
   return results;
 }
 
 export async function applyCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('apply changes hosts: confirm on a terminal, or pass --yes when running unattended');
-  const prep = await connectAndPlan(file, opts);
   const runId = newRunId();
+  const prep = await connectAndPlan(file, opts, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock });
   const applied: HostApplyResult[] = [];
   let checks: CheckResult[] = [];
   let rollbacks: HostRollbackResult[] = [];
@@ -44,75 +43,69 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   const log = (s: string) => {
     if (!opts.json && !opts.quiet) console.log(s);
   };
+  const locked = () => prep.hosts.filter((h) => h.lock?.state === 'acquired' && h.session);
+  const warnings = revertNotes(prep.hosts);
   try {
-    const plans = prep.hosts.map((h) => h.plan).filter((p): p is HostPlan => !!p);
+    for (const w of warnings) log(yellow(w));
     if (prep.errors.size) {
       failure = [...prep.errors].map(([h, e]) => `${h}: ${e.message}`).join('\n');
       result = 'failed';
-      return finish(EXIT.failedRolledBack);
+      await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
+      return finish(EXIT.failedRolledBack, 'Nothing was changed on any host.');
     }
+    const plans = prep.hosts.map((h) => h.plan!);
     const changed = prep.hosts.filter((h) => h.plan!.changes.length > 0);
     log('\n' + formatPlan(plans, { commands: !!opts.verbose, runId }));
     if (changed.length && !opts.yes) {
       const ok = await confirm({ message: `Apply these changes to ${changed.length} host(s)?`, default: false });
       if (!ok) {
-        failure = 'cancelled; nothing was changed';
-        return finish(EXIT.ok);
+        result = 'cancelled';
+        await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
+        return finish(EXIT.ok, 'Cancelled; nothing was changed.');
       }
     }
-    if (changed.length) {
-      // proxy before upstreams: the upstreams' new default route is useless until the proxy handles their replies
-      const proxy = changed.filter((h) => h.target.role === 'proxy');
-      const ups = changed.filter((h) => h.target.role === 'upstream');
-      const applyGroup = async (group: HostState[]) => {
-        const res = await Promise.all(
-          group.map((h) =>
-            applyHost(h.session!, h.plan!, runId).catch((e: Error) => ({ host: h.target.name, ok: false, done: 0, rollback: [], failure: e.message, stderr: '' }) as HostApplyResult),
-          ),
-        );
-        applied.push(...res);
-        const bad = res.filter((r) => !r.ok);
-        if (bad.length) throw new Error(bad.map((r) => `${r.host}: ${r.failure}`).join('; '));
-      };
-      await new Listr(
-        [
-          ...(proxy.length ? [{ title: `apply ${proxy[0]!.plan!.changes.length} change(s) on proxy`, task: () => applyGroup(proxy) }] : []),
-          ...(ups.length ? [{ title: `apply changes on ${ups.map((h) => h.target.name).join(', ')}`, task: () => applyGroup(ups) }] : []),
-        ],
-        { concurrent: false, exitOnError: true, renderer: rendererFor(opts) },
-      )
-        .run()
-        .catch((e: Error) => {
-          failure = `apply failed: ${e.message}`;
-        });
-    }
+    if (changed.length) failure = await applyAll(prep, changed, runId, applied, opts);
     if (!failure) {
       checks = await verifyHosts(prep, opts);
+      log(formatChecks(checks));
       const bad = checks.filter((c) => !c.ok);
       if (bad.length) failure = `verification failed: ${bad.map((c) => `${c.description}: ${c.detail}`).join('; ')}`;
     }
     if (!failure) {
-      result = changed.length ? 'applied' : 'no-changes';
-      log(formatChecks(checks));
-      log(green(changed.length ? `\nApplied run ${runId} and verified it.` : '\nNo changes; verification passed.'));
-      return finish(EXIT.ok);
+      // confirm every host (disarm its switch) and release the locks
+      const fin = await Promise.all(locked().map(async (h) => ({ h, r: await finishHost(h.session!, runId, !!h.plan?.changes.length) })));
+      const late = fin.filter((f) => !f.r.ok);
+      if (!late.length) {
+        result = changed.length ? 'applied' : 'no-changes';
+        return finish(EXIT.ok, green(changed.length ? `Applied run ${runId} and verified it.` : 'No changes; verification passed.'));
+      }
+      failure = late.map((f) => `${f.h.target.name}: ${f.r.detail}`).join('; ');
     }
+    log(red(`\n${failure}`));
     // every host that completed its changes is rolled back; a host whose apply failed already rolled itself back
     const toUndo = prep.hosts.filter((h) => applied.some((a) => a.host === h.target.name && a.ok));
-    if (checks.length) log(formatChecks(checks));
-    log(red(`\n${failure}`));
     if (toUndo.length) rollbacks = await rollbackRun(toUndo, runId, opts);
+    await Promise.all(locked().filter((h) => !toUndo.includes(h)).map((h) => releaseLock(h.session!, runId)));
     const selfRolled = applied.filter((a) => !a.ok && a.done > 0);
-    const incomplete = rollbacks.filter((r) => !r.ok).length + selfRolled.filter((a) => a.rollbackStatus !== 'rolled-back').length;
-    result = incomplete ? 'rollback-failed' : changed.length ? 'rolled-back' : 'failed';
-    for (const r of rollbacks) log(`${r.ok ? green('rolled back') : red('ROLLBACK FAILED')} ${r.host}${r.error ? `: ${r.error}` : ''}${r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''}`);
+    const incomplete = [...rollbacks.filter((r) => !r.ok).map((r) => r.host), ...selfRolled.filter((a) => a.rollbackStatus !== 'rolled-back').map((a) => a.host)];
+    for (const r of rollbacks)
+      log(`${r.ok ? green('rolled back') : red('ROLLBACK FAILED')} ${r.host}${r.error ? `: ${r.error}` : ''}${r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''}`);
     for (const a of selfRolled) log(`${a.rollbackStatus === 'rolled-back' ? yellow('rolled itself back') : red('ROLLBACK FAILED')} ${a.host}:\n    ${a.rollback.join('\n    ')}`);
-    return finish(incomplete ? EXIT.rollbackIncomplete : EXIT.failedRolledBack);
+    const timeout = prep.inv.rollback.timeout_seconds;
+    if (incomplete.length) {
+      result = 'rollback-failed';
+      return finish(
+        EXIT.rollbackIncomplete,
+        red(bold(`Rollback did not complete on ${incomplete.join(', ')}: a person must look. Each host's dead-man's switch reverts it by itself within ${timeout} s of its apply; check with dsrctl verify.`)),
+      );
+    }
+    result = changed.length ? 'rolled-back' : 'failed';
+    return finish(EXIT.failedRolledBack, bold(`Run ${runId} failed; ${changed.length ? 'every changed host was rolled back' : 'nothing was changed'}.`));
   } finally {
     await closeAll(prep.hosts);
   }
 
-  function finish(code: number): number {
+  function finish(code: number, message: string): number {
     if (opts.json) {
       process.stdout.write(
         JSON.stringify(
@@ -123,6 +116,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
             result,
             exitCode: code,
             failure,
+            warnings,
             hosts: prep.hosts.map((h) => ({
               ...(h.plan ? planJson(h.plan, runId) : { host: h.target.name, role: h.target.role, changes: [] }),
               error: prep.errors.get(h.target.name)?.message,
@@ -136,9 +130,45 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
           2,
         ) + '\n',
       );
-    } else if (failure && code !== EXIT.ok) {
-      console.error(bold(code === EXIT.rollbackIncomplete ? red('Rollback did not complete: a person must look at the hosts above.') : `Run ${runId} failed; every changed host was rolled back.`));
-    } else if (failure) log(failure);
+    } else if (code === EXIT.ok) log(`\n${message}`);
+    else {
+      if (failure && (opts.quiet || result === 'failed')) console.error(red(failure));
+      console.error(message);
+    }
     return code;
   }
 }
+
+/** Proxy first, then the upstreams in parallel: their new default route is useless until the proxy handles their replies. */
+async function applyAll(prep: Prepared, changed: HostState[], runId: string, applied: HostApplyResult[], opts: GlobalOptions): Promise<string | undefined> {
+  const seconds = prep.inv.rollback.timeout_seconds;
+  const applyGroup = async (group: HostState[]) => {
+    const res = await Promise.all(
+      group.map((h) =>
+        applyHost(h.session!, h.plan!, runId, seconds).catch(
+          (e: Error) => ({ host: h.target.name, ok: false, done: 0, rollback: [], failure: e.message, stderr: '' }) as HostApplyResult,
+        ),
+      ),
+    );
+    applied.push(...res);
+    const bad = res.filter((r) => !r.ok);
+    if (bad.length) throw new Error(bad.map((r) => `${r.host}: ${r.failure}`).join('; '));
+  };
+  const proxy = changed.filter((h) => h.target.role === 'proxy');
+  const ups = changed.filter((h) => h.target.role === 'upstream');
+  let failure: string | undefined;
+  await new Listr(
+    [
+      ...(proxy.length ? [{ title: `apply ${proxy[0]!.plan!.changes.length} change(s) on proxy`, task: () => applyGroup(proxy) }] : []),
+      ...(ups.length ? [{ title: `apply changes on ${ups.map((h) => h.target.name).join(', ')}`, task: () => applyGroup(ups) }] : []),
+    ],
+    { concurrent: false, exitOnError: true, renderer: rendererFor(opts) },
+  )
+    .run()
+    .catch((e: Error) => {
+      failure = `apply failed: ${e.message}`;
+    });
+  return failure;
+}
+
+export type { HostPlan };

@@ -5,18 +5,21 @@ import { closeAll } from '../../engine/hosts.js';
 import { rollbackHost, type HostRollbackResult } from '../../engine/apply-host.js';
 import { green, red } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
+import { newRunId } from '../../apply/paths.js';
+import { lockInfo } from '../../apply/lock.js';
 
 /** Undo the last applied run on every host, from each host's own journal. Twice is harmless. */
 export async function rollbackCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('rollback changes hosts: confirm on a terminal, or pass --yes when running unattended');
   if (!opts.yes && !(await confirm({ message: 'Undo the last dsrctl run on every host of this inventory?', default: false }))) return EXIT.ok;
-  const prep = await connectAndPlan(file, opts, false);
+  const lockRun = newRunId();
+  const prep = await connectAndPlan(file, opts, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock });
   try {
     const results: HostRollbackResult[] = [];
     // upstreams first: their default route must leave before the proxy stops handling their replies
     for (const role of ['upstream', 'proxy'] as const) {
-      const group = prep.hosts.filter((h) => h.target.role === role && h.session);
-      results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!)))));
+      const group = prep.hosts.filter((h) => h.target.role === role && h.session && h.lock?.state === 'acquired');
+      results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!, undefined, lockRun)))));
     }
     const errors = [...prep.errors].map(([host, e]) => ({ host, ok: false, nothing: false, lines: [], error: e.message }) as HostRollbackResult);
     const all = [...results, ...errors];

@@ -8,6 +8,7 @@ import type { CheckResult } from '../../verify/checks.js';
 import type { HostSession } from '../../ssh/types.js';
 import { formatChecks, green, red } from '../output.js';
 import { EXIT } from '../../util/errors.js';
+import { revertNotes } from '../reverted.js';
 
 /** Run the checks on connected hosts (plus the probe host, connected here). */
 export async function verifyHosts(prep: Prepared, _opts: GlobalOptions): Promise<CheckResult[]> {
@@ -29,12 +30,15 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
   try {
     const checks = await verifyHosts(prep, opts);
     const errors = [...prep.errors].map(([host, e]) => ({ host, error: e.message }));
-    const ok = checks.every((c) => c.ok) && errors.length === 0;
-    if (opts.json) process.stdout.write(JSON.stringify({ command: 'verify', ok, checks, errors, exitCode: ok ? 0 : 1 }, null, 2) + '\n');
+    // a host that reverted by itself is not in the applied state, whatever the pings say
+    const reverted = revertNotes(prep.hosts);
+    const ok = checks.every((c) => c.ok) && errors.length === 0 && reverted.length === 0;
+    if (opts.json) process.stdout.write(JSON.stringify({ command: 'verify', ok, checks, errors, reverted, exitCode: ok ? 0 : 1 }, null, 2) + '\n');
     else if (!opts.quiet) {
+      for (const r of reverted) console.log(red(`  REVERTED ${r}`));
       console.log(formatChecks(checks));
       for (const e of errors) console.log(red(`  FAIL ${e.host}: ${e.error}`));
-      console.log(ok ? green('Verification passed.') : red(`Verification failed: ${checks.filter((c) => !c.ok).length + errors.length} check(s).`));
+      console.log(ok ? green('Verification passed.') : red(`Verification failed: ${checks.filter((c) => !c.ok).length + errors.length} check(s)${reverted.length ? `, ${reverted.length} host(s) reverted by their dead-man's switch` : ''}.`));
     }
     return ok ? EXIT.ok : EXIT.failedRolledBack;
   } finally {

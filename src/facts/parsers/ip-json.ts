@@ -10,13 +10,8 @@ function parseJsonArray(section: string, body: string): Json[] {
   try {
     value = JSON.parse(body);
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    const pos = /position (\d+)/.exec(msg);
-    const at = pos ? Number(pos[1]) : 0;
-    const lineStart = body.lastIndexOf('\n', at - 1) + 1;
-    const lineEnd = body.indexOf('\n', at);
-    const line = body.slice(lineStart, lineEnd < 0 ? undefined : lineEnd);
-    throw new FactsParseError(section, `not JSON (${msg.split('\n')[0]})`, line);
+    const msg = (err instanceof Error ? err.message : String(err)).replace(/, "[\s\S]*$/, '').split('\n')[0];
+    throw new FactsParseError(section, `not JSON (${msg})`, offendingJsonLine(body));
   }
   if (!Array.isArray(value)) throw new FactsParseError(section, 'expected a JSON array', body.split('\n')[0]);
   return value.map((v) => {
@@ -25,6 +20,19 @@ function parseJsonArray(section: string, body: string): Json[] {
     }
     return v as Json;
   });
+}
+
+/** The first line at which a JSON prefix stops being merely incomplete and becomes invalid. */
+function offendingJsonLine(body: string): string {
+  const lines = body.split('\n');
+  for (let i = 1; i <= lines.length; i++) {
+    try {
+      JSON.parse(lines.slice(0, i).join('\n'));
+    } catch (err) {
+      if (!(err instanceof SyntaxError) || !/end of JSON input|Unterminated/i.test(err.message)) return lines[i - 1]!;
+    }
+  }
+  return lines.at(-1) ?? '';
 }
 
 function need<T>(section: string, entry: Json, key: string, type: 'string' | 'number'): T {

@@ -1,0 +1,56 @@
+import { quote } from 'shell-quote';
+import { hostname } from 'node:os';
+import { STATE_DIR } from './paths.js';
+
+export const LOCK_FILE = `${STATE_DIR}/lock`;
+
+export interface LockInfo {
+  run: string;
+  command: string;
+  agent: string;
+  pid: string;
+  time: string;
+}
+
+export function lockInfo(runId: string, command: string): string {
+  return `run=${runId} command=${command} agent=${hostname()} pid=${process.pid} time=${new Date().toISOString()}`;
+}
+
+export function parseLockInfo(text: string): Partial<LockInfo> {
+  return Object.fromEntries(text.trim().split(/\s+/).map((kv) => kv.split('=', 2) as [string, string]));
+}
+
+export function describeHolder(text: string): string {
+  const l = parseLockInfo(text);
+  return `run ${l.run ?? '?'} (dsrctl ${l.command ?? '?'} on ${l.agent ?? '?'}, pid ${l.pid ?? '?'}, since ${l.time ?? '?'})`;
+}
+
+/**
+ * Take the host's lock atomically (noclobber create), appended to the facts exec so it costs no
+ * round trip. Prints `@@dsrctl-lock acquired` or `@@dsrctl-lock held <base64 holder>`.
+ */
+export function acquireLockScript(info: string, breakLock: boolean): string {
+  return [
+    `mkdir -p ${STATE_DIR} 2>/dev/null`,
+    breakLock ? `if [ -f ${LOCK_FILE} ]; then echo "@@dsrctl-lock broke $(base64 -w0 < ${LOCK_FILE})"; rm -f ${LOCK_FILE}; fi` : '',
+    `if ( set -C; printf '%s\\n' ${quote([info])} > ${LOCK_FILE} ) 2>/dev/null; then echo "@@dsrctl-lock acquired";`,
+    `else echo "@@dsrctl-lock held $(base64 -w0 < ${LOCK_FILE} 2>/dev/null)"; fi`,
+  ].join('\n');
+}
+
+/** Remove the lock only when this run holds it. */
+export function releaseLockScript(runId: string): string {
+  return `if grep -q ${quote([`^run=${runId} `])} ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; fi`;
+}
+
+export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string };
+
+export function parseLockOutput(stdout: string): LockState | undefined {
+  let broke: string | undefined;
+  for (const line of stdout.split('\n')) {
+    if (line.startsWith('@@dsrctl-lock broke ')) broke = Buffer.from(line.slice(20), 'base64').toString('utf8');
+    if (line === '@@dsrctl-lock acquired') return { state: 'acquired', broke };
+    if (line.startsWith('@@dsrctl-lock held')) return { state: 'held', holder: Buffer.from(line.slice(19).trim(), 'base64').toString('utf8') };
+  }
+  return undefined;
+}

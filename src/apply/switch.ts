@@ -1,0 +1,60 @@
+import { quote } from 'shell-quote';
+import { ROLLBACK_RUNNER, STATE_DIR } from './paths.js';
+import { LOCK_FILE } from './lock.js';
+
+export const REVERTED_FILE = `${STATE_DIR}/reverted`;
+
+/**
+ * The dead-man's switch (netplan try, Junos commit confirmed): armed on the host before its first
+ * change, it replays the journal's undo after `seconds` unless the run confirms. It lives on the
+ * host, so a dropped SSH session or a dead agent still reverts. systemd-run where systemd runs;
+ * otherwise a detached setsid sleeper (its own session, so sshd's hang-up does not reach it).
+ */
+export function armSwitchScript(run: string, runId: string, seconds: number): string {
+  const body = [
+    '#!/bin/sh',
+    `# dsrctl dead-man's switch for run ${runId}`,
+    `sleep ${seconds}`,
+    `case "$(cat ${quote([`${run}/status`])} 2>/dev/null)" in`,
+    '  applying|applied)',
+    `    sh ${ROLLBACK_RUNNER} ${quote([run, `dead-man's switch: run not confirmed within ${seconds} s`])} > ${quote([`${run}/switch.log`])} 2>&1`,
+    `    printf 'run=%s time=%s status=%s\\n' ${quote([runId])} "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cat ${quote([`${run}/status`])})" > ${REVERTED_FILE}`,
+    `    if grep -q ${quote([`^run=${runId} `])} ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; fi ;;`,
+    'esac',
+    '',
+  ].join('\n');
+  const b64 = Buffer.from(body).toString('base64');
+  const sw = quote([`${run}/switch.sh`]);
+  return [
+    `printf '%s' ${quote([b64])} | base64 -d > ${sw}`,
+    'if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then',
+    // the timer fires the remaining time after now; the sleep inside then returns at once
+    `  sed -i 's/^sleep .*/sleep 0/' ${sw}`,
+    `  systemd-run --quiet --unit=${quote([`dsrctl-revert-${runId}`])} --on-active=${seconds}s --timer-property=AccuracySec=1s /bin/sh ${sw} || exit 1`,
+    `  echo ${quote([`systemd dsrctl-revert-${runId}`])} > ${quote([`${run}/switch`])}`,
+    'else',
+    `  setsid sh ${sw} </dev/null >/dev/null 2>&1 &`,
+    `  echo "pid $!" > ${quote([`${run}/switch`])}`,
+    'fi',
+    `echo "@@dsrctl-armed ${seconds}"`,
+  ].join('\n');
+}
+
+/**
+ * Stop the switch of a run, if it is still waiting. Safe to run twice.
+ * `runWord` is a shell word for the run directory: a quoted path or "$run".
+ */
+export function disarmSwitchScript(runWord: string): string {
+  return [
+    `sw_run=${runWord}`,
+    'if [ -f "$sw_run/switch" ]; then',
+    '  set -- $(cat "$sw_run/switch")',
+    '  case "$1" in',
+    '    systemd) systemctl stop "$2.timer" "$2.service" 2>/dev/null ;;',
+    // the sleeper leads its own process group: kill the group (sh and its sleep), after checking it is ours
+    '    pid) if grep -q "$sw_run/switch.sh" "/proc/$2/cmdline" 2>/dev/null; then kill -- "-$2" 2>/dev/null || kill "$2" 2>/dev/null; fi ;;',
+    '  esac',
+    '  rm -f "$sw_run/switch"',
+    'fi',
+  ].join('\n');
+}

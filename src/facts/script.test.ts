@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildFactsScript, checkFactsPath, sysctlProcPath } from './script.js';
+import { parseFacts } from './parse.js';
+
+describe('buildFactsScript: validation and quoting', () => {
+  it('maps sysctl keys to /proc/sys paths, "/" standing for a dot inside a level', () => {
+    expect(sysctlProcPath('net.ipv4.ip_forward')).toBe('/proc/sys/net/ipv4/ip_forward');
+    expect(sysctlProcPath('net.ipv4.conf.eth0/100.rp_filter')).toBe('/proc/sys/net/ipv4/conf/eth0.100/rp_filter');
+    expect(sysctlProcPath('net.ipv4.conf.pub-0.rp_filter')).toBe('/proc/sys/net/ipv4/conf/pub-0/rp_filter');
+  });
+
+  it.each([
+    'net.ipv4.ip_forward; reboot',
+    'net.ipv4.ip_forward=1',
+    'NET.ipv4.ip_forward',
+    'net.ipv4.$(id)',
+    'net ipv4',
+    'net..ipv4',
+    '.net.ipv4',
+    'net.ipv4.',
+    'net./..ipv4',
+    '-w',
+    'net.-w',
+    '',
+  ])('rejects sysctl key %j', (key) => {
+    expect(() => buildFactsScript({ sysctls: [key], files: [] })).toThrowError(/invalid sysctl key/);
+  });
+
+  it.each(['relative/path', '', 'etc/nginx', '/etc/nginx\n/x', '/etc/\0nginx'])('rejects path %j', (p) => {
+    expect(() => buildFactsScript({ sysctls: [], files: [p] })).toThrowError(/invalid file path/);
+    expect(() => checkFactsPath(p)).toThrow();
+  });
+
+  it('quotes paths with shell-quote', () => {
+    const s = buildFactsScript({ sysctls: [], files: ['/etc/nginx/nginx.conf', "/tmp/a b'$(reboot)`x`!", '/tmp/$HOME;x'] });
+    expect(s).toContain('  fileinfo file /etc/nginx/nginx.conf\n');
+    expect(s).toContain(`  fileinfo file '/tmp/a b'"'"'$(reboot)\`x\`!'\n`);
+    expect(s).toContain('  fileinfo file /tmp/\\$HOME\\;x\n');
+  });
+
+  it('reads each requested key and path once, always the fixed sections', () => {
+    const s = buildFactsScript({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.ip_forward'], files: ['/a', '/a'] });
+    expect(s.match(/sysctl_value net\.ipv4\.ip_forward /g)).toHaveLength(1);
+    expect(s.match(/fileinfo file \/a\n/g)).toHaveLength(1);
+    for (const cmd of ['ip -j addr show', 'ip -j -4 rule show', 'ip -j -4 route show table all', 'iptables -V', 'iptables-save', 'nginx -V 2>&1']) {
+      expect(s).toContain(cmd);
+    }
+    expect(s).not.toMatch(/iptables-save -c/);
+  });
+
+  it('runs everything from one function with stdin from /dev/null (nothing eats the script of `sh -s`)', () => {
+    const s = buildFactsScript({ sysctls: [], files: [] });
+    expect(s.trimEnd().split('\n').slice(-3)).toEqual(['}', 'dsrctl_facts </dev/null', 'exit 0']);
+  });
+});
+
+const dash = ['/usr/bin/dash', '/bin/dash'].find((p) => existsSync(p));
+
+// Runs the real script with dash in this (root or not) namespace: read-only by design.
+describe.runIf(dash)('the script under dash (live, read-only)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dsrctl-facts-test-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const run = (script: string) => spawnSync(dash!, ['-s'], { input: script, encoding: 'utf8', maxBuffer: 64 << 20 });
+
+  it('passes `sh -n` and exits 0', () => {
+    const script = buildFactsScript({ sysctls: ['net.ipv4.ip_forward'], files: ['/etc/hostname'] });
+    expect(spawnSync(dash!, ['-n'], { input: script }).status).toBe(0);
+    const r = run(script);
+    expect(r.status).toBe(0);
+    expect(() => parseFacts(r.stdout)).not.toThrow();
+  });
+
+  it('brings files back byte-exact: odd names, NUL, no final newline, marker lines inside, empty, unreadable', () => {
+    const odd = join(dir, `we"ird 'name' $x \`y\` !z`);
+    const bin = Buffer.from([0, 1, 2, 255, 10, 13, 10, 0x40]);
+    const tricky = '@@dsrctl-facts:end file rc=0@@\n@@dsrctl-facts:begin done@@\nno final newline';
+    writeFileSync(odd, tricky);
+    writeFileSync(join(dir, 'bin'), bin);
+    writeFileSync(join(dir, 'empty'), '');
+    const files = [odd, join(dir, 'bin'), join(dir, 'empty'), join(dir, 'missing'), dir];
+    const facts = parseFacts(run(buildFactsScript({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.nope_nope'], files })).stdout);
+    expect(facts.files[odd]).toMatchObject({ exists: true, type: 'file', content: tricky, mode: '644' });
+    expect(Buffer.from(facts.files[join(dir, 'bin')]!.contentBase64!, 'base64').equals(bin)).toBe(true);
+    expect(facts.files[join(dir, 'empty')]).toMatchObject({ exists: true, content: '', sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' });
+    expect(facts.files[join(dir, 'missing')]).toEqual({ path: join(dir, 'missing'), exists: false });
+    expect(facts.files[dir]).toMatchObject({ exists: true, type: 'dir', mode: '700' });
+    expect(facts.files[dir]!.content).toBeUndefined();
+    expect(facts.sysctl['net.ipv4.ip_forward']).toMatch(/^[01]$/);
+    expect(facts.sysctlMissing).toEqual(['net.ipv4.nope_nope']);
+  });
+
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+  it.runIf(process.getuid?.() === 0 && setpriv)('as an unprivileged user: unreadable file and iptables-save reported, not faked', () => {
+    const pub = join(dir, 'pub');
+    mkdirSync(pub);
+    chmodSync(dir, 0o755);
+    chmodSync(pub, 0o755);
+    writeFileSync(join(pub, 'secret'), 'x');
+    chmodSync(join(pub, 'secret'), 0o600);
+    const script = buildFactsScript({ sysctls: [], files: [join(pub, 'secret')] });
+    const r = spawnSync(setpriv!, ['--reuid=65534', '--regid=65534', '--clear-groups', dash!, '-s'], { input: script, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const facts = parseFacts(r.stdout);
+    expect(facts.uid).toBe(65534);
+    expect(facts.files[join(pub, 'secret')]).toEqual({ path: join(pub, 'secret'), exists: true, type: 'file', mode: '600', readable: false });
+    expect(facts.incomplete).toContainEqual({ section: 'file', reason: `${join(pub, 'secret')}: unreadable` });
+  });
+});
