@@ -180,7 +180,7 @@ describe('proxy-applied', () => {
 
   it('reads the dsrctl state files raw', () => {
     expect(facts.dsrctl).toEqual({
-      journal: '{"fixture":"journal bytes, not its real format"}\n',
+      journal: '20261126T040000Z-abc123\n',
       lock: 'fixture-lock\n',
       reverted: null,
     });
@@ -225,7 +225,7 @@ describe('parseFacts errors', () => {
   });
 
   it('a content/sha256 mismatch is an error', () => {
-    const text = fixture('proxy-applied').replace(/sha256=4937d9[0-9a-f]+/, `sha256=${'0'.repeat(64)}`);
-    expect(() => parseFacts(text)).toThrowError(/"dsrctl-journal": \/var\/lib\/dsrctl\/journal.json: sha256 of the content does not match/);
+    const text = fixture('proxy-applied').replace(/sha256=dd5ecd[0-9a-f]+/, `sha256=${'0'.repeat(64)}`);
+    expect(() => parseFacts(text)).toThrowError(/"dsrctl-journal": \/var\/lib\/dsrctl\/last-run: sha256 of the content does not match/);
   });
 });

@@ -4,13 +4,14 @@ import { parseIpAddr, parseIpRoutes, parseIpRules } from './parsers/ip-json.js';
 import { parseIptablesSave, parseIptablesVariant } from './parsers/iptables-save.js';
 import { parseNginx } from './parsers/nginx.js';
 import { parseSysctl } from './parsers/sysctl.js';
+import { parseNft, parseNatProbe, parseTc } from './parsers/nat.js';
 import type { FileFact, HostFacts, IptablesFacts } from './types.js';
 
 export { FactsParseError } from './format.js';
 
 const SINGLE = [
   'facts', 'hostname', 'kernel', 'uid', 'systemd', 'ip-addr', 'ip-rule', 'ip-route', 'iptables-version',
-  'iptables-save', 'nginx-version', 'nginx-modules', 'nginx-pid', 'dsrctl-journal', 'dsrctl-lock',
+  'iptables-save', 'nft', 'nat-probe', 'nginx-version', 'nginx-modules', 'nginx-pid', 'dsrctl-journal', 'dsrctl-lock',
   'dsrctl-reverted', 'done',
 ] as const;
 type SingleName = (typeof SINGLE)[number];
@@ -21,9 +22,9 @@ const reason = (rc: number) => (rc === 127 ? 'command not found' : `exit status 
 export function parseFacts(stdout: string): HostFacts {
   const sections = splitSections(stdout);
   const single = new Map<SingleName, Section>();
-  const repeated: Record<'sysctl' | 'file', Section[]> = { sysctl: [], file: [] };
+  const repeated: Record<'sysctl' | 'file' | 'tc', Section[]> = { sysctl: [], file: [], tc: [] };
   for (const s of sections) {
-    if (s.name === 'sysctl' || s.name === 'file') repeated[s.name].push(s);
+    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc') repeated[s.name].push(s);
     else if ((SINGLE as readonly string[]).includes(s.name)) {
       if (single.has(s.name as SingleName)) throw new FactsParseError(s.name, `section appears twice (line ${s.line})`);
       single.set(s.name as SingleName, s);
@@ -118,6 +119,9 @@ export function parseFacts(stdout: string): HostFacts {
     iptables,
     nginx: parseNginx(get('nginx-version'), ok('nginx-modules'), ok('nginx-pid')),
     files,
+    nft: parseNft(get('nft')),
+    nat: parseNatProbe(get('nat-probe').body),
+    tc: Object.fromEntries(repeated.tc.map((t) => parseTc(t.body))),
     dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
     incomplete,
   };

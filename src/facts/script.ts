@@ -35,6 +35,11 @@ export function checkFactsPath(path: string): string {
 
 const q = (s: string) => quote([s]);
 
+export function checkIfname(name: string): string {
+  if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(name)) throw new Error(`invalid interface name ${JSON.stringify(name)}`);
+  return name;
+}
+
 /** Shell helpers; every marker line comes from `b` and `e`. */
 const PRELUDE = String.raw`# dsrctl facts: read-only, POSIX sh; every section prints what it can
 PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
@@ -154,6 +159,10 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
     ...sysctls.map(({ key, proc }) => `  sysctl_value ${q(key)} ${q(proc)}`),
     '  run iptables-version iptables -V',
     '  run iptables-save iptables-save',
+    '  run nft nft list ruleset',
+    // stateless NAT backends: act_nat for tc (loaded, built in, or a module on disk), nft for netdev egress
+    `  b nat-probe; printf 'act_nat_loaded=%s\\n' "$(grep -c '^act_nat ' /proc/modules 2>/dev/null)"; _k=$(uname -r); printf 'act_nat_builtin=%s\\n' "$(grep -c '/act_nat.ko' "/lib/modules/$_k/modules.builtin" 2>/dev/null)"; printf 'act_nat_module=%s\\n' "$(find "/lib/modules/$_k" -name 'act_nat.ko*' 2>/dev/null | head -n 1)"; printf 'tc=%s\\n' "$(command -v tc)"; printf 'nft=%s\\n' "$(command -v nft)"; e nat-probe 0`,
+    ...(req.interfaces ?? []).map((i) => `  b tc; printf 'dev=%s\\n' ${q(checkIfname(i))}; tc qdisc show dev ${q(i)} 2>/dev/null; printf '%s\\n' '--filters--'; tc filter show dev ${q(i)} 2>/dev/null; e tc 0`),
     NGINX.replace(/^\n|\n$/g, ''),
     ...files.map((p) => `  fileinfo file ${q(p)}`),
     `  fileinfo dsrctl-journal ${q(DSRCTL_STATE_FILES.journal)}`,

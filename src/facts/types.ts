@@ -101,6 +101,10 @@ export interface HostFacts {
   iptables: IptablesFacts;
   nginx: NginxFacts;
   files: Record<string, FileFact>;
+  nft: NftFacts;
+  nat: NatBackendFacts;
+  /** per requested interface */
+  tc: Record<string, TcFacts>;
   /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
   dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
   /** sections whose command was missing or failed, so that part of the facts is unknown
@@ -112,4 +116,28 @@ export interface HostFacts {
 export interface FactsRequest {
   sysctls: string[];
   files: string[];
+  /** interfaces whose tc qdiscs and filters are read */
+  interfaces?: string[];
+}
+
+export interface NftFacts {
+  available: boolean;
+  /** `nft list ruleset` as printed */
+  ruleset: string;
+  /** "family name" -> the table block exactly as listed, from "table ..." to its closing "}" */
+  tables: Record<string, string>;
+}
+
+export interface TcFacts {
+  /** root qdisc of the device, e.g. { kind: "htb", handle: "10:" }; noqueue/pfifo_fast count as none */
+  rootQdisc: { kind: string; handle: string } | null;
+  qdiscs: string;
+  filters: string;
+}
+
+export interface NatBackendFacts {
+  /** act_nat is loaded, built in, or loadable from a module on disk */
+  actNat: 'loaded' | 'builtin' | 'module' | 'absent';
+  tc: boolean;
+  nft: boolean;
 }

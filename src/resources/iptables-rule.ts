@@ -17,6 +17,7 @@ export const iptablesRule: ResourceKind<Spec> = {
   plan(spec, facts, ctx) {
     const { variant, tables } = facts.iptables;
     if (variant === null) throw new PlanError(ctx.host, 'iptables is not installed');
+    if (facts.iptables.error) throw new PlanError(ctx.host, `cannot read the current rules (${facts.iptables.error}); dsrctl needs root there`);
     const line = `-A ${spec.chain} ${spec.rule.join(' ')}`;
     const table = tables[spec.table];
     if (table?.rules.includes(line)) return null;

@@ -4,7 +4,7 @@
  * change would run (and undo). See test/fixtures/operations/README.md for the format.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { quote } from 'shell-quote';
 import { describe, expect, it } from 'vitest';
@@ -39,7 +39,7 @@ interface Case {
 }
 
 /** The lab's inventory (the guide's addresses); the managed file is the one the proxy fixtures read. */
-export const LAB_INVENTORY = {
+const LAB_INVENTORY = {
   mode: 'ip-transparency',
   service: { protocol: 'http', listen_port: 80, upstream_port: 8080 },
   proxy: {
@@ -150,7 +150,7 @@ describe.each(kinds)('%s', (kind) => {
 
   for (const { file, c } of cases) {
     const name = `${file.replace(/\.json$/, '')}: ${c.description}`;
-    if (c.bug && !process.env.DSRCTL_SHOW_BUGS) it.fails(`${name} [known bug: ${c.bug}]`, () => check(kind, c, dirname(join(dir, file))));
+    if (c.bug && !process.env.DSRCTL_SHOW_BUGS) it.fails(`${name} [known bug: ${c.bug}]`, () => check(kind, c, dir));
     else it(name, () => check(kind, c, dir));
   }
 });

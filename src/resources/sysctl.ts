@@ -11,7 +11,9 @@ export const sysctl: ResourceKind<Spec> = {
   plan(spec, facts, ctx) {
     const current = facts.sysctl[spec.key];
     if (current === undefined) throw new PlanError(ctx.host, `sysctl ${spec.key} does not exist on this kernel`);
-    if (current === spec.value) return null;
+    // multi-value sysctls print tab-separated (tcp_rmem: "4096\t131072\t6291456")
+    const norm = (v: string) => v.trim().split(/\s+/).join(' ');
+    if (norm(current) === norm(spec.value)) return null;
     return {
       kind: 'sysctl',
       id: `sysctl ${spec.key}`,

@@ -83,7 +83,7 @@ echo '## ip rule'; ip rule show
 echo '## ip route (all tables)'; ip route show table all
 echo '## ip -6 route (all tables)'; ip -6 route show table all
 echo '## iptables-save'; iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/'
-echo '## nft list ruleset'; nft list ruleset
+echo '## nft list ruleset'; nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter packets 0 bytes 0/'
 echo '## tc'; for d in $(ls /sys/class/net); do echo "# $d"; tc qdisc show dev "$d"; tc filter show dev "$d"; tc filter show dev "$d" egress 2>/dev/null; done
 echo '## sysctl'; sysctl net.ipv4.ip_forward net.ipv4.udp_early_demux net.ipv4.conf.all.rp_filter net.ipv4.conf.default.rp_filter
 echo '## /etc/nginx'; find /etc/nginx -type f -o -type l | sort | while read -r f; do echo "# $f $(stat -c '%a %U %G %s' "$f") $(sha256sum < "$f" | cut -c1-64)"; done
@@ -93,6 +93,19 @@ export function snapshot(host: string): string {
   const r = onHost(host, SNAPSHOT_SCRIPT);
   if (r.code !== 0) throw new Error(`snapshot of ${host} failed: ${r.stderr}`);
   return r.stdout;
+}
+
+/**
+ * Wait until no host has a tentative IPv6 address: right after `lab up` duplicate address
+ * detection is still running, and each finished DAD adds a `local fe80::...` route, so a
+ * snapshot taken too early differs from any later one for reasons that are not dsrctl's.
+ */
+export function waitForIpv6Settled(hosts: readonly string[] = HOSTS, timeoutMs = 10_000): void {
+  const tries = Math.ceil(timeoutMs / 100);
+  for (const h of hosts) {
+    const r = onHost(h, `for i in $(seq ${tries}); do [ -z "$(ip -6 addr show tentative)" ] && exit 0; sleep 0.1; done; ip -6 addr show tentative; exit 1`);
+    if (r.code !== 0) throw new Error(`${h}: IPv6 addresses still tentative after ${timeoutMs} ms:\n${r.stdout}${r.stderr}`);
+  }
 }
 
 export function snapshotAll(hosts: readonly string[] = HOSTS): Record<string, string> {
@@ -115,4 +128,159 @@ export function inventoryVariant(edit: (yaml: string) => string): string {
   const file = join(dir, 'inventory.yaml');
   writeFileSync(file, edit(readFileSync(LAB_INVENTORY, 'utf8')));
   return file;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fault-injection helpers (rollback.test.ts, faults.test.ts)
+
+export interface LiveRun {
+  child: ReturnType<typeof spawn>;
+  /** stdout + stderr so far, interleaved as they arrived */
+  output(): string;
+  /** Resolves when a line of stdout matches `re` (rejects when the run ends first or after `timeoutMs`). */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves when the process has exited. */
+  done: Promise<CliResult>;
+}
+
+/**
+ * The built CLI, spawned so that a test can watch its output line by line and act at a given
+ * moment (kill it, break a link). Resolves `done` on exit, like dsrctl().
+ */
+export function dsrctlLive(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): LiveRun {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let all = '';
+  let buf = '';
+  const waiters: { re: RegExp; resolve: (l: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
+  const seenLines: string[] = [];
+  const onLine = (line: string) => {
+    seenLines.push(line);
+    for (const w of [...waiters])
+      if (w.re.test(line)) {
+        clearTimeout(w.timer);
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+  };
+  child.stdout!.on('data', (d: Buffer) => {
+    const s = d.toString();
+    stdout += s;
+    all += s;
+    buf += s;
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+    all += d;
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 170_000);
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (buf) onLine(buf);
+      for (const w of waiters.splice(0)) {
+        clearTimeout(w.timer);
+        w.reject(new Error(`dsrctl ended (exit ${code ?? signal}) before a line matched ${w.re}:\n${all}`));
+      }
+      resolve({ code: code ?? (signal ? 128 + (signal === 'SIGKILL' ? 9 : 15) : -1), stdout, stderr });
+    });
+  });
+  return {
+    child,
+    output: () => all,
+    done,
+    waitFor(re, timeoutMs = 60_000) {
+      const hit = seenLines.find((l) => re.test(l));
+      if (hit !== undefined) return Promise.resolve(hit);
+      if (child.exitCode !== null || child.signalCode !== null) return Promise.reject(new Error(`dsrctl already ended before a line matched ${re}:\n${all}`));
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => {
+          waiters.splice(waiters.findIndex((w) => w.timer === t), 1);
+          reject(new Error(`no line matched ${re} within ${timeoutMs} ms:\n${all}`));
+        }, timeoutMs);
+        waiters.push({ re, resolve, reject, timer: t });
+      });
+    },
+  };
+}
+
+/** PID of a lab host's listening sshd (lab.sh pids HOST). */
+export function sshdPid(host: string): number {
+  const r = lab(['pids', host]);
+  const pid = Number(r.stdout.trim());
+  if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) throw new Error(`lab.sh pids ${host} failed: ${r.stdout}${r.stderr}`);
+  return pid;
+}
+
+/** The SSH session processes of a host: the children of its listening sshd (not the sshd itself). */
+export function sshSessionPids(host: string): number[] {
+  const parent = sshdPid(host);
+  const r = spawnSync('ps', ['-o', 'pid=', '--ppid', String(parent)], { encoding: 'utf8' });
+  return r.stdout
+    .split('\n')
+    .map((s) => Number(s.trim()))
+    .filter((p) => Number.isInteger(p) && p > 0 && p !== parent);
+}
+
+/** SIGKILL every SSH session of a host (never its listening sshd). Returns the PIDs killed. */
+export function killSshSessions(host: string): number[] {
+  const pids = sshSessionPids(host);
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+  return pids;
+}
+
+/** The content of /var/lib/dsrctl/lock on each host ('' when there is none). */
+export function locks(hosts: readonly string[] = HOSTS): Record<string, string> {
+  return Object.fromEntries(hosts.map((h) => [h, onHost(h, 'cat /var/lib/dsrctl/lock 2>/dev/null || true').stdout.trim()]));
+}
+
+/** Hosts whose snapshot differs from `before` (empty when every host is as it was). */
+export function changedHosts(before: Record<string, string>, hosts: readonly string[] = Object.keys(before)): string[] {
+  return hosts.filter((h) => snapshot(h) !== before[h]);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Poll `fn` until it returns true or `timeoutMs` passes; returns its last answer. */
+export async function waitUntil(fn: () => boolean, timeoutMs: number, stepMs = 500): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (fn()) return true;
+    if (Date.now() >= end) return false;
+    await sleep(stepMs);
+  }
+}
+
+/**
+ * snapshotAll() once the lab has settled. Right after `lab.sh up` the hosts' IPv6 link-local
+ * addresses are still tentative (duplicate address detection, ~1-2 s); their `local fe80::...`
+ * routes (in SNAPSHOT_SCRIPT's `ip -6 route show table all`) appear only when it ends. A "before"
+ * snapshot taken earlier differs from every later one although dsrctl touched nothing.
+ */
+export async function settledSnapshotAll(hosts: readonly string[] = HOSTS, timeoutMs = 15_000): Promise<Record<string, string>> {
+  const end = Date.now() + timeoutMs;
+  let prev: Record<string, string> | undefined;
+  for (;;) {
+    const tentative = hosts.filter((h) => onHost(h, 'ip -6 addr show tentative').stdout.trim() !== '');
+    if (!tentative.length) {
+      const now = snapshotAll(hosts);
+      if (prev && hosts.every((h) => prev![h] === now[h])) return now;
+      prev = now;
+    } else prev = undefined;
+    if (Date.now() > end) throw new Error(`lab did not settle within ${timeoutMs} ms (tentative IPv6 addresses on: ${tentative.join(', ') || 'none'}; snapshots still changing)`);
+    await sleep(500);
+  }
 }

@@ -28,6 +28,7 @@
 # (conf.d/hello.conf: :8080 says who connected from where); dnsmasq on dev1-4, UDP and TCP 53 on
 # the private address only, answering www.example.com and ns1.example.com A with the host's own
 # address (the guide's DSR demo zone); sshd on mgmt0 everywhere but the router.
+# test/lab/dsr-by-hand.sh applies and checks the guide's Method 2 by hand in an up lab.
 # The lab's only trace in the root namespace is that bridge (with its connected route) and the
 # bridge ports <prefix>-m-<cl|px|d1..d4>; IPv6 is disabled on them so no fe80::/64 route appears.
 set -euo pipefail
@@ -455,10 +456,10 @@ EOF
 summary() {
   local h
   echo "lab up (prefix $P, state $LAB)"
-  printf '  %-7s %-14s %-15s %-14s %s\n' host mgmt public private 'pids (sshd/nginx)'
+  printf '  %-7s %-14s %-15s %-14s %s\n' host mgmt public private 'pids (sshd/nginx/dns)'
   for h in "${HOSTS[@]}"; do
     printf '  %-7s %-14s %-15s %-14s %s\n' "$h" "${MGMT_IP[$h]:--}" "${PUB_IP[$h]:--}" "${PRIV_IP[$h]:--}" \
-      "$(cat "$LAB/pids/$h.sshd" 2>/dev/null || cat "$LAB/pids/$h.anchor" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.nginx" 2>/dev/null || echo -)"
+      "$(cat "$LAB/pids/$h.sshd" 2>/dev/null || cat "$LAB/pids/$h.anchor" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.nginx" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.dns" 2>/dev/null || echo -)"
   done
   echo "  inventory: $INVENTORY"
   echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@${MGMT_IP[dev1]}"

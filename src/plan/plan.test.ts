@@ -1,0 +1,213 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseFacts } from '../facts/parse.js';
+import type { HostFacts } from '../facts/types.js';
+import { inventorySchema, type Inventory } from '../inventory/schema.js';
+import { loadPlaybook, type Playbook } from '../playbook/load.js';
+import { renderStep } from '../apply/render-step.js';
+import { desiredHosts, factsRequest, type HostTarget } from './desired.js';
+import { planHost } from './plan-host.js';
+
+const fixture = (name: string): HostFacts => parseFacts(readFileSync(new URL(`../../test/fixtures/facts/${name}.txt`, import.meta.url), 'utf8'));
+const MANAGED = '/etc/nginx/conf.d/dsrctl-does-not-exist.conf'; // the managed file the proxy fixtures read (absent there)
+
+/** The lab: the guide's addresses, http 80 -> 8080. */
+function labInventory(over: { masquerade?: boolean; protocol?: 'http' | 'tcp' | 'udp'; upstream_port?: number } = {}): Inventory {
+  return inventorySchema.parse({
+    mode: 'ip-transparency',
+    service: { protocol: over.protocol ?? 'http', listen_port: 80, upstream_port: over.upstream_port ?? 8080 },
+    proxy: {
+      ssh_host: '10.211.0.10',
+      public_ip: '192.168.99.10',
+      public_interface: 'pub0',
+      private_ip: '172.16.0.1',
+      private_interface: 'priv0',
+      masquerade: over.masquerade ?? false,
+      managed_config: MANAGED,
+    },
+    upstreams: [1, 2, 3, 4].map((n) => ({ name: `dev${n}`, ssh_host: `10.211.0.1${n}`, ip: `172.16.0.1${n}`, interface: 'priv0' })),
+  });
+}
+
+const pb: Playbook = loadPlaybook('ip-transparency');
+const UPSTREAM_IPS = ['172.16.0.11', '172.16.0.12', '172.16.0.13', '172.16.0.14'];
+const markRule = (ip: string, l4 = 'tcp', port = 8080) =>
+  ['-s', `${ip}/32`, '-p', l4, '-m', l4, '--sport', String(port), '-m', 'comment', '--comment', 'dsrctl', '-j', 'MARK', '--set-xmark', '0x1/0xffffffff'];
+const masqRule = (ip: string) => ['-s', `${ip}/32`, '-o', 'pub0', '-m', 'comment', '--comment', 'dsrctl', '-j', 'MASQUERADE'];
+
+const host = (targets: HostTarget[], name: string) => targets.find((t) => t.name === name)!;
+const rulesOf = (t: HostTarget, table: string) =>
+  t.desired.filter((d) => d.kind === 'iptables-rule' && (d.spec as { table: string }).table === table).map((d) => (d.spec as { rule: string[] }).rule);
+
+describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
+  it('gives the proxy the guide\'s resources and each upstream a default route via the proxy', () => {
+    const targets = desiredHosts(labInventory(), pb);
+    expect(targets.map((t) => [t.name, t.role])).toEqual([
+      ['proxy', 'proxy'],
+      ['dev1', 'upstream'],
+      ['dev2', 'upstream'],
+      ['dev3', 'upstream'],
+      ['dev4', 'upstream'],
+    ]);
+    expect(host(targets, 'proxy').desired).toEqual([
+      { kind: 'nginx-main-directive', spec: { directive: 'user', args: ['root'] } },
+      { kind: 'nginx-managed-config', spec: {} },
+      { kind: 'sysctl', spec: { key: 'net.ipv4.ip_forward', value: '1' } },
+      { kind: 'ip-rule', spec: { fwmark: '0x1', table: '100' } },
+      { kind: 'ip-route', spec: { type: 'local', dst: '0.0.0.0/0', dev: 'lo', table: '100' } },
+      ...UPSTREAM_IPS.map((ip) => ({ kind: 'iptables-rule', spec: { table: 'mangle', chain: 'PREROUTING', rule: markRule(ip) } })),
+    ]);
+    for (const [i, name] of ['dev1', 'dev2', 'dev3', 'dev4'].entries()) {
+      const t = host(targets, name);
+      expect(t.upstream?.ip).toBe(UPSTREAM_IPS[i]);
+      expect(t.desired).toEqual([{ kind: 'default-route', spec: { via: '172.16.0.1' } }]);
+    }
+  });
+
+  it('has no MASQUERADE unless masquerade: true, then one per upstream out of the public interface', () => {
+    expect(rulesOf(host(desiredHosts(labInventory(), pb), 'proxy'), 'nat')).toEqual([]);
+    const proxy = host(desiredHosts(labInventory({ masquerade: true }), pb), 'proxy');
+    expect(rulesOf(proxy, 'mangle')).toEqual(UPSTREAM_IPS.map((ip) => markRule(ip)));
+    expect(rulesOf(proxy, 'nat')).toEqual(UPSTREAM_IPS.map(masqRule));
+    const chains = proxy.desired.filter((d) => d.kind === 'iptables-rule').map((d) => `${(d.spec as { table: string }).table} ${(d.spec as { chain: string }).chain}`);
+    expect(chains).toEqual([...Array(4).fill('mangle PREROUTING'), ...Array(4).fill('nat POSTROUTING')]);
+  });
+
+  it('marks udp replies with -p udp -m udp, tcp replies with -p tcp -m tcp, from the upstream port', () => {
+    expect(rulesOf(host(desiredHosts(labInventory({ protocol: 'udp', upstream_port: 53 }), pb), 'proxy'), 'mangle')).toEqual(
+      UPSTREAM_IPS.map((ip) => markRule(ip, 'udp', 53)),
+    );
+    expect(rulesOf(host(desiredHosts(labInventory({ protocol: 'tcp', upstream_port: 5432 }), pb), 'proxy'), 'mangle')).toEqual(
+      UPSTREAM_IPS.map((ip) => markRule(ip, 'tcp', 5432)),
+    );
+  });
+
+  it('names the playbook entry whose {{ }} has no value', () => {
+    const broken: Playbook = { ...pb, upstream: [{ kind: 'default-route', via: '{{proxy.gateway}}' }] };
+    expect(() => desiredHosts(labInventory(), broken)).toThrow(/playbook entry 0 \(default-route\): \{\{proxy\.gateway\}\} has no value/);
+  });
+
+  it('rejects an unknown resource kind, naming the entry', () => {
+    const broken: Playbook = { ...pb, proxy: [...pb.proxy, { kind: 'tc-qdisc-typo' }] };
+    expect(() => desiredHosts(labInventory(), broken)).toThrow(`playbook entry ${pb.proxy.length}: unknown resource kind "tc-qdisc-typo"`);
+  });
+
+  it('asks the facts exec for the sysctl and the two nginx files on the proxy, nothing extra on upstreams', () => {
+    const inv = labInventory();
+    const targets = desiredHosts(inv, pb);
+    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: ['net.ipv4.ip_forward'], files: ['/etc/nginx/nginx.conf', MANAGED] });
+    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [] });
+  });
+});
+
+/** The proxy as it was before dsrctl: proxy-applied's real output without what the guide added. */
+function pristineProxy(): HostFacts {
+  const f = fixture('proxy-applied');
+  f.rules = f.rules.filter((r) => r.fwmark === undefined);
+  f.routes = f.routes.filter((r) => r.table !== '100');
+  f.sysctl['net.ipv4.ip_forward'] = '0';
+  f.iptables = { variant: 'nft', save: '', tables: {} };
+  return f;
+}
+
+/** The proxy after a complete apply of the lab inventory (masquerade off). */
+function fullyAppliedProxy(): HostFacts {
+  const f = fixture('proxy-applied');
+  const mangle = f.iptables.tables['mangle']!;
+  mangle.rules = UPSTREAM_IPS.map((ip) => `-A PREROUTING ${markRule(ip).join(' ')}`);
+  const conf = f.files['/etc/nginx/nginx.conf']!;
+  conf.content = conf.content!.replace(/^user www-data;/, 'user root;');
+  const managed = readFileSync(new URL('../../test/fixtures/operations/nginx-managed-config/lab-http.conf', import.meta.url), 'utf8');
+  f.files[MANAGED] = { path: MANAGED, exists: true, type: 'file', mode: '644', content: managed };
+  return f;
+}
+
+function plan(name: string, facts: HostFacts, inv = labInventory()) {
+  return planHost(inv, pb, host(desiredHosts(inv, pb), name), facts);
+}
+const ids = (p: ReturnType<typeof plan>) => p.changes.map((c) => c.id);
+
+describe('planHost on real facts', () => {
+  it('pristine proxy: every resource changes, in playbook order', () => {
+    const p = plan('proxy', pristineProxy());
+    expect(p.host).toBe('proxy');
+    expect(p.role).toBe('proxy');
+    expect(p.notes).toEqual([]);
+    expect(ids(p)).toEqual([
+      'file /etc/nginx/nginx.conf',
+      `file ${MANAGED}`,
+      'sysctl net.ipv4.ip_forward',
+      'ip rule fwmark 0x1 lookup 100',
+      'ip route local 0.0.0.0/0 dev lo table 100',
+      ...UPSTREAM_IPS.map((ip) => `iptables -t mangle -A PREROUTING ${markRule(ip).join(' ')}`),
+    ]);
+    // only the first rule in the table iptables-nft will create carries the table guard
+    const guards = p.changes.map((c) => c.undo.filter((s) => 'sh' in s).length);
+    expect(guards).toEqual([0, 0, 0, 0, 0, 1, 0, 0, 0]);
+    const reload = p.changes.filter((c) => c.notify?.includes('nginx-reload')).map((c) => c.kind);
+    expect(reload).toEqual(['nginx-main-directive', 'nginx-managed-config']);
+  });
+
+  it('pristine proxy with masquerade: 4 more changes, the first nat rule guarding its table too', () => {
+    const p = plan('proxy', pristineProxy(), labInventory({ masquerade: true }));
+    expect(p.changes).toHaveLength(13);
+    const nat = p.changes.slice(9);
+    expect(nat.map((c) => renderStep(c.do[0]!, '/r'))).toEqual(
+      UPSTREAM_IPS.map((ip) => `iptables -w -t nat -A POSTROUTING -s ${ip}/32 -o pub0 -m comment --comment dsrctl -j MASQUERADE`),
+    );
+    expect(nat.map((c) => c.undo.length)).toEqual([2, 1, 1, 1]);
+  });
+
+  it('proxy-applied fixture: only nginx.conf, the managed file and the MARK rules of dev2-dev4 differ', () => {
+    const p = plan('proxy', fixture('proxy-applied'));
+    expect(ids(p)).toEqual([
+      'file /etc/nginx/nginx.conf',
+      `file ${MANAGED}`,
+      ...UPSTREAM_IPS.slice(1).map((ip) => `iptables -t mangle -A PREROUTING ${markRule(ip).join(' ')}`),
+    ]);
+    expect(p.changes.map((c) => c.action)).toEqual(['update', 'create', 'create', 'create', 'create']);
+    // mangle exists there: no rule may drop the table on undo
+    expect(p.changes.flatMap((c) => c.undo).filter((s) => 'sh' in s)).toEqual([]);
+  });
+
+  it('proxy-applied with masquerade: the /24 MASQUERADE there does not stand in for the per-upstream rules', () => {
+    const p = plan('proxy', fixture('proxy-applied'), labInventory({ masquerade: true }));
+    expect(p.changes).toHaveLength(9);
+    expect(p.changes.slice(5).every((c) => c.id.startsWith('iptables -t nat -A POSTROUTING -s 172.16.0.1'))).toBe(true);
+  });
+
+  it('a fully applied proxy plans nothing (a second apply is a no-op)', () => {
+    expect(plan('proxy', fullyAppliedProxy()).changes).toEqual([]);
+  });
+
+  it('pristine upstream: one change, the default route via the proxy', () => {
+    const p = plan('dev1', fixture('pristine-upstream'));
+    expect(p.role).toBe('upstream');
+    expect(p.changes).toHaveLength(1);
+    expect(p.changes[0]!.do.map((s) => renderStep(s, '/r'))).toEqual([
+      'ip route del default via 172.16.0.254 dev priv0 proto boot metric 0',
+      'ip route add default via 172.16.0.1',
+    ]);
+    expect(p.notes).toEqual([]);
+  });
+
+  it('upstream-applied: the leftover metric-100 default is the one change', () => {
+    const p = plan('dev1', fixture('upstream-applied'));
+    expect(p.changes.map((c) => c.summary)).toEqual([
+      'default route via 172.16.0.1 dev priv0 proto boot metric 0; via 172.16.0.254 dev priv0 proto boot metric 100 -> via 172.16.0.1',
+    ]);
+  });
+
+  it('a non-root connection still plans, and says the changes need root', () => {
+    const p = plan('dev1', fixture('pristine-upstream-nonroot'));
+    expect(p.changes).toHaveLength(1);
+    expect(p.notes).toEqual(['connected as uid 65534: the changes need root']);
+  });
+
+  it('is pure: planning twice from the same facts gives the same plan and leaves the facts alone', () => {
+    const facts = pristineProxy();
+    const before = structuredClone(facts);
+    expect(plan('proxy', facts)).toEqual(plan('proxy', facts));
+    expect(facts).toEqual(before);
+  });
+});
