@@ -7,9 +7,8 @@
  *   (a) the first `apply --yes --json`, (b) a no-op apply (5 runs, median), (c) `plan --json`,
  *   (d) `rollback --yes --json`
  * with process.hrtime.bigint(), reads each JSON document's per-host `execs` (SSH exec requests on
- * that host's connection), measures bare `node -e 0` start-up and the CLI's max RSS
- * and CPU time (/usr/bin/time, when installed), and, as references, bare node start-up and one
- * OpenSSH connection to the proxy. The lab is always taken down (also on SIGINT/SIGTERM).
+ * that host's connection) and the CLI's max RSS and CPU time (/usr/bin/time, when installed); as
+ * references, bare `node -e 0` start-up and one OpenSSH connection to the proxy. The lab is always taken down (also on SIGINT/SIGTERM).
  *
  * Targets (exit 1 when one is missed): a no-op apply makes at most 3 exec requests per host, and
  * its median wall time stays under node start-up + 1000 ms.

@@ -67,8 +67,15 @@ export const inventorySchema = z
         protocol: z.enum(['http', 'tcp', 'udp'], { error: 'must be one of http, tcp, udp' }),
         listen_port: port,
         upstream_port: port,
+        /** where clients come from: must not overlap the upstreams' network (the guide's "No Overlapping IP Ranges") */
+        client_networks: z.array(ipv4OrCidr).optional(),
       })
       .strict(),
+    /** stateless NAT for the DSR modes: tc's nat action (the guide) or nftables netdev egress */
+    nat: z
+      .object({ backend: z.enum(['auto', 'tc', 'nft'], { error: 'must be one of auto, tc, nft' }).default('auto') })
+      .strict()
+      .default({ backend: 'auto' }),
     ssh: sshSchema.default({}),
     proxy: z
       .object({
@@ -81,7 +88,7 @@ export const inventorySchema = z
         /** main nginx config whose `user` directive dsrctl edits */
         nginx_conf: absPath.default('/etc/nginx/nginx.conf'),
         /** the file dsrctl owns: backed up when it exists, restored byte for byte on rollback */
-        managed_config: absPath.default('/etc/nginx/conf.d/dsrctl.conf'),
+        managed_config: absPath.optional(),
         ssh: sshSchema.optional(),
       })
       .strict(),
@@ -136,8 +143,41 @@ export const inventorySchema = z
       });
     if (inv.proxy.public_ip === inv.proxy.private_ip)
       ctx.addIssue({ code: 'custom', path: ['proxy', 'private_ip'], message: 'must differ from proxy.public_ip' });
-  });
+    if (inv.mode !== 'ip-transparency' && inv.nat.backend === 'tc' && inv.service.listen_port !== inv.service.upstream_port)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['nat', 'backend'],
+        message: `tc's nat action rewrites addresses only, so replies from port ${inv.service.upstream_port} would reach clients that asked port ${inv.service.listen_port}; use backend nft (or auto), or the same port`,
+      });
+    if (inv.mode === 'dsr-origin-nat')
+      inv.upstreams.forEach((u, i) => {
+        if (!u.interface) ctx.addIssue({ code: 'custom', path: ['upstreams', i, 'interface'], message: 'is required for dsr-origin-nat: the interface whose egress rewrites the replies' });
+      });
+    (inv.service.client_networks ?? []).forEach((net, i) => {
+      for (const [what, ip] of [['the proxy\'s private address', inv.proxy.private_ip], ...inv.upstreams.map((u) => [`upstream ${u.name}`, u.ip])] as [string, string][])
+        if (contains(net, ip))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['service', 'client_networks', i],
+            message: `${net} contains ${what} (${ip}): client and upstream networks must not overlap, or reverse path filtering drops packets and replies skip the proxy (the guide's "No Overlapping IP Ranges")`,
+          });
+    });
+  })
+  .transform((inv) => ({
+    ...inv,
+    proxy: {
+      ...inv.proxy,
+      // a stream server cannot live in conf.d, which Debian includes inside http {}
+      managed_config: inv.proxy.managed_config ?? (inv.service.protocol === 'http' ? '/etc/nginx/conf.d/dsrctl.conf' : '/etc/nginx/dsrctl/stream.conf'),
+    },
+  }));
 
-export type Inventory = z.infer<typeof inventorySchema>;
+/** Does an address or CIDR contain an address? */
+export function contains(net: string, ip: string): boolean {
+  const [addr, len] = net.includes('/') ? net.split('/') : [net, '32'];
+  return ipaddr.IPv4.parse(ip).match(ipaddr.IPv4.parse(addr!), Number(len));
+}
+
+export type Inventory = z.output<typeof inventorySchema>;
 export type Upstream = z.infer<typeof upstreamSchema>;
 export type SshOptions = z.infer<typeof sshSchema>;

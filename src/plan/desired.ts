@@ -23,7 +23,7 @@ export interface HostTarget {
 function templateContext(inv: Inventory, upstream?: Upstream) {
   return {
     ...inv,
-    service: { ...inv.service, l4: inv.service.protocol === 'udp' ? 'udp' : 'tcp' },
+    service: { ...inv.service, l4: inv.service.protocol === 'udp' ? 'udp' : 'tcp', stream: inv.service.protocol !== 'http' },
     upstream,
   };
 }
@@ -34,9 +34,9 @@ function expand(entries: PlaybookEntry[], inv: Inventory, hostUpstream: Upstream
     const { kind, foreach, when, ...rest } = entry;
     const resource = RESOURCE_KINDS[kind];
     if (!resource) throw new Error(`playbook entry ${i}: unknown resource kind "${kind}"`);
-    if (when !== undefined && lookup(inv, when) !== true) continue;
     const items: (Upstream | undefined)[] = foreach === 'upstreams' ? inv.upstreams : [hostUpstream];
     for (const u of items) {
+      if (when !== undefined && lookup(templateContext(inv, u), when) !== true) continue;
       const spec = interpolate(rest, templateContext(inv, u), `playbook entry ${i} (${kind})`);
       out.push({ kind, spec: resource.schema.parse(spec) });
     }
@@ -53,17 +53,18 @@ export function desiredHosts(inv: Inventory, pb: Playbook): HostTarget[] {
 }
 
 export function planContext(inv: Inventory, pb: Playbook, target: HostTarget): PlanContext {
-  return { inventory: inv, playbook: pb, role: target.role, host: target.name, upstream: target.upstream, shared: new Map() };
+  return { inventory: inv, playbook: pb, role: target.role, host: target.name, upstream: target.upstream, shared: new Map(), notes: [] };
 }
 
 /** What the facts exec must read for this host's resources. */
 export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): FactsRequest {
-  const req: FactsRequest = { sysctls: [], files: [] };
+  const req: FactsRequest = { sysctls: [], files: [], interfaces: [] };
   const ctx = planContext(inv, pb, target);
   for (const d of target.desired) {
     const more = RESOURCE_KINDS[d.kind]!.facts?.(d.spec, ctx);
     req.sysctls.push(...(more?.sysctls ?? []));
     req.files.push(...(more?.files ?? []));
+    req.interfaces!.push(...(more?.interfaces ?? []));
   }
-  return { sysctls: [...new Set(req.sysctls)], files: [...new Set(req.files)] };
+  return { sysctls: [...new Set(req.sysctls)], files: [...new Set(req.files)], interfaces: [...new Set(req.interfaces)] };
 }

@@ -13,7 +13,7 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
     const change = RESOURCE_KINDS[d.kind]!.plan(d.spec, facts, ctx);
     if (change) changes.push(change);
   }
-  const notes: string[] = [];
+  const notes: string[] = [...ctx.notes];
   if (target.role === 'proxy' && pb.health_checks === 'active')
     notes.push('DSR: nginx never sees the replies, so passive health checks cannot work; run `dsrctl verify` on a schedule for active checks.');
   if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root`);

@@ -4,9 +4,10 @@ import { ipRule } from './ip-rule.js';
 import { ipRoute } from './ip-route.js';
 import { defaultRoute } from './default-route.js';
 import { iptablesRule } from './iptables-rule.js';
-import { nginxMainDirective, nginxManagedConfig } from './nginx-files.js';
+import { nginxMainDirective, nginxManagedConfig, nginxStreamContext } from './nginx-files.js';
+import { statelessNat } from './stateless-nat.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const RESOURCE_KINDS: Record<string, ResourceKind<any>> = Object.fromEntries(
-  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxManagedConfig].map((k) => [k.kind, k]),
+  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxStreamContext, nginxManagedConfig, statelessNat].map((k) => [k.kind, k]),
 );

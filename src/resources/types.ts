@@ -12,6 +12,8 @@ export interface PlanContext {
   upstream?: Upstream;
   /** per-host scratch shared by resources of one plan (e.g. iptables tables this plan creates) */
   shared: Map<string, unknown>;
+  /** notes for the user, collected while planning (e.g. which NAT backend and why) */
+  notes: string[];
 }
 
 /** A resource kind reads its current state from Facts and produces the change (with exact undo) to reach the spec. */
@@ -25,11 +27,15 @@ export interface ResourceKind<S> {
 
 /** Facts contradict what the resource needs (e.g. a sysctl that does not exist): the plan cannot be made. */
 export class PlanError extends Error {
+  /** the input asks for something this host cannot do: exit 2, like any bad input */
+  readonly usage: boolean;
   constructor(
     readonly host: string,
     message: string,
+    opts: { usage?: boolean } = {},
   ) {
     super(`${host}: ${message}`);
     this.name = 'PlanError';
+    this.usage = opts.usage ?? false;
   }
 }

@@ -77,6 +77,13 @@ begin_apply() { # $1: mode
   local m
   m=$(applied_mode)
   [[ -z $m ]] || die "$m is applied; run '$0 undo' first"
+  # A lab just brought up may still run IPv6 DAD: its fe80:: local routes would appear between
+  # the before and after snapshots.
+  local h i
+  for i in $(seq 50); do
+    for h in "${SNAP_HOSTS[@]}"; do [[ -z $(on "$h" ip -6 addr show tentative) ]] || { sleep 0.1; continue 2; }; done
+    break
+  done
   mkdir -p "$STATE"
   lab_id >"$STATE/lab-id"
   snapshot_all "$STATE/before.txt"

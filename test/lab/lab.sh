@@ -296,6 +296,12 @@ build_network() {
     ip netns add "$(ns_of "$h")"
     ip -n "$(ns_of "$h")" link set lo up
   done
+  # No duplicate address detection on the hosts' links: their fe80:: addresses (and the local
+  # routes for them) exist at once instead of 1-2 s after `up`, so a snapshot taken right
+  # after `up` equals one taken later.
+  for h in "${HOSTS[@]}"; do
+    ip netns exec "$(ns_of "$h")" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 2>/dev/null || true
+  done
   # The switch namespace is plumbing, not a host: no IPv6 chatter from its ports.
   ip netns exec "$SW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
   ip -n "$SW" link add br-pub type bridge

@@ -172,9 +172,19 @@ describe('ensureStreamContext', () => {
     expect(again).toEqual({ content: r.content, changed: false, hadStream: true, includePresent: true });
   });
 
-  it('leaves an existing stream block alone and reports whether the include is in it', () => {
+  it('adds the include inside an existing stream block (only there; a nested include does not count)', () => {
     const conf = 'events {}\nstream {\n    server { listen 53 udp; proxy_pass x; include /etc/nginx/dsrctl-stream.d/*.conf; }\n}\n';
-    expect(ensureStreamContext(conf, glob)).toEqual({ content: conf, changed: false, hadStream: true, includePresent: false });
+    expect(ensureStreamContext(conf, glob)).toEqual({
+      content: 'events {}\nstream {\n    server { listen 53 udp; proxy_pass x; include /etc/nginx/dsrctl-stream.d/*.conf; }\n\tinclude /etc/nginx/dsrctl-stream.d/*.conf;\n}\n',
+      changed: true,
+      hadStream: true,
+      includePresent: true,
+    });
+    const oneLine = 'stream { upstream u { server 1.2.3.4:53; } }\n';
+    expect(ensureStreamContext(oneLine, glob).content).toBe('stream { upstream u { server 1.2.3.4:53; } \n\tinclude /etc/nginx/dsrctl-stream.d/*.conf;\n}\n');
+  });
+
+  it('leaves a stream block that has the include alone', () => {
     const withIt = 'stream { include "/etc/nginx/dsrctl-stream.d/*.conf"; }\n';
     expect(ensureStreamContext(withIt, glob)).toEqual({ content: withIt, changed: false, hadStream: true, includePresent: true });
   });

@@ -73,8 +73,8 @@ export interface EnsureStreamContextResult {
 const INCLUDE_GLOB = /^\/[A-Za-z0-9_.\/*?[\]@+=,-]+$/;
 
 /**
- * Make sure nginx.conf has a top-level `stream { }` block. When absent, append one that includes
- * `includeGlob`; when present, leave the file unchanged and report whether the include is in it.
+ * Make sure nginx.conf has a top-level `stream { }` block that includes `includeGlob`. When absent,
+ * append one; when present without the include, add the include inside it; otherwise unchanged.
  * (The stream module itself must be loaded, e.g. Debian's libnginx-mod-stream; `nginx -t` tells.)
  */
 export function ensureStreamContext(conf: string, includeGlob: string): EnsureStreamContextResult {
@@ -85,7 +85,14 @@ export function ensureStreamContext(conf: string, includeGlob: string): EnsureSt
   if (stream) {
     if (!stream.block) throw new NginxParseError('"stream" at the top level of nginx.conf is not a block');
     const includePresent = stream.block.some((s) => s.name === 'include' && !s.block && sameArgs(s.args, [includeGlob]));
-    return { content: conf, changed: false, hadStream: true, includePresent };
+    if (includePresent) return { content: conf, changed: false, hadStream: true, includePresent };
+    // add the include just before the block's closing brace; every other byte stays
+    const close = stream.end - 1;
+    const lineStart = conf.lastIndexOf('\n', close - 1) + 1;
+    const onOwnLine = conf.slice(lineStart, close).trim() === '';
+    const insert = onOwnLine ? `\tinclude ${includeGlob};\n` : `\n\tinclude ${includeGlob};\n`;
+    const at = onOwnLine ? lineStart : close;
+    return { content: conf.slice(0, at) + insert + conf.slice(at), changed: true, hadStream: true, includePresent: true };
   }
   return {
     content: `${conf}\nstream {\n\tinclude ${includeGlob};\n}\n`,

@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { quote } from 'shell-quote';
+import { PlanError, type ResourceKind, type PlanContext } from './types.js';
+import type { Change, Step } from '../plan/types.js';
+import type { HostFacts } from '../facts/types.js';
+import { chooseNatBackend } from './nat-backend.js';
+
+/**
+ * The guide's stateless NAT for DSR: rewrite the source of each upstream's replies (source address
+ * and source port = the service) to the proxy's public address, on the egress of one interface.
+ * `sources: upstreams` on the proxy (router NAT), `sources: self` on an upstream (origin NAT).
+ */
+const schema = z.object({
+  interface: z.string().regex(/^[A-Za-z0-9_.@-]{1,15}$/),
+  sources: z.enum(['upstreams', 'self']),
+  /** leave packets to this address alone (origin NAT: the proxy's own health checks get real replies) */
+  exclude_dst: z.string().optional(),
+});
+type Spec = z.infer<typeof schema>;
+
+export interface NatRule {
+  name: string;
+  src: string;
+  sport: number;
+  to: string;
+  /** rewrite the source port too (nft only) */
+  toPort?: number;
+  excludeDst?: string;
+}
+
+export function natRules(spec: Spec, ctx: PlanContext): NatRule[] {
+  const inv = ctx.inventory;
+  const ups = spec.sources === 'upstreams' ? inv.upstreams : inv.upstreams.filter((u) => u.name === ctx.host);
+  return ups.map((u) => ({
+    name: u.name,
+    src: u.ip,
+    sport: inv.service.upstream_port,
+    to: inv.proxy.public_ip,
+    toPort: inv.service.listen_port !== inv.service.upstream_port ? inv.service.listen_port : undefined,
+    excludeDst: spec.exclude_dst,
+  }));
+}
+
+// ---- nftables netdev egress ----
+
+export const nftTableName = (iface: string) => `dsrctl_nat_${iface.replace(/[^A-Za-z0-9_]/g, '_')}`;
+
+/** The table exactly as `nft list ruleset` prints it (nft 1.0.6), so facts compare byte for byte. */
+export function renderNftTable(iface: string, rules: NatRule[]): string {
+  const lines = rules.map((r) => {
+    const parts = [`ip saddr ${r.src}`];
+    if (r.excludeDst) parts.push(`ip daddr != ${r.excludeDst}`);
+    parts.push(`udp sport ${r.sport}`, `ip saddr set ${r.to}`);
+    if (r.toPort) parts.push(`udp sport set ${r.toPort}`);
+    parts.push(`comment "dsrctl ${r.name}"`);
+    return `\t\t${parts.join(' ')}`;
+  });
+  return [
+    `table netdev ${nftTableName(iface)} {`,
+    '\tchain egress {',
+    `\t\ttype filter hook egress device "${iface}" priority filter; policy accept;`,
+    ...lines,
+    '\t}',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** nft -f from stdin: the table text is built by dsrctl from validated addresses and ports. */
+const nftLoad = (text: string): Step => ({ sh: `printf '%s' ${quote([Buffer.from(text).toString('base64')])} | base64 -d | nft -f /dev/stdin` });
+
+function planNft(spec: Spec, rules: NatRule[], facts: HostFacts): Change | null {
+  const name = nftTableName(spec.interface);
+  const want = renderNftTable(spec.interface, rules);
+  const have = facts.nft.tables[`netdev ${name}`];
+  if (have === want) return null;
+  const del: Step = { run: ['nft', 'delete', 'table', 'netdev', name] };
+  return {
+    kind: 'stateless-nat',
+    id: `nft table netdev ${name}`,
+    action: have ? 'update' : 'create',
+    summary: `${have ? 'replace' : 'add'} nftables netdev egress NAT on ${spec.interface}: ${rules.map((r) => `${r.src}:${r.sport} -> ${r.to}${r.toPort ? `:${r.toPort}` : ''}`).join(', ')}`,
+    diff: have ? undefined : undefined,
+    do: [...(have ? [del] : []), nftLoad(want)],
+    undo: [del, ...(have ? [nftLoad(have)] : [])],
+  };
+}
+
+// ---- tc: the guide's commands ----
+
+const TC_PARENT = '10:';
+const TC_PRIO = '10';
+
+/** The guide's filter, one per upstream; the exclusion (origin NAT) is a higher-priority `action ok`. */
+export function tcFilterArgs(iface: string, r: NatRule): string[][] {
+  const nat = ['tc', 'filter', 'add', 'dev', iface, 'parent', TC_PARENT, 'protocol', 'ip', 'prio', TC_PRIO, 'u32', 'match', 'ip', 'src', `${r.src}/32`, 'match', 'ip', 'sport', String(r.sport), '0xffff', 'action', 'nat', 'egress', `${r.src}/32`, r.to];
+  if (!r.excludeDst) return [nat];
+  const pass = ['tc', 'filter', 'add', 'dev', iface, 'parent', TC_PARENT, 'protocol', 'ip', 'prio', String(Number(TC_PRIO) - 1), 'u32', 'match', 'ip', 'src', `${r.src}/32`, 'match', 'ip', 'dst', `${r.excludeDst}/32`, 'action', 'ok'];
+  return [pass, nat];
+}
+
+/** Is the guide's filter for this rule in `tc filter show`? (u32 prints the keys in hex; the nat action by address.) */
+export function tcHasRule(filters: string, r: NatRule): boolean {
+  const re = new RegExp(`nat egress ${r.src.replace(/\./g, '\\.')}/32 ${r.to.replace(/\./g, '\\.')}\\b`);
+  return re.test(filters);
+}
+
+function planTc(spec: Spec, rules: NatRule[], facts: HostFacts, ctx: PlanContext): Change | null {
+  const iface = spec.interface;
+  const tc = facts.tc[iface];
+  if (!tc) throw new Error(`${ctx.host}: facts did not include tc for ${iface}`);
+  const ours = tc.rootQdisc?.kind === 'htb' && tc.rootQdisc.handle === TC_PARENT;
+  if (tc.rootQdisc && !ours)
+    throw new PlanError(
+      ctx.host,
+      `${iface} already has a root qdisc (${tc.rootQdisc.kind} ${tc.rootQdisc.handle}) that dsrctl did not make; it is left alone. Remove it, or use nat.backend: nft`,
+      { usage: true },
+    );
+  const missing = rules.filter((r) => !tcHasRule(tc.filters, r));
+  if (ours && missing.length === 0) return null;
+  const filters = missing.flatMap((r) => tcFilterArgs(iface, r)).map((argv) => ({ run: argv }));
+  const qdisc = ours ? [] : [{ run: ['tc', 'qdisc', 'add', 'dev', iface, 'root', 'handle', TC_PARENT, 'htb'] }];
+  return {
+    kind: 'stateless-nat',
+    id: `tc nat on ${iface}`,
+    action: ours ? 'update' : 'create',
+    summary: `${ours ? 'add to' : 'add'} tc stateless NAT on ${iface}: ${missing.map((r) => `${r.src}:${r.sport} -> ${r.to}`).join(', ')}`,
+    do: [...qdisc, ...filters],
+    // removing the qdisc this plan made removes its filters with it; in a qdisc that was there, only ours go
+    undo: ours
+      ? [{ run: ['tc', 'filter', 'del', 'dev', iface, 'parent', TC_PARENT, 'prio', TC_PRIO] }, ...(rules.some((r) => r.excludeDst) ? [{ run: ['tc', 'filter', 'del', 'dev', iface, 'parent', TC_PARENT, 'prio', String(Number(TC_PRIO) - 1)] }] : [])]
+      : [{ run: ['tc', 'qdisc', 'del', 'dev', iface, 'root'] }],
+  };
+}
+
+export const statelessNat: ResourceKind<Spec> = {
+  kind: 'stateless-nat',
+  schema,
+  facts: (spec) => ({ interfaces: [spec.interface] }),
+  plan(spec, facts, ctx) {
+    if (!facts.interfaces.some((i) => i.name === spec.interface)) throw new PlanError(ctx.host, `interface ${spec.interface} does not exist on this host`, { usage: true });
+    const rules = natRules(spec, ctx);
+    const choice = chooseNatBackend(ctx.inventory.nat.backend, facts, rules.some((r) => r.toPort !== undefined), ctx.host);
+    ctx.notes.push(`stateless NAT backend: ${choice.backend} (${choice.reason})`);
+    return choice.backend === 'nft' ? planNft(spec, rules, facts) : planTc(spec, rules, facts, ctx);
+  },
+};

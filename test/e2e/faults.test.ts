@@ -1,0 +1,300 @@
+/**
+ * Fault injection, end to end: dsrctl apply against the lab while something breaks, and the
+ * promise that every host ends either fully applied and verified, or exactly as it was.
+ * The real CLI (dist/cli.js: run `npm run build` first).
+ *
+ *   DSR_E2E_PREFIX=flt DSR_E2E_OCTET=2 npx vitest run --project e2e test/e2e/faults.test.ts
+ *
+ * Every run uses the lab inventory with `rollback.timeout_seconds: 10` (the dead-man's switch
+ * fires 10 s after a host's apply script starts unless the run confirms).
+ *
+ * Observed outcomes (lab, kernel 6.18, nginx 1.22; OUTCOMES below is filled while running):
+ *
+ * | fault                                                      | exit | outcome                                                        |
+ * |------------------------------------------------------------|------|----------------------------------------------------------------|
+ * | agent SIGKILLed right after the upstreams' changes         | 137  | every host reverted by its own switch within ~10 s, locks gone; verify exit 1 "REVERTED"; next apply exit 0 and reports the reverts |
+ * | dev3's mgmt0 down right after the upstreams' changes       | TBD  | TBD                                                            |
+ * | dev2's SSH sessions killed after the proxy's changes       | TBD  | TBD                                                            |
+ * | dev2's SSH sessions killed before any change               | TBD  | TBD                                                            |
+ * | nginx -t rejects the new config (duplicate upstream name)  | 1    | TBD                                                            |
+ * | proxy script fails at change 5 (table 100 already used)    | 1    | TBD                                                            |
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import {
+  HOSTS,
+  labUp,
+  labDown,
+  onHost,
+  dsrctl,
+  dsrctlLive,
+  snapshot,
+  snapshotAll,
+  settledSnapshotAll,
+  inventoryVariant,
+  locks,
+  killSshSessions,
+  sleep,
+  waitUntil,
+  type CliResult,
+} from './harness.js';
+
+const PROXY_PRIVATE = '172.16.0.1';
+const CLIENT = '192.168.99.1';
+const SWITCH_S = 10;
+const UPSTREAMS_DONE = /^✔ apply changes on dev1, dev2, dev3, dev4$/;
+const PROXY_DONE = /^✔ apply \d+ change\(s\) on proxy$/;
+
+function show(r: CliResult, what = ''): string {
+  const cut = (s: string) => (s.length > 8000 ? `[... ${s.length - 8000} chars]\n${s.slice(-8000)}` : s);
+  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
+}
+const out = (r: CliResult) => r.stdout + r.stderr;
+
+let before: Record<string, string>;
+/** the hosts after one clean apply of FAST */
+let applied: Record<string, string>;
+let FAST: string;
+const run = (args: string[], inv = FAST) => dsrctl([...args, '-i', inv]);
+
+/** Hosts that differ from `ref` right now. */
+function differing(ref: Record<string, string>, hosts: readonly string[] = HOSTS): string[] {
+  return hosts.filter((h) => snapshot(h) !== ref[h]);
+}
+
+function diffText(ref: Record<string, string>, hosts: readonly string[] = HOSTS): string {
+  const now = snapshotAll(hosts);
+  return hosts
+    .filter((h) => now[h] !== ref[h])
+    .map((h) => {
+      const a = new Set(ref[h]!.split('\n'));
+      const b = new Set(now[h]!.split('\n'));
+      return `${h}:\n  - ${[...a].filter((l) => !b.has(l)).join('\n  - ')}\n  + ${[...b].filter((l) => !a.has(l)).join('\n  + ')}`;
+    })
+    .join('\n');
+}
+
+function expectSame(ref: Record<string, string>, what: string, hosts: readonly string[] = HOSTS): void {
+  const d = differing(ref, hosts);
+  expect(d, `${what}: hosts that differ\n${d.length ? diffText(ref, d) : ''}`).toEqual([]);
+}
+
+const noLocks = () => Object.values(locks()).every((l) => l === '');
+
+/** Observed outcomes, printed at the end of the file (they fill the table above). */
+const OUTCOMES: string[] = [];
+function record(fault: string, r: CliResult | { code: number }, outcome: string): void {
+  OUTCOMES.push(`${fault}: exit ${r.code}: ${outcome}`);
+}
+
+beforeAll(async () => {
+  labUp();
+  before = await settledSnapshotAll();
+  FAST = inventoryVariant((y) => `${y.trimEnd()}\nrollback:\n  timeout_seconds: ${SWITCH_S}\n`);
+});
+
+afterAll(() => {
+  labDown();
+  // eslint-disable-next-line no-console
+  if (OUTCOMES.length) console.info(`fault outcomes:\n  ${OUTCOMES.join('\n  ')}`);
+});
+
+it('reference: a clean apply, then rollback', async () => {
+  const a = await run(['apply', '--yes']);
+  expect(a.code, show(a)).toBe(0);
+  applied = snapshotAll();
+  const rb = await run(['rollback', '--yes']);
+  expect(rb.code, show(rb)).toBe(0);
+  expectSame(before, 'after rollback');
+});
+
+describe('the agent dies', () => {
+  it('SIGKILL right after the changes: every host reverts by itself; verify says so; apply works again', async () => {
+    const live = dsrctlLive(['apply', '--yes', '-i', FAST]);
+    await live.waitFor(UPSTREAMS_DONE);
+    live.child.kill('SIGKILL');
+    const t0 = Date.now();
+    const r = await live.done;
+    // right after: the hosts are in the applied state and locked
+    expect(onHost('dev1', 'ip route show default').stdout, 'dev1 still routes via the proxy').toMatch(new RegExp(`^default via ${PROXY_PRIVATE.replace(/\./g, '\\.')} `, 'm'));
+    const held = locks();
+    expect(held.dev1, 'dev1 is still locked').toMatch(/^run=\S+ command=apply /);
+
+    // the switches fire SWITCH_S seconds after each host's apply started
+    const reverted = await waitUntil(() => noLocks() && differing(before).length === 0, (SWITCH_S + 10) * 1000);
+    const took = (Date.now() - t0) / 1000;
+    expect(reverted, `every host reverts within ${SWITCH_S + 10} s of the kill\n${diffText(before)}\nlocks: ${JSON.stringify(locks())}`).toBe(true);
+    expect(took).toBeLessThanOrEqual(SWITCH_S + 2);
+
+    const v = await run(['verify']);
+    expect(v.code, show(v, 'verify after the reverts')).toBe(1);
+    expect(out(v), show(v)).toMatch(/reverted/);
+    for (const h of HOSTS) expect(out(v), show(v, `${h}'s revert is reported`)).toMatch(new RegExp(`REVERTED ${h}: reverted run`));
+
+    const again = await run(['apply', '--yes']);
+    expect(again.code, show(again, 'apply after the reverts')).toBe(0);
+    expect(out(again), show(again, 'the earlier revert is reported')).toMatch(/dev1: reverted run \S+ by itself/);
+    expectSame(applied, 'the new apply');
+    const rb = await run(['rollback', '--yes']);
+    expect(rb.code, show(rb)).toBe(0);
+    expectSame(before, 'after rollback');
+    expect(noLocks()).toBe(true);
+    record('agent SIGKILLed after the upstream changes', r, `hosts reverted by their switches after ${took.toFixed(1)} s; verify exit ${v.code}; next apply exit ${again.code}`);
+  });
+});
+
+describe('the management link of an upstream drops', () => {
+  it("dev3's mgmt0 down right after the changes: the run ends, the others are rolled back, dev3 reverts by itself", async () => {
+    const live = dsrctlLive(['apply', '--yes', '-i', FAST], { timeoutMs: 120_000 });
+    await live.waitFor(UPSTREAMS_DONE);
+    const down = onHost('dev3', ['ip', 'link', 'set', 'mgmt0', 'down']);
+    const t0 = Date.now();
+    expect(down.code, down.stderr).toBe(0);
+    let linkUp = false;
+    try {
+      const r = await live.done;
+      const took = (Date.now() - t0) / 1000;
+      const text = out(r);
+      expect([1, 3], show(r, 'exit 3 (rollback incomplete on dev3) or 1')).toContain(r.code);
+      expect(took, show(r, 'the run ends within 60 s')).toBeLessThanOrEqual(60);
+      expect(text, show(r, 'dev3 is named as unreachable')).toMatch(/dev3\b[^\n]*(could not be reached|unreachable|not reachable|timed out|connection)/i);
+      expect(text, show(r, "dev3's dead-man's switch is mentioned")).toMatch(/dead-man's switch/);
+      if (r.code === 3) expect(text, show(r)).toMatch(/Rollback did not complete on [^\n]*dev3/);
+      const others = HOSTS.filter((h) => h !== 'dev3');
+      expectSame(before, 'every other host at the end of the run', others);
+
+      // dev3's own switch reverts it, link or no link
+      const wait = SWITCH_S * 1000 + 2000 - (Date.now() - t0);
+      if (wait > 0) await sleep(wait);
+      onHost('dev3', ['ip', 'link', 'set', 'mgmt0', 'up']);
+      linkUp = true;
+      const ok = await waitUntil(() => differing(before, ['dev3']).length === 0, 10_000);
+      expect(ok, `dev3 reverted by itself\n${diffText(before, ['dev3'])}`).toBe(true);
+      await waitUntil(() => onHost('dev3', 'ip -6 addr show tentative').stdout.trim() === '', 5000);
+      expectSame(before, 'every host once dev3 is back');
+
+      const v = await run(['verify']);
+      expect(v.code, show(v)).toBe(1);
+      expect(out(v), show(v, "verify reports dev3's revert")).toMatch(/REVERTED dev3: reverted run/);
+      expect(noLocks(), JSON.stringify(locks())).toBe(true);
+      record("dev3's mgmt0 down after the upstream changes", r, `run ended after ${took.toFixed(1)} s; others rolled back; dev3 reverted by its switch`);
+    } finally {
+      if (!linkUp) onHost('dev3', ['ip', 'link', 'set', 'mgmt0', 'up']);
+    }
+    // the next test starts from a clean slate: the revert notice is history after a rollback
+    const rb = await run(['rollback', '--yes']);
+    expect(rb.code, show(rb)).toBe(0);
+  });
+});
+
+describe("an upstream's SSH connection is killed", () => {
+  /**
+   * The invariant: at exit every host is either fully applied and verified (exit 0), or exactly
+   * as before (exit 1), or the run says a person must look (exit 3) and the hosts it names come
+   * back by their own switch. Whatever happened, after the switch delay every host is as before
+   * or (exit 0) applied, and no lock is left.
+   */
+  async function killDuring(at: RegExp, label: string): Promise<void> {
+    const live = dsrctlLive(['apply', '--yes', '-i', FAST], { timeoutMs: 120_000 });
+    await live.waitFor(at);
+    const killed = killSshSessions('dev2');
+    const t0 = Date.now();
+    expect(killed.length, 'dev2 had an SSH session to kill').toBeGreaterThan(0);
+    const r = await live.done;
+    const took = (Date.now() - t0) / 1000;
+    const atExit = snapshotAll();
+    const text = out(r);
+    let outcome: string;
+    if (r.code === 0) {
+      const d = HOSTS.filter((h) => atExit[h] !== applied[h]);
+      expect(d, show(r, `exit 0: every host applied; differ: ${d}`)).toEqual([]);
+      const v = await run(['verify']);
+      expect(v.code, show(v, 'exit 0: verify passes')).toBe(0);
+      outcome = 'applied and verified (the run reconnected or never needed dev2 again)';
+    } else if (r.code === 1) {
+      const d = HOSTS.filter((h) => atExit[h] !== before[h]);
+      expect(d, show(r, `exit 1: every host must be as before at exit; differ: ${d}\n${diffText(before, d)}`)).toEqual([]);
+      expect(text, show(r)).toMatch(/rolled back|Nothing was changed/);
+      outcome = 'every host as before at exit';
+    } else {
+      expect(r.code, show(r, 'exit 0, 1 or 3')).toBe(3);
+      const named = /Rollback did not complete on ([^:]+):/.exec(text)?.[1]?.split(/,\s*/) ?? [];
+      expect(named, show(r, 'exit 3 names the hosts to look at')).toContain('dev2');
+      const others = HOSTS.filter((h) => !named.includes(h));
+      const d = others.filter((h) => atExit[h] !== before[h]);
+      expect(d, show(r, `exit 3: the hosts not named must be as before; differ: ${d}`)).toEqual([]);
+      outcome = `rollback incomplete on ${named.join(', ')}; the others as before at exit`;
+    }
+    // after the switch delay: nothing half-done anywhere, no lock left
+    await sleep(Math.max(0, SWITCH_S * 1000 + 2500 - (Date.now() - t0)));
+    const ref = r.code === 0 ? applied : before;
+    const settled = await waitUntil(() => noLocks() && differing(ref).length === 0, 5000);
+    expect(settled, `${SWITCH_S} s later every host is ${r.code === 0 ? 'applied' : 'as before'} with no lock\n${diffText(ref)}\nlocks: ${JSON.stringify(locks())}\n${show(r)}`).toBe(true);
+    record(label, r, `${outcome}; run ended ${took.toFixed(1)} s after the kill`);
+    const rb = await run(['rollback', '--yes']);
+    expect(rb.code, show(rb)).toBe(0);
+    expectSame(before, 'after rollback');
+  }
+
+  it("dev2's sessions killed once the proxy's changes are done", async () => {
+    await killDuring(PROXY_DONE, "dev2's SSH sessions killed after the proxy's changes");
+  });
+
+  it("dev2's sessions killed before any change (after the facts)", async () => {
+    await killDuring(/^✔ dev2: \d+ changes? planned/, "dev2's SSH sessions killed before any change");
+  });
+});
+
+describe('a change fails on the proxy', () => {
+  it('nginx -t rejects the new config: exit 1, nginx keeps serving, every host as it was', async () => {
+    // a second `upstream dsrctl_upstreams` breaks nginx -t only once dsrctl's file is written
+    const conflict = '/etc/nginx/conf.d/zz-conflict.conf';
+    onHost('proxy', `printf 'upstream dsrctl_upstreams { server 127.0.0.1:1; }\\n' > ${conflict} && nginx -t -q`);
+    const runsBefore = Object.fromEntries(HOSTS.map((h) => [h, onHost(h, 'ls /var/lib/dsrctl/runs 2>/dev/null').stdout]));
+    try {
+      const ref = snapshotAll();
+      const r = await run(['apply', '--yes']);
+      expect(r.code, show(r)).toBe(1);
+      expect(out(r), show(r)).toMatch(/nginx -t rejected/);
+      expect(out(r), show(r)).toMatch(/rolled itself back proxy/);
+      expect(onHost('proxy', 'kill -0 $(cat /run/nginx.pid) && echo running').stdout.trim(), 'the proxy nginx is still running').toBe('running');
+      const body = onHost('client', ['curl', '-sS', '--max-time', '3', 'http://192.168.99.10/']);
+      expect(body.stdout, `the proxy still serves: ${body.stdout}${body.stderr}`).toMatch(new RegExp(`Hello from dev\\d\\. You connected from ${PROXY_PRIVATE.replace(/\./g, '\\.')}:`));
+      expectSame(ref, 'after the rejected config');
+      for (const h of HOSTS.filter((x) => x !== 'proxy'))
+        expect(onHost(h, 'ls /var/lib/dsrctl/runs 2>/dev/null').stdout, `${h} ran no apply script`).toBe(runsBefore[h]);
+      expect(noLocks(), JSON.stringify(locks())).toBe(true);
+      record('nginx -t rejects the config', r, 'proxy rolled itself back, nginx still serving, upstreams untouched');
+    } finally {
+      onHost('proxy', `rm -f ${conflict}`);
+    }
+    expectSame(before, 'conflict file removed');
+  });
+
+  it('a command fails half-way through the proxy script: it rolls itself back, the upstreams are never touched', async () => {
+    // table 100 is already in use by something else: the planner looks for dsrctl's local
+    // route, does not find it, and `ip route add local 0.0.0.0/0 dev lo table 100` fails (File exists)
+    onHost('proxy', 'ip route add default via 192.168.99.254 table 100');
+    const runsBefore = Object.fromEntries(HOSTS.map((h) => [h, onHost(h, 'ls /var/lib/dsrctl/runs 2>/dev/null').stdout]));
+    try {
+      const ref = snapshotAll();
+      const r = await run(['apply', '--yes']);
+      const text = out(r);
+      expect(r.code, show(r)).toBe(1);
+      expect(text, show(r, 'the failing change is named')).toMatch(/change 5: add ip route local 0\.0\.0\.0\/0 dev lo table 100: .*File exists/);
+      expect(text, show(r)).toMatch(/rolled itself back proxy/);
+      for (const undone of [/undone add ip rule fwmark 0x1 lookup 100/, /undone set net\.ipv4\.ip_forward/, /undone .*app\.conf/, /undone .*nginx\.conf/])
+        expect(text, show(r, `the self-rollback lists ${undone}`)).toMatch(undone);
+      expect(text, show(r)).not.toMatch(/apply changes on dev/);
+      expectSame(ref, 'after the failed proxy script');
+      for (const h of HOSTS.filter((x) => x !== 'proxy'))
+        expect(onHost(h, 'ls /var/lib/dsrctl/runs 2>/dev/null').stdout, `${h} ran no apply script`).toBe(runsBefore[h]);
+      expect(noLocks(), JSON.stringify(locks())).toBe(true);
+      const body = onHost('client', ['curl', '-sS', '--max-time', '3', 'http://192.168.99.10/']);
+      expect(body.stdout, `the proxy still serves: ${body.stdout}${body.stderr}`).toMatch(/Hello from dev\d\./);
+      record('proxy script fails at change 5', r, 'proxy rolled itself back (4 changes undone), upstreams never touched');
+    } finally {
+      onHost('proxy', 'ip route del default via 192.168.99.254 table 100');
+    }
+    expectSame(before, 'the extra route removed');
+  });
+});
