@@ -20,7 +20,7 @@ export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?:
       const sign = c.action === 'create' ? green('+') : c.action === 'delete' ? red('-') : yellow('~');
       out.push(`  ${sign} ${c.summary}`);
       if (opts.commands)
-        for (const s of c.do) if (!('write' in s)) out.push(dim(`      $ ${renderStep(s, runDir(opts.runId ?? '<run>'))}`));
+        for (const s of c.do) if (!('write' in s)) out.push(dim(`      $ ${'sh' in s && s.display ? s.display : renderStep(s, runDir(opts.runId ?? 'RUN'))}`));
       if (c.diff) out.push(...c.diff.trimEnd().split('\n').map((l) => `      ${l.startsWith('+') ? green(l) : l.startsWith('-') ? red(l) : dim(l)}`));
     }
     for (const n of p.notes) out.push(yellow(`  note: ${n}`));
@@ -46,7 +46,7 @@ export function planJson(p: HostPlan, runId: string) {
       id: c.id,
       action: c.action,
       summary: c.summary,
-      commands: c.do.map((s) => ('write' in s ? `write ${s.write.path}` : renderStep(s, run))),
+      commands: c.do.map((s) => ('write' in s ? `write ${s.write.path}` : 'sh' in s && s.display ? s.display : renderStep(s, run))),
       undo: c.undo.map((s) => renderStep(s, run)),
       diff: c.diff,
     })),

@@ -97,20 +97,27 @@ export const inventorySchema = z
       .object({
         ping_targets: z.array(ipv4).default([]),
         /** a host that can reach the proxy's public address and runs curl: the guide's "remote client" */
+        /** a host that can reach the proxy's public address: the guide's "remote client" */
         probe: z
           .object({
             ssh_host: sshHost,
             ssh: sshSchema.optional(),
-            /** the client's own address as the upstream must see it */
-            expect_source: ipv4,
+            /** http: GET through the proxy; dns: queries through the proxy (udp services) */
+            kind: z.enum(['http', 'dns'], { error: 'must be http or dns' }).optional(),
+            /** http: the client's own address as an echoing upstream must report it (the guide's test server) */
+            expect_source: ipv4.optional(),
+            /** dns: the name to ask */
+            dns_query: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be a DNS name').default('www.example.com'),
             requests: z.number().int().min(1).max(64).default(4),
           })
           .strict()
           .optional(),
+        /** query each upstream's service directly from the proxy: the active health check DSR needs */
+        upstream_checks: z.boolean().default(true),
         timeout_seconds: z.number().positive().max(60).default(2),
       })
       .strict()
-      .default({ ping_targets: [], timeout_seconds: 2 }),
+      .default({ ping_targets: [], timeout_seconds: 2, upstream_checks: true }),
     rollback: z
       .object({
         /** the dead-man's switch: seconds until a host reverts itself unless the run confirms */

@@ -11,7 +11,7 @@ export type Step =
   /** remove a file (absent is fine) */
   | { remove: { path: string } }
   /** a shell fragment built by dsrctl's own code with every value quoted (never user text) */
-  | { sh: string };
+  | { sh: string; display?: string };
 
 /** Handlers run once after all changes that notify them, in apply and in undo alike (Ansible's model). */
 export type Handler = 'nginx-reload';

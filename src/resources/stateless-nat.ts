@@ -4,6 +4,7 @@ import { PlanError, type ResourceKind, type PlanContext } from './types.js';
 import type { Change, Step } from '../plan/types.js';
 import type { HostFacts } from '../facts/types.js';
 import { chooseNatBackend } from './nat-backend.js';
+import { unifiedDiff } from './nginx/diff.js';
 
 /**
  * The guide's stateless NAT for DSR: rewrite the source of each upstream's replies (source address
@@ -67,7 +68,10 @@ export function renderNftTable(iface: string, rules: NatRule[]): string {
 }
 
 /** nft -f from stdin: the table text is built by dsrctl from validated addresses and ports. */
-const nftLoad = (text: string): Step => ({ sh: `printf '%s' ${quote([Buffer.from(text).toString('base64')])} | base64 -d | nft -f /dev/stdin` });
+const nftLoad = (text: string): Step => ({
+  sh: `printf '%s' ${quote([Buffer.from(text).toString('base64')])} | base64 -d | nft -f /dev/stdin`,
+  display: `nft -f - <<'EOF' (the table shown below)`,
+});
 
 function planNft(spec: Spec, rules: NatRule[], facts: HostFacts): Change | null {
   const name = nftTableName(spec.interface);
@@ -80,7 +84,7 @@ function planNft(spec: Spec, rules: NatRule[], facts: HostFacts): Change | null 
     id: `nft table netdev ${name}`,
     action: have ? 'update' : 'create',
     summary: `${have ? 'replace' : 'add'} nftables netdev egress NAT on ${spec.interface}: ${rules.map((r) => `${r.src}:${r.sport} -> ${r.to}${r.toPort ? `:${r.toPort}` : ''}`).join(', ')}`,
-    diff: have ? undefined : undefined,
+    diff: unifiedDiff(`nft table netdev ${name}`, have ?? null, want),
     do: [...(have ? [del] : []), nftLoad(want)],
     undo: [del, ...(have ? [nftLoad(have)] : [])],
   };

@@ -18,6 +18,7 @@
 #   VM_KERNEL=VER    kernel version to boot (default: newest /boot/vmlinuz-* with modules)
 #   VM_DEBUG=1       print qemu's log and the guest console on stderr afterwards
 #   VM_QUIET=1       no timing summary on stderr
+#   VM_PVH=0         boot the compressed bzImage instead of the cached, uncompressed vmlinux
 #   VM_APPEND=...    extra kernel command line (e.g. "loglevel=7" with VM_DEBUG=1)
 # The tiny initramfs is cached in test/vm/.cache/ (keyed by kernel, init scripts, busybox).
 set -uo pipefail
@@ -36,7 +37,7 @@ die() {
 }
 
 if [ $# -lt 1 ] || [ "$1" = -h ] || [ "$1" = --help ]; then
-	sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 fi
 [[ $VM_TIMEOUT =~ ^[0-9]+$ ]] && [ "$VM_TIMEOUT" -gt 0 ] || { log "VM_TIMEOUT must be a positive integer"; exit 2; }
@@ -93,6 +94,35 @@ ensure_packages
 KVER=$(pick_kernel) || die "no usable kernel in /boot (linux-image-amd64 with act_nat.ko)${VM_KERNEL:+ for VM_KERNEL=$VM_KERNEL}"
 KIMG=/boot/vmlinuz-$KVER
 MODDIR=/lib/modules/$KVER
+
+# ---------------------------------------------------------------- kernel image
+# Under TCG the bzImage's own xz decompressor takes ~6 s. With CONFIG_PVH the uncompressed
+# ELF vmlinux boots directly (qemu's PVH entry), so decompress it once on the host and cache it.
+extract_vmlinux() { # $1 = bzImage, $2 = output; tries each compressor's magic
+	local img=$1 out=$2 magic cmd off
+	for magic in $'\xfd7zXZ:xz -dc --single-stream' $'\x1f\x8b\x08:gzip -dc' \
+		$'\x28\xb5\x2f\xfd:zstd -qdc' $'\x02\x21\x4c\x18:lz4 -dc'; do
+		cmd=${magic#*:}
+		command -v "${cmd%% *}" >/dev/null || continue
+		for off in $(LC_ALL=C grep -aboF -- "${magic%%:*}" "$img" 2>/dev/null | cut -d: -f1 | head -n 5); do
+			tail -c +$((off + 1)) "$img" | $cmd >"$out.tmp.$$" 2>/dev/null
+			if [ "$(head -c 4 "$out.tmp.$$" 2>/dev/null)" = $'\x7fELF' ]; then
+				mv -f "$out.tmp.$$" "$out"
+				return 0
+			fi
+		done
+	done
+	rm -f "$out.tmp.$$"
+	return 1
+}
+BOOTIMG=$KIMG
+if [ "${VM_PVH:-1}" != 0 ] && grep -q '^CONFIG_PVH=y' "/boot/config-$KVER" 2>/dev/null; then
+	VMLINUX=$CACHE/vmlinux-$KVER
+	if [ ! -s "$VMLINUX" ] || [ "$VMLINUX" -ot "$KIMG" ]; then
+		extract_vmlinux "$KIMG" "$VMLINUX" || log "cannot extract vmlinux from $KIMG: booting the bzImage (slower)"
+	fi
+	[ -s "$VMLINUX" ] && BOOTIMG=$VMLINUX
+fi
 
 # ---------------------------------------------------------------- initramfs (cached)
 # Resolve module dependencies from modules.dep: depth first, dependencies before dependants.
@@ -219,7 +249,7 @@ qemu-system-x86_64 \
 	-name dsrvm -accel tcg -cpu max -m "$VM_MEM" -smp 1 \
 	-nodefaults -no-user-config -display none -no-reboot -nic none \
 	-serial "file:$TMP/console.log" -serial "file:$TMP/data.log" \
-	-kernel "$KIMG" -initrd "$TMP/initrd.cpio" -append "$CMDLINE" \
+	-kernel "$BOOTIMG" -initrd "$TMP/initrd.cpio" -append "$CMDLINE" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,multidevs=remap,readonly=on \
 	</dev/null >"$TMP/qemu.log" 2>&1 &
 QPID=$!

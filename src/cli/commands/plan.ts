@@ -17,7 +17,7 @@ export async function planCommand(file: string, opts: PlanOptions): Promise<numb
     const pending = plans.some((p) => p.changes.length > 0);
     const code = failed.length ? EXIT.failedRolledBack : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, '<run>')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }, null, 2) + '\n');
+      process.stdout.write(JSON.stringify({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, 'RUN')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }, null, 2) + '\n');
     } else {
       if (!opts.quiet) console.log('\n' + formatPlan(plans, { commands: true }));
       for (const f of failed) console.error(red(`${f.host}: ${f.error}`));
