@@ -1,3 +1,4 @@
+import { dirname } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseFacts } from '../facts/parse.js';
@@ -92,11 +93,11 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     expect(() => desiredHosts(labInventory(), broken)).toThrow(`playbook entry ${pb.proxy.length}: unknown resource kind "tc-qdisc-typo"`);
   });
 
-  it('asks the facts exec for the sysctl and the two nginx files on the proxy, nothing extra on upstreams', () => {
+  it('asks the facts exec for the sysctl, the two nginx files and the managed file directory on the proxy, nothing extra on upstreams', () => {
     const inv = labInventory();
     const targets = desiredHosts(inv, pb);
-    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: ['net.ipv4.ip_forward'], files: ['/etc/nginx/nginx.conf', MANAGED] });
-    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [] });
+    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: ['net.ipv4.ip_forward'], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [] });
+    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
   });
 });
 

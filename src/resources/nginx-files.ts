@@ -119,6 +119,8 @@ export const nginxManagedConfig: ResourceKind<Record<string, never>> = {
     const { inventory: inv, playbook } = ctx;
     const path = inv.proxy.managed_config;
     if (!facts.nginx.installed) throw new PlanError(ctx.host, 'nginx is not installed');
+    if (inv.service.protocol !== 'http' && !facts.nginx.modules.includes('stream'))
+      throw new PlanError(ctx.host, `nginx has no stream module loaded (needed for ${inv.service.protocol}); on Debian or Ubuntu install libnginx-mod-stream`);
     const pf = plannedFile(facts, path, ctx);
     const content = renderManagedConfig({
       mode: inv.mode,

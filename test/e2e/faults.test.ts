@@ -195,44 +195,58 @@ describe("an upstream's SSH connection is killed", () => {
    */
   async function killDuring(at: RegExp, label: string): Promise<void> {
     const live = dsrctlLive(['apply', '--yes', '-i', FAST], { timeoutMs: 120_000 });
-    await live.waitFor(at);
-    const killed = killSshSessions('dev2');
-    const t0 = Date.now();
-    expect(killed.length, 'dev2 had an SSH session to kill').toBeGreaterThan(0);
-    const r = await live.done;
-    const took = (Date.now() - t0) / 1000;
-    const atExit = snapshotAll();
-    const text = out(r);
-    let outcome: string;
-    if (r.code === 0) {
-      const d = HOSTS.filter((h) => atExit[h] !== applied[h]);
-      expect(d, show(r, `exit 0: every host applied; differ: ${d}`)).toEqual([]);
-      const v = await run(['verify']);
-      expect(v.code, show(v, 'exit 0: verify passes')).toBe(0);
-      outcome = 'applied and verified (the run reconnected or never needed dev2 again)';
-    } else if (r.code === 1) {
-      const d = HOSTS.filter((h) => atExit[h] !== before[h]);
-      expect(d, show(r, `exit 1: every host must be as before at exit; differ: ${d}\n${diffText(before, d)}`)).toEqual([]);
-      expect(text, show(r)).toMatch(/rolled back|Nothing was changed/);
-      outcome = 'every host as before at exit';
-    } else {
-      expect(r.code, show(r, 'exit 0, 1 or 3')).toBe(3);
-      const named = /Rollback did not complete on ([^:]+):/.exec(text)?.[1]?.split(/,\s*/) ?? [];
-      expect(named, show(r, 'exit 3 names the hosts to look at')).toContain('dev2');
-      const others = HOSTS.filter((h) => !named.includes(h));
-      const d = others.filter((h) => atExit[h] !== before[h]);
-      expect(d, show(r, `exit 3: the hosts not named must be as before; differ: ${d}`)).toEqual([]);
-      outcome = `rollback incomplete on ${named.join(', ')}; the others as before at exit`;
+    try {
+      await live.waitFor(at);
+      const killed = killSshSessions('dev2');
+      const t0 = Date.now();
+      expect(killed.length, 'dev2 had an SSH session to kill').toBeGreaterThan(0);
+      const r = await live.done;
+      const took = (Date.now() - t0) / 1000;
+      const atExit = snapshotAll();
+      const text = out(r);
+      const dev2Run = onHost('dev2', `ls /var/lib/dsrctl/runs 2>/dev/null | tail -n 1`).stdout.trim();
+      const dev2Status = dev2Run ? onHost('dev2', `cat /var/lib/dsrctl/runs/${dev2Run}/status 2>/dev/null`).stdout.trim() : '';
+      let outcome: string;
+      if (r.code === 0) {
+        const d = HOSTS.filter((h) => atExit[h] !== applied[h]);
+        expect(d, show(r, `exit 0: every host applied; differ: ${d}`)).toEqual([]);
+        const v = await run(['verify']);
+        expect(v.code, show(v, 'exit 0: verify passes')).toBe(0);
+        outcome = 'applied and verified';
+      } else if (r.code === 1) {
+        const d = HOSTS.filter((h) => atExit[h] !== before[h]);
+        expect(d, show(r, `exit 1: every host must be as before at exit; differ: ${d}\n${diffText(before, d)}`)).toEqual([]);
+        expect(text, show(r)).toMatch(/rolled back|Nothing was changed/);
+        outcome = 'every host as before at exit';
+      } else {
+        expect(r.code, show(r, 'exit 0, 1 or 3')).toBe(3);
+        const named = /Rollback did not complete on ([^:]+):/.exec(text)?.[1]?.split(/,\s*/) ?? [];
+        expect(named, show(r, 'exit 3 names the hosts to look at')).toContain('dev2');
+        const others = HOSTS.filter((h) => !named.includes(h));
+        const d = others.filter((h) => atExit[h] !== before[h]);
+        expect(d, show(r, `exit 3: the hosts not named must be as before; differ: ${d}`)).toEqual([]);
+        outcome = `rollback incomplete on ${named.join(', ')}; the others as before at exit`;
+      }
+      outcome += `; dev2's last journal: ${dev2Run ? `${dev2Run} status ${dev2Status || 'none'}` : 'none'}`;
+      // after the switch delay: nothing half-done anywhere
+      await sleep(Math.max(0, SWITCH_S * 1000 + 2500 - (Date.now() - t0)));
+      const ref = r.code === 0 ? applied : before;
+      const same = await waitUntil(() => differing(ref).length === 0, 5000);
+      expect(same, `${SWITCH_S} s later every host is ${r.code === 0 ? 'applied' : 'as before'}\n${diffText(ref)}\n${show(r)}`).toBe(true);
+      // ... and no lock left behind: a lock nobody will release makes the next apply refuse
+      const left = Object.entries(locks()).filter(([, l]) => l !== '');
+      if (left.length) outcome += `; LOCK LEFT on ${left.map(([h, l]) => `${h} (${l.split(' ')[0]})`).join(', ')}`;
+      expect.soft(left, `${SWITCH_S} s after the run ended, locks are still held (the run that took them is over):\n${show(r)}`).toEqual([]);
+      record(label, r, `${outcome}; run ended ${took.toFixed(1)} s after the kill`);
+    } finally {
+      if (live.child.exitCode === null && live.child.signalCode === null) live.child.kill('SIGKILL');
+      await live.done;
+      // clean slate for the next test, whatever happened (a left-over lock included)
+      const rb = await run(['rollback', '--yes', '--break-lock']);
+      expect(rb.code, show(rb)).toBe(0);
+      expectSame(before, 'after rollback');
+      expect(noLocks(), JSON.stringify(locks())).toBe(true);
     }
-    // after the switch delay: nothing half-done anywhere, no lock left
-    await sleep(Math.max(0, SWITCH_S * 1000 + 2500 - (Date.now() - t0)));
-    const ref = r.code === 0 ? applied : before;
-    const settled = await waitUntil(() => noLocks() && differing(ref).length === 0, 5000);
-    expect(settled, `${SWITCH_S} s later every host is ${r.code === 0 ? 'applied' : 'as before'} with no lock\n${diffText(ref)}\nlocks: ${JSON.stringify(locks())}\n${show(r)}`).toBe(true);
-    record(label, r, `${outcome}; run ended ${took.toFixed(1)} s after the kill`);
-    const rb = await run(['rollback', '--yes']);
-    expect(rb.code, show(rb)).toBe(0);
-    expectSame(before, 'after rollback');
   }
 
   it("dev2's sessions killed once the proxy's changes are done", async () => {

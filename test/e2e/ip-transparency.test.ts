@@ -335,14 +335,22 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
   // KNOWN BUG (reported, not fixed here): rollback undoes only each host's LAST run. After the repair
   // runs of 5a/5b the proxy's last run is the nginx.conf repair, dev2's is the route repair, and
   // dev1/3/4's is the full apply: rollback exits 0 and says "rolled back", but leaves the proxy in
-  // IP Transparency (rule, marks, transparent proxy_bind) with `user www-data;` while dev1/3/4 route
-  // via the router again -- a mixed state that is neither "before" nor "after". When rollback
-  // restores the state before dsrctl (or refuses), turn `it.fails` into `it`.
-  it.fails('6b. rollback after repair runs brings every host back to the state before dsrctl (KNOWN BUG)', async () => {
+  // IP Transparency (fwmark rule, MARK rules, transparent proxy_bind) with `user www-data;` while
+  // dev1/3/4 route via the router again: neither "before" nor "after", and the client's requests
+  // time out. When rollback restores the state before dsrctl (or refuses), turn 6c's `it.fails` into `it`.
+  let afterRollback: Record<string, string>;
+  let sourcesAfterRollback: string[];
+  it('6b. rollback after the repair runs exits 0', async () => {
     // state: applied, by three runs (full, 5a repair, 5b repair)
     const r = await run(['rollback', '--yes']);
     expectCode(r, 0, 'rollback after repair runs');
-    expect(snapshotAll(), 'after rollback every host must be as before the first apply').toEqual(pristine);
-    expect(curlSources(), 'after rollback the service answers, seen from the proxy').toEqual([PROXY_PRIVATE, PROXY_PRIVATE, PROXY_PRIVATE, PROXY_PRIVATE]);
+    afterRollback = snapshotAll();
+    sourcesAfterRollback = curlSources();
+  });
+
+  it.fails('6c. KNOWN BUG: after repair runs, rollback does not bring the hosts back to the state before dsrctl', () => {
+    // only comparisons of what 6b saw: this fails for no other reason than the hosts' state
+    expect(afterRollback, 'after rollback every host must be as before the first apply').toEqual(pristine);
+    expect(sourcesAfterRollback, 'after rollback the service answers, seen from the proxy').toEqual([PROXY_PRIVATE, PROXY_PRIVATE, PROXY_PRIVATE, PROXY_PRIVATE]);
   });
 });

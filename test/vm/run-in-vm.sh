@@ -289,7 +289,7 @@ show_debug() {
 	echo "---- guest console (tail) ----" >&2
 	tail -n "${1:-40}" "$TMP/console.log" | tr -d '\r' >&2
 }
-[ -n "${VM_DEBUG:-}" ] && show_debug 400
+[ -n "${VM_DEBUG:-}" ] && show_debug +1
 
 # output between the markers, byte for byte (the END marker starts with its own newline)
 RC=$(perl -0777 -ne '
