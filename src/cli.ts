@@ -6,6 +6,8 @@ import { applyCommand } from './cli/commands/apply.js';
 import { verifyCommand } from './cli/commands/verify.js';
 import { rollbackCommand } from './cli/commands/rollback.js';
 import { labCommand } from './cli/commands/lab.js';
+import { doctorCommand } from './cli/commands/doctor.js';
+import { wizardCommand } from './cli/commands/wizard.js';
 import { describeError } from './cli/describe-error.js';
 import { EXIT } from './util/errors.js';
 
@@ -54,6 +56,18 @@ Examples:
     .option('--break-lock', 'remove a lock left by a dead run before taking it')
     .action(async (o) => {
       code = await rollbackCommand(o.inventory, o);
+    });
+  common(program.command('doctor').description("the guide's Troubleshooting, automated: read-only findings with evidence and fixes"))
+    .option('--capture [seconds]', 'run tcpdump on every host at once on the service port and print one merged timeline')
+    .action(async (o) => {
+      code = await doctorCommand(o.inventory, o);
+    });
+  program
+    .command('wizard')
+    .description('set up an inventory interactively: method, service, hosts, SSH, checks')
+    .option('-o, --output <file>', 'where to write the inventory (default: asks, under inventory/)')
+    .action(async (o) => {
+      code = await wizardCommand(o);
     });
   program
     .command('lab')

@@ -239,7 +239,7 @@ cat "$INITRAMFS" "$TMP/job.cpio" >"$TMP/initrd.cpio" || die "cannot write $TMP/i
 # quiet: kernel chatter stays on ttyS0 (console log); the script talks on ttyS1 only.
 # mitigations=off: no PTI/retpoline costs under emulation. panic=-1 + -no-reboot: a dead
 # PID 1 or panic ends qemu at once instead of hanging.
-CMDLINE="console=ttyS0 quiet loglevel=0 panic=-1 rdinit=/init mitigations=off nokaslr"
+CMDLINE="console=ttyS0 quiet loglevel=0 panic=-1 rdinit=/init mitigations=off nokaslr cryptomgr.notests"
 CMDLINE+=" tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd"
 CMDLINE+="${VM_APPEND:+ $VM_APPEND}"
 : >"$TMP/console.log"
