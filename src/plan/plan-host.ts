@@ -4,11 +4,13 @@ import type { HostFacts } from '../facts/types.js';
 import type { HostPlan } from './types.js';
 import { RESOURCE_KINDS } from '../resources/index.js';
 import { planContext, type HostTarget } from './desired.js';
+import { pruneChanges } from './prune.js';
 
 /** desired × Facts -> the changes of one host, in playbook order. Pure. */
 export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts: HostFacts): HostPlan {
   const ctx = planContext(inv, pb, target);
-  const changes = [];
+  // leftovers of earlier runs go first: a new mode must not start with the old one's rules in place
+  const changes = pruneChanges(target.desired, facts);
   for (const d of target.desired) {
     const change = RESOURCE_KINDS[d.kind]!.plan(d.spec, facts, ctx);
     if (change) changes.push(change);

@@ -116,6 +116,8 @@ function fullyAppliedProxy(): HostFacts {
   const f = fixture('proxy-applied');
   const mangle = f.iptables.tables['mangle']!;
   mangle.rules = UPSTREAM_IPS.map((ip) => `-A PREROUTING ${markRule(ip).join(' ')}`);
+  // masquerade is off in the lab inventory: a fully applied proxy has no MASQUERADE rule
+  delete f.iptables.tables['nat'];
   const conf = f.files['/etc/nginx/nginx.conf']!;
   conf.content = conf.content!.replace(/^user www-data;/, 'user root;');
   const managed = readFileSync(new URL('../../test/fixtures/operations/nginx-managed-config/lab-http.conf', import.meta.url), 'utf8');
@@ -159,22 +161,24 @@ describe('planHost on real facts', () => {
     expect(nat.map((c) => c.undo.length)).toEqual([2, 1, 1, 1]);
   });
 
-  it('proxy-applied fixture: only nginx.conf, the managed file and the MARK rules of dev2-dev4 differ', () => {
+  it('proxy-applied fixture: the unwanted tagged MASQUERADE goes first, then only nginx.conf, the managed file and the MARK rules of dev2-dev4 differ', () => {
     const p = plan('proxy', fixture('proxy-applied'));
     expect(ids(p)).toEqual([
+      'iptables -t nat -A POSTROUTING -s 172.16.0.0/24 -o pub0 -m comment --comment dsrctl -j MASQUERADE',
       'file /etc/nginx/nginx.conf',
       `file ${MANAGED}`,
       ...UPSTREAM_IPS.slice(1).map((ip) => `iptables -t mangle -A PREROUTING ${markRule(ip).join(' ')}`),
     ]);
-    expect(p.changes.map((c) => c.action)).toEqual(['update', 'create', 'create', 'create', 'create']);
+    expect(p.changes.map((c) => c.action)).toEqual(['delete', 'update', 'create', 'create', 'create', 'create']);
     // mangle exists there: no rule may drop the table on undo
     expect(p.changes.flatMap((c) => c.undo).filter((s) => 'sh' in s)).toEqual([]);
   });
 
-  it('proxy-applied with masquerade: the /24 MASQUERADE there does not stand in for the per-upstream rules', () => {
+  it('proxy-applied with masquerade: the /24 MASQUERADE there does not stand in for the per-upstream rules, and is replaced by them', () => {
     const p = plan('proxy', fixture('proxy-applied'), labInventory({ masquerade: true }));
-    expect(p.changes).toHaveLength(9);
-    expect(p.changes.slice(5).every((c) => c.id.startsWith('iptables -t nat -A POSTROUTING -s 172.16.0.1'))).toBe(true);
+    expect(p.changes).toHaveLength(10);
+    expect(p.changes[0]!.action).toBe('delete');
+    expect(p.changes.slice(6).every((c) => c.id.startsWith('iptables -t nat -A POSTROUTING -s 172.16.0.1'))).toBe(true);
   });
 
   it('a fully applied proxy plans nothing (a second apply is a no-op)', () => {

@@ -82,8 +82,16 @@ const noLocks = () => Object.values(locks()).every((l) => l === '');
 
 /** Observed outcomes, printed at the end of the file (they fill the table above). */
 const OUTCOMES: string[] = [];
-function record(fault: string, r: CliResult | { code: number }, outcome: string): void {
+function record(fault: string, r: CliResult, outcome: string): void {
   OUTCOMES.push(`${fault}: exit ${r.code}: ${outcome}`);
+  // DSR_E2E_VERBOSE=1: also the run's own words about the failure
+  if (process.env.DSR_E2E_VERBOSE)
+    OUTCOMES.push(
+      ...out(r)
+        .split('\n')
+        .filter((l) => /fail|rollback|rolled|dead-man|reach|lost|timed out/i.test(l) && !/^\s+undone /.test(l))
+        .map((l) => `    | ${l.slice(0, 300)}`),
+    );
 }
 
 beforeAll(async () => {
