@@ -1,14 +1,8 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { planCommand } from './cli/commands/plan.js';
-import { applyCommand } from './cli/commands/apply.js';
-import { verifyCommand } from './cli/commands/verify.js';
-import { rollbackCommand } from './cli/commands/rollback.js';
-import { labCommand } from './cli/commands/lab.js';
-import { doctorCommand } from './cli/commands/doctor.js';
-import { wizardCommand } from './cli/commands/wizard.js';
-import { describeError } from './cli/describe-error.js';
+// Commands load on demand: `dsrctl plan` need not parse the wizard's prompt library, and
+// Node's start-up is most of a no-op run's time.
 import { EXIT } from './util/errors.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -40,34 +34,34 @@ Examples:
   common(program.command('plan').description('show what apply would change on each host (read-only)'))
     .option('--detailed-exitcode', 'exit 0 when nothing would change, 4 when changes are pending')
     .action(async (o) => {
-      code = await planCommand(o.inventory, o);
+      code = await (await import('./cli/commands/plan.js')).planCommand(o.inventory, o);
     });
   common(program.command('apply').description('apply the mode to every host, verify, and roll back on failure'))
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--break-lock', 'remove a lock left by a dead run before taking it')
     .action(async (o) => {
-      code = await applyCommand(o.inventory, o);
+      code = await (await import('./cli/commands/apply.js')).applyCommand(o.inventory, o);
     });
   common(program.command('verify').description('run the pings and end-to-end probes (read-only)')).action(async (o) => {
-    code = await verifyCommand(o.inventory, o);
+    code = await (await import('./cli/commands/verify.js')).verifyCommand(o.inventory, o);
   });
   common(program.command('rollback').description('undo the last applied run on every host, from their journals'))
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--break-lock', 'remove a lock left by a dead run before taking it')
     .action(async (o) => {
-      code = await rollbackCommand(o.inventory, o);
+      code = await (await import('./cli/commands/rollback.js')).rollbackCommand(o.inventory, o);
     });
   common(program.command('doctor').description("the guide's Troubleshooting, automated: read-only findings with evidence and fixes"))
     .option('--capture [seconds]', 'run tcpdump on every host at once on the service port and print one merged timeline')
     .action(async (o) => {
-      code = await doctorCommand(o.inventory, o);
+      code = await (await import('./cli/commands/doctor.js')).doctorCommand(o.inventory, o);
     });
   program
     .command('wizard')
     .description('set up an inventory interactively: method, service, hosts, SSH, checks')
     .option('-o, --output <file>', 'where to write the inventory (default: asks, under inventory/)')
     .action(async (o) => {
-      code = await wizardCommand(o);
+      code = await (await import('./cli/commands/wizard.js')).wizardCommand(o);
     });
   program
     .command('lab')
@@ -75,13 +69,14 @@ Examples:
     .argument('<action>', 'up | down | demo | status')
     .option('--keep', 'demo: leave the lab running afterwards')
     .action(async (action: string, o: { keep?: boolean }) => {
-      code = await labCommand(action, o);
+      code = await (await import('./cli/commands/lab.js')).labCommand(action, o);
     });
 
   try {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    const { describeError } = await import('./cli/describe-error.js');
     const { message, exitCode, stack } = describeError(e);
     process.stderr.write(`dsrctl: ${message}\n`);
     if (stack && process.env.DSRCTL_DEBUG) process.stderr.write(stack + '\n');

@@ -43,7 +43,7 @@ export function releaseLockScript(runId: string): string {
   return `if grep -q ${quote([`^run=${runId} `])} ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; fi`;
 }
 
-export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string };
+export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string } | { state: 'released' };
 
 export function parseLockOutput(stdout: string): LockState | undefined {
   let broke: string | undefined;

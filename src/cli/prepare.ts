@@ -6,6 +6,9 @@ import { desiredHosts } from '../plan/desired.js';
 import { inventoryTargets } from '../ssh/targets.js';
 import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } from '../engine/hosts.js';
 import { describeHolder } from '../apply/lock.js';
+import { probeTarget } from '../ssh/targets.js';
+import { connect } from '../ssh/session.js';
+import type { HostSession } from '../ssh/types.js';
 
 export interface GlobalOptions {
   json?: boolean;
@@ -24,6 +27,8 @@ export interface Prepared {
   inv: Inventory;
   pb: Playbook;
   hosts: HostState[];
+  /** the verification probe host, connected alongside the others when the command verifies */
+  probe?: HostSession;
   /** per host: the error that stopped connect/facts/plan */
   errors: Map<string, Error>;
 }
@@ -39,11 +44,30 @@ export function loadAll(file: string): { inv: Inventory; pb: Playbook; hosts: Ho
 }
 
 /** Connect to every host, read facts, plan: one listr2 branch per host, all in parallel. */
-export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true, lock?: LockRequest): Promise<Prepared> {
+export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true, lock?: LockRequest, withProbe = false): Promise<Prepared> {
   const { inv, pb, hosts } = loadAll(file);
   const errors = new Map<string, Error>();
+  const pt = withProbe ? probeTarget(inv) : undefined;
+  let probe: HostSession | undefined;
+  // the probe connects while the hosts read facts: its handshake costs no extra time
+  const probeTask = pt
+    ? [
+        {
+          title: `probe: connect to ${pt.user}@${pt.host}`,
+          task: async (_ctx: unknown, task: { title: string }) => {
+            try {
+              probe = await connect(pt);
+              task.title = `probe: connected to ${pt.user}@${pt.host}`;
+            } catch (e) {
+              errors.set('probe', e as Error);
+              throw e;
+            }
+          },
+        },
+      ]
+    : [];
   await new Listr(
-    hosts.map((h) => ({
+    [...probeTask, ...hosts.map((h) => ({
       title: `${h.target.name}: connect to ${h.ssh.user}@${h.ssh.host}`,
       task: async (_ctx: unknown, task: { title: string }) => {
         try {
@@ -60,8 +84,8 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
           throw e;
         }
       },
-    })),
+    }))],
     { concurrent: true, exitOnError: false, renderer: rendererFor(opts), collectErrors: false },
   ).run();
-  return { inv, pb, hosts, errors };
+  return { inv, pb, hosts, errors, probe };
 }

@@ -5,6 +5,7 @@ import { ROLLBACK_RUNNER, LAST_RUN, runDir } from '../apply/paths.js';
 import { disarmSwitchScript, REVERTED_FILE } from '../apply/switch.js';
 import { releaseLockScript } from '../apply/lock.js';
 import { quote } from 'shell-quote';
+import { timed } from '../util/debug.js';
 
 export interface HostApplyResult extends ApplyOutcome {
   host: string;
@@ -13,7 +14,7 @@ export interface HostApplyResult extends ApplyOutcome {
 
 /** All changes of one host in one exec. On failure the host has already rolled itself back. */
 export async function applyHost(session: HostSession, plan: HostPlan, runId: string, switchSeconds: number): Promise<HostApplyResult> {
-  const res = await session.exec(renderApplyScript(plan, runId, { switchSeconds }), { timeoutMs: 120_000 });
+  const res = await timed(`${session.name} apply`, () => session.exec(renderApplyScript(plan, runId, { switchSeconds }), { timeoutMs: 120_000 }));
   const outcome = parseApplyOutput(res.stdout);
   if (res.code === 0 && !outcome.ok) outcome.failure = 'apply script ended without reporting success';
   if (res.code !== 0 && !outcome.failure) outcome.failure = `apply script exited ${res.code}: ${res.stderr.trim()}`;
@@ -33,7 +34,7 @@ export async function finishHost(session: HostSession, runId: string, changed: b
     'echo "@@dsrctl-finished"',
   ].join('\n');
   try {
-    const res = await session.exec(script, { timeoutMs: 20_000 });
+    const res = await timed(`${session.name} finish`, () => session.exec(script, { timeoutMs: 20_000 }));
     const bad = /@@dsrctl-not-committed (.*)/.exec(res.stdout);
     if (bad) return { ok: false, detail: `run was not confirmed in time: the host's status is "${bad[1]}" (its dead-man's switch fired)` };
     return res.stdout.includes('@@dsrctl-finished') ? { ok: true } : { ok: false, detail: res.stderr.trim() };

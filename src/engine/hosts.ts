@@ -9,6 +9,7 @@ import { buildFactsScript } from '../facts/script.js';
 import { parseFacts } from '../facts/parse.js';
 import { factsRequest } from '../plan/desired.js';
 import { planHost } from '../plan/plan-host.js';
+import { timed } from '../util/debug.js';
 import { acquireLockScript, parseLockOutput, type LockState } from '../apply/lock.js';
 
 /** Everything dsrctl knows about one host during a run. */
@@ -29,13 +30,13 @@ export interface LockRequest {
 }
 
 export async function connectHost(h: HostState): Promise<void> {
-  h.session = await connect(h.ssh);
+  h.session = await timed(`${h.target.name} connect`, () => connect(h.ssh));
 }
 
 /** One exec: the facts, and for changing commands the run lock in the same round trip. */
 export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lock?: LockRequest): Promise<HostFacts> {
   const epilogue = lock ? acquireLockScript(lock.info, lock.breakLock) : '';
-  const res = await h.session!.exec(buildFactsScript(factsRequest(inv, pb, h.target), epilogue), { timeoutMs: 30_000 });
+  const res = await timed(`${h.target.name} facts`, () => h.session!.exec(buildFactsScript(factsRequest(inv, pb, h.target), epilogue), { timeoutMs: 30_000 }));
   if (res.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${res.code}): ${res.stderr.trim()}`);
   if (lock) h.lock = parseLockOutput(res.stdout) ?? { state: 'held', holder: 'unknown (could not write the lock file; is the user root?)' };
   h.facts = parseFacts(res.stdout);

@@ -123,3 +123,18 @@ export class ExecError extends SshError {
     this.name = 'ExecError';
   }
 }
+
+/**
+ * sudo refused to run the script (`ssh.sudo: true`): it wants a password that was not given
+ * or was wrong, the user may not use it, or it is not installed. Raised before the script ran
+ * a single line, so nothing was changed by that exec.
+ */
+export class SudoError extends SshError {
+  readonly reason: 'password-required' | 'wrong-password' | 'not-allowed' | 'no-tty' | 'not-installed' | 'other';
+
+  constructor(host: string, target: string, message: string, reason: SudoError['reason']) {
+    super(host, target, message);
+    this.name = 'SudoError';
+    this.reason = reason;
+  }
+}

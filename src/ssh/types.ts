@@ -19,7 +19,10 @@ export interface HostSession {
   readonly name: string;
   /** "user@address:port" for messages */
   readonly target: string;
-  /** Runs a POSIX sh script: one SSH exec request (`sh -s`, script on stdin). */
+  /**
+   * Runs a POSIX sh script: one SSH exec request (`sh -s`, script on stdin; `sudo -n sh -s`
+   * when the target has `sudo`).
+   */
   exec(script: string, opts?: ExecOptions): Promise<ExecResult>;
   /** number of exec requests made on this connection so far */
   readonly execCount: number;
@@ -48,4 +51,24 @@ export interface ConnectTarget {
    * still used for known_hosts lookup and messages.
    */
   sock?: Duplex;
+  /**
+   * Reach the host through this one: a `direct-tcpip` channel (ssh2 forwardOut) over the jump
+   * host's SSH connection, then SSH over that channel. The jump host's key is checked against its
+   * own known_hosts, this host's key under this target's `host`. One connection per jump host
+   * (same name, user, address, port, key and known_hosts) is shared by every target that uses it
+   * and closed when the last of them closes.
+   */
+  via?: ConnectTarget;
+  /** run every script as root through sudo: `sudo -n sh -s`, or `sudo -S` with `sudoPassword` */
+  sudo?: boolean;
+  /** given to sudo on stdin when, and only when, sudo asks for it; never logged or echoed */
+  sudoPassword?: string;
+}
+
+export interface ConnectOptions {
+  /**
+   * Register the connection so that targets using this host as their jump host (`via`) tunnel
+   * through it instead of opening one of their own. Its execs stay this session's alone.
+   */
+  share?: boolean;
 }

@@ -17,7 +17,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HOSTS, LAB_INVENTORY, labUp, labDown, onHost, dsrctl, snapshotAll, curlSources, inventoryVariant, waitForIpv6Settled, type CliResult } from './harness.js';
@@ -98,8 +98,11 @@ function fingerprintOf(line: string): string {
   return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
 }
 
+const tmpDirs: string[] = [];
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'dsrctl-e2e-'));
+  const d = mkdtempSync(join(tmpdir(), 'dsrctl-e2e-'));
+  tmpDirs.push(d);
+  return d;
 }
 
 const noStack = (r: CliResult, what: string) => expect(r.stderr, show(r, `${what}: a stack trace reached the user`)).not.toMatch(/^\s+at \S/m);
@@ -115,6 +118,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
   });
   afterAll(() => {
     labDown();
+    for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
   });
 
   it('1. before apply: the upstreams see the proxy, not the client (the guide\'s "before")', () => {
@@ -345,12 +349,12 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     const r = await run(['rollback', '--yes']);
     expectCode(r, 0, 'rollback after repair runs');
     afterRollback = snapshotAll();
-    sourcesAfterRollback = curlSources();
+    sourcesAfterRollback = curlSources(1); // one request: under the bug each one waits for curl's 3 s timeout
   });
 
   it.fails('6c. KNOWN BUG: after repair runs, rollback does not bring the hosts back to the state before dsrctl', () => {
     // only comparisons of what 6b saw: this fails for no other reason than the hosts' state
     expect(afterRollback, 'after rollback every host must be as before the first apply').toEqual(pristine);
-    expect(sourcesAfterRollback, 'after rollback the service answers, seen from the proxy').toEqual([PROXY_PRIVATE, PROXY_PRIVATE, PROXY_PRIVATE, PROXY_PRIVATE]);
+    expect(sourcesAfterRollback, 'after rollback the service answers, seen from the proxy').toEqual([PROXY_PRIVATE]);
   });
 });

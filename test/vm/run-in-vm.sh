@@ -244,8 +244,11 @@ CMDLINE+=" tsc=reliable no_timer_check i8042.noaux i8042.nomux i8042.nopnp i8042
 CMDLINE+="${VM_APPEND:+ $VM_APPEND}"
 : >"$TMP/console.log"
 : >"$TMP/data.log"
+# qemu dies with us even if we are SIGKILLed (no trap runs then)
+DEATHSIG=()
+setpriv --help 2>/dev/null | grep -q -- --pdeathsig && DEATHSIG=(setpriv --pdeathsig KILL --)
 T0=$EPOCHREALTIME
-qemu-system-x86_64 \
+"${DEATHSIG[@]}" qemu-system-x86_64 \
 	-name dsrvm -accel tcg -cpu max -m "$VM_MEM" -smp 1 \
 	-nodefaults -no-user-config -display none -no-reboot -nic none \
 	-serial "file:$TMP/console.log" -serial "file:$TMP/data.log" \

@@ -1,11 +1,10 @@
-import { confirm } from '@inquirer/prompts';
 import { Listr } from 'listr2';
 import type { GlobalOptions, Prepared } from '../prepare.js';
 import { connectAndPlan, rendererFor } from '../prepare.js';
 import { closeAll, type HostState } from '../../engine/hosts.js';
 import { applyHost, rollbackHost, finishHost, releaseLock, type HostApplyResult, type HostRollbackResult } from '../../engine/apply-host.js';
 import { newRunId } from '../../apply/paths.js';
-import { lockInfo } from '../../apply/lock.js';
+import { lockInfo, releaseLockScript } from '../../apply/lock.js';
 import { formatPlan, formatChecks, planJson, red, green, yellow, bold } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { verifyHosts } from './verify.js';
@@ -34,7 +33,7 @@ export async function rollbackRun(hosts: HostState[], runId: string, opts: Globa
 export async function applyCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('apply changes hosts: confirm on a terminal, or pass --yes when running unattended');
   const runId = newRunId();
-  const prep = await connectAndPlan(file, opts, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock });
+  const prep = await connectAndPlan(file, opts, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock }, true);
   const applied: HostApplyResult[] = [];
   let checks: CheckResult[] = [];
   let rollbacks: HostRollbackResult[] = [];
@@ -47,8 +46,10 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   const warnings = revertNotes(prep.hosts);
   try {
     for (const w of warnings) log(yellow(w));
-    if (prep.errors.size) {
-      failure = [...prep.errors].map(([h, e]) => `${h}: ${e.message}`).join('\n');
+    // the probe host is only read from: its failure shows in the probe check, not as a host error
+    const hostErrors = [...prep.errors].filter(([h]) => h !== 'probe');
+    if (hostErrors.length) {
+      failure = hostErrors.map(([h, e]) => `${h}: ${e.message}`).join('\n');
       result = 'failed';
       await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
       return finish(EXIT.failedRolledBack, 'Nothing was changed on any host.');
@@ -57,7 +58,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     const changed = prep.hosts.filter((h) => h.plan!.changes.length > 0);
     log('\n' + formatPlan(plans, { commands: !!opts.verbose, runId }));
     if (changed.length && !opts.yes) {
-      const ok = await confirm({ message: `Apply these changes to ${changed.length} host(s)?`, default: false });
+      const ok = await (await import('@inquirer/prompts')).confirm({ message: `Apply these changes to ${changed.length} host(s)?`, default: false });
       if (!ok) {
         result = 'cancelled';
         await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
@@ -66,7 +67,10 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     }
     if (changed.length) failure = await applyAll(prep, changed, runId, applied, opts);
     if (!failure) {
-      checks = await verifyHosts(prep, opts);
+      // a host without changes has nothing to confirm: its lock goes in the same exec as its checks
+      const unchanged = locked().filter((h) => !h.plan!.changes.length);
+      checks = await verifyHosts(prep, opts, new Map(unchanged.map((h) => [h.target.name, `\n${releaseLockScript(runId)}\n`])));
+      for (const h of unchanged) h.lock = { state: 'released' };
       log(formatChecks(checks));
       const bad = checks.filter((c) => !c.ok);
       if (bad.length) failure = `verification failed: ${bad.map((c) => `${c.description}: ${c.detail}`).join('; ')}`;
@@ -102,7 +106,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     result = changed.length ? 'rolled-back' : 'failed';
     return finish(EXIT.failedRolledBack, bold(`Run ${runId} failed; ${changed.length ? 'every changed host was rolled back' : 'nothing was changed'}.`));
   } finally {
-    await closeAll(prep.hosts);
+    await closeAll([...prep.hosts, { session: prep.probe }]);
   }
 
   function finish(code: number, message: string): number {

@@ -1,4 +1,3 @@
-import { confirm } from '@inquirer/prompts';
 import type { GlobalOptions } from '../prepare.js';
 import { connectAndPlan } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
@@ -11,7 +10,7 @@ import { lockInfo } from '../../apply/lock.js';
 /** Undo the last applied run on every host, from each host's own journal. Twice is harmless. */
 export async function rollbackCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('rollback changes hosts: confirm on a terminal, or pass --yes when running unattended');
-  if (!opts.yes && !(await confirm({ message: 'Undo the last dsrctl run on every host of this inventory?', default: false }))) return EXIT.ok;
+  if (!opts.yes && !(await (await import('@inquirer/prompts')).confirm({ message: 'Undo the last dsrctl run on every host of this inventory?', default: false }))) return EXIT.ok;
   const lockRun = newRunId();
   const prep = await connectAndPlan(file, opts, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock });
   try {

@@ -1,8 +1,6 @@
 import type { GlobalOptions, Prepared } from '../prepare.js';
 import { connectAndPlan } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
-import { connect } from '../../ssh/session.js';
-import { probeTarget } from '../../ssh/targets.js';
 import { runChecks } from '../../verify/run.js';
 import type { CheckResult } from '../../verify/checks.js';
 import type { HostSession } from '../../ssh/types.js';
@@ -10,26 +8,21 @@ import { formatChecks, green, red } from '../output.js';
 import { EXIT } from '../../util/errors.js';
 import { revertNotes } from '../reverted.js';
 
-/** Run the checks on connected hosts (plus the probe host, connected here). */
-export async function verifyHosts(prep: Prepared, _opts: GlobalOptions): Promise<CheckResult[]> {
+/** Run the checks on connected hosts and the probe host (connected by connectAndPlan). */
+export async function verifyHosts(prep: Prepared, _opts: GlobalOptions, epilogues?: Map<string, string>): Promise<CheckResult[]> {
   const sessions = new Map<string, HostSession>();
   for (const h of prep.hosts) if (h.session) sessions.set(h.target.name, h.session);
-  const pt = probeTarget(prep.inv);
-  let probe: HostSession | undefined;
-  try {
-    if (pt) probe = await connect(pt).catch(() => undefined);
-    if (probe) sessions.set('probe', probe);
-    return await runChecks(prep.inv, sessions);
-  } finally {
-    await probe?.close();
-  }
+  if (prep.probe) sessions.set('probe', prep.probe);
+  const results = await runChecks(prep.inv, sessions, epilogues);
+  const probeError = prep.errors.get('probe');
+  return probeError ? results.map((r) => (r.host === 'probe' ? { ...r, detail: `cannot reach the probe host: ${probeError.message}` } : r)) : results;
 }
 
 export async function verifyCommand(file: string, opts: GlobalOptions): Promise<number> {
-  const prep = await connectAndPlan(file, opts, false);
+  const prep = await connectAndPlan(file, opts, false, undefined, true);
   try {
     const checks = await verifyHosts(prep, opts);
-    const errors = [...prep.errors].map(([host, e]) => ({ host, error: e.message }));
+    const errors = [...prep.errors].filter(([host]) => host !== 'probe').map(([host, e]) => ({ host, error: e.message }));
     // a host that reverted by itself is not in the applied state, whatever the pings say
     const reverted = revertNotes(prep.hosts);
     const ok = checks.every((c) => c.ok) && errors.length === 0 && reverted.length === 0;
@@ -42,6 +35,6 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
     }
     return ok ? EXIT.ok : EXIT.failedRolledBack;
   } finally {
-    await closeAll(prep.hosts);
+    await closeAll([...prep.hosts, { session: prep.probe }]);
   }
 }
