@@ -47,6 +47,8 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
       `# ${change.summary.replace(/\n/g, ' ')}`,
       writeB64(renderUndo(change, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.undo`),
       `printf '%s\\n' ${q(change.summary)} > "${n}.summary"`,
+      `printf '%s\\n' ${q(change.id)} > "${n}.id"`,
+      `echo ${change.action} > "${n}.action"`,
       `printf '%s\\n' ${q((change.notify ?? []).join(' '))} > "${n}.notify"`,
       `echo pending > "${n}.state"`,
       `{ ${change.do.map((s) => renderStep(s, run)).join(' && ')}; } 2>"${n}.err" || dsrctl_fail "change ${i + 1}: ${change.summary.replace(/["$`\\]/g, '')}: $(tr '\\n' ' ' < "${n}.err")"`,

@@ -3,13 +3,43 @@ import { HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
 /**
  * The rollback runner, installed on every host at /var/lib/dsrctl/rollback.sh. It needs nothing but
  * sh and the journal, so `dsrctl rollback` from any machine and the dead-man's switch with no agent
- * left both use it. Usage: rollback.sh RUN_DIR [reason]
+ * left both use it. Usage: rollback.sh RUN_DIR [reason] | rollback.sh --all [reason]
+ *
+ * One run (the agent's automatic rollback, the dead-man's switch) is undone exactly: the host goes
+ * back to how that run found it. `--all` (the rollback command) undoes every run not yet undone,
+ * newest first, back to before dsrctl's first apply. A later run that repaired drift of something
+ * an older active run had created or changed is not undone for it: the older run's undo already
+ * returns it to the original, and undoing both would fail or go back to the drifted state.
  *
  * The journal is written ahead: changes/NNN.undo exists before change NNN starts. A change still
  * "pending" may be half-done, so its undo runs best-effort; a "done" change must undo cleanly.
  */
 export const ROLLBACK_RUNNER_SCRIPT = `#!/bin/sh
-# dsrctl rollback runner (generated; do not edit). Usage: rollback.sh RUN_DIR [reason]
+# dsrctl rollback runner (generated; do not edit). Usage: rollback.sh RUN_DIR [reason] | rollback.sh --all [reason]
+if [ "$1" = --all ]; then
+  runs=/var/lib/dsrctl/runs; reason=\${2:-rollback}; active=""
+  # run ids start with a UTC timestamp: reverse name order is newest first
+  for r in $(ls -1 "$runs" 2>/dev/null | sort -r); do
+    case "$(cat "$runs/$r/status" 2>/dev/null)" in applying|applied|committed|rollback-failed) active="$active $r" ;; esac
+  done
+  [ -n "$active" ] || { echo "@@dsrctl-nothing no run to undo on this host"; exit 0; }
+  rc=0
+  for r in $active; do
+    for idf in "$runs/$r"/changes/*.id; do
+      [ -f "$idf" ] || continue
+      n=\${idf%.id}
+      [ "$(cat "$n.action" 2>/dev/null)" = delete ] && continue
+      for o in $active; do
+        expr "$o" \\< "$r" >/dev/null || continue
+        for oid in "$runs/$o"/changes/*.id; do
+          [ -f "$oid" ] && [ "$(cat "\${oid%.id}.action" 2>/dev/null)" != delete ] && cmp -s "$idf" "$oid" && [ "$(cat "\${oid%.id}.state" 2>/dev/null)" = done ] && [ "$(cat "$n.state")" = done ] && echo superseded > "$n.state"
+        done
+      done
+    done
+    sh "$0" "$runs/$r" "$reason" || rc=1
+  done
+  exit $rc
+fi
 run=$1; reason=\${2:-rollback}
 [ -d "$run/changes" ] || { echo "no journal at $run"; exit 0; }
 ${HANDLER_FUNCTIONS}

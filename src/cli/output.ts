@@ -1,4 +1,4 @@
-import type { HostPlan } from '../plan/types.js';
+import type { HostPlan, Step } from '../plan/types.js';
 import type { CheckResult } from '../verify/checks.js';
 import { renderStep } from '../apply/render-step.js';
 import { runDir } from '../apply/paths.js';
@@ -20,7 +20,8 @@ export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?:
       const sign = c.action === 'create' ? green('+') : c.action === 'delete' ? red('-') : yellow('~');
       out.push(`  ${sign} ${c.summary}`);
       if (opts.commands)
-        for (const s of c.do) if (!('write' in s)) out.push(dim(`      $ ${'sh' in s && s.display ? s.display : renderStep(s, runDir(opts.runId ?? 'RUN'))}`));
+        // file writes show as the diff below; their backups are bookkeeping
+        for (const s of c.do) if (!('write' in s) && !('backup' in s)) out.push(dim(`      $ ${displayStep(s, opts.runId)}`));
       if (c.diff) out.push(...c.diff.trimEnd().split('\n').map((l) => `      ${l.startsWith('+') ? green(l) : l.startsWith('-') ? red(l) : dim(l)}`));
     }
     for (const n of p.notes) out.push(yellow(`  note: ${n}`));
@@ -32,6 +33,13 @@ export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?:
 
 export function formatChecks(results: CheckResult[]): string {
   return results.map((r) => `  ${r.ok ? green('ok  ') : red('FAIL')} ${r.description}${r.ok && r.kind === 'ping' ? '' : `: ${r.detail}`}`).join('\n');
+}
+
+/** A step as a person reads it (shell-quote escapes `=`, which only matters in a command's first word). */
+export function displayStep(s: Step, runId = 'RUN'): string {
+  if ('sh' in s && s.display) return s.display;
+  const text = renderStep(s, runDir(runId));
+  return 'run' in s ? text.replace(/\\=/g, '=') : text;
 }
 
 /** JSON form of a plan: commands rendered exactly as they will run. */
@@ -46,7 +54,7 @@ export function planJson(p: HostPlan, runId: string) {
       id: c.id,
       action: c.action,
       summary: c.summary,
-      commands: c.do.map((s) => ('write' in s ? `write ${s.write.path}` : 'sh' in s && s.display ? s.display : renderStep(s, run))),
+      commands: c.do.map((s) => ('write' in s ? `write ${s.write.path}` : displayStep(s, runId))),
       undo: c.undo.map((s) => renderStep(s, run)),
       diff: c.diff,
     })),

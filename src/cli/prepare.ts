@@ -53,7 +53,7 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
   const probeTask = pt
     ? [
         {
-          title: `probe: connect to ${pt.user}@${pt.host}`,
+          title: `probe: connect to ${pt.user}@${pt.host}${pt.via ? ` via ${pt.via.name}` : ''}`,
           task: async (_ctx: unknown, task: { title: string }) => {
             try {
               probe = await connect(pt);
@@ -68,7 +68,7 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
     : [];
   await new Listr(
     [...probeTask, ...hosts.map((h) => ({
-      title: `${h.target.name}: connect to ${h.ssh.user}@${h.ssh.host}`,
+      title: `${h.target.name}: connect to ${h.ssh.user}@${h.ssh.host}${h.ssh.via ? ` via ${h.ssh.via.name}` : ''}`,
       task: async (_ctx: unknown, task: { title: string }) => {
         try {
           await connectHost(h);

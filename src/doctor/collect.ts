@@ -31,6 +31,8 @@ export interface ProcInfo {
   pid: number;
   /** real, effective, saved, filesystem (as in /proc/PID/status) */
   uids: number[];
+  /** name of the effective uid in /etc/passwd, when it has one */
+  user?: string;
   /** CapEff as printed: 16 hex digits */
   capEff: string;
   cmd: string;
@@ -97,8 +99,10 @@ ipt() {
 # proc PREFIX STATUS-FILE: one line about a process
 proc() {
   _d=${'$'}{2%/status}
-  printf '%s pid=%s uid=%s capeff=%s cmd=%s\n' "$1" "${'$'}{_d#/proc/}" \
-    "$(sed -n 's/^Uid:[[:space:]]*//p' "$2" 2>/dev/null | tr -s ' \t' ',,')" \
+  _u=$(sed -n 's/^Uid:[[:space:]]*//p' "$2" 2>/dev/null | tr -s ' \t' ',,')
+  _e=${'$'}{_u#*,}; _e=${'$'}{_e%%,*}
+  printf '%s pid=%s uid=%s user=%s capeff=%s cmd=%s\n' "$1" "${'$'}{_d#/proc/}" "$_u" \
+    "$(awk -F: -v u="$_e" '$3 == u { print $1; exit }' /etc/passwd 2>/dev/null)" \
     "$(sed -n 's/^CapEff:[[:space:]]*//p' "$2" 2>/dev/null)" \
     "$(tr '\0' ' ' <"$_d/cmdline" 2>/dev/null | sed 's/ *$//')"
 }
@@ -180,9 +184,9 @@ export function doctorRequest(inv: Inventory, role: 'proxy' | 'upstream', facts:
 }
 
 function procLine(section: string, line: string): ProcInfo {
-  const m = /^(?:master|worker) pid=(\d+) uid=([\d,]*) capeff=([0-9a-fA-F]*) cmd=(.*)$/.exec(line);
-  if (!m) throw new FactsParseError(section, 'expected "master|worker pid=N uid=U,U,U,U capeff=HEX cmd=..."', line);
-  return { pid: Number(m[1]), uids: m[2]!.split(',').filter((x) => x !== '').map(Number), capEff: m[3]!, cmd: m[4]! };
+  const m = /^(?:master|worker) pid=(\d+) uid=([\d,]*) user=(\S*) capeff=([0-9a-fA-F]*) cmd=(.*)$/.exec(line);
+  if (!m) throw new FactsParseError(section, 'expected "master|worker pid=N uid=U,U,U,U user=NAME capeff=HEX cmd=..."', line);
+  return { pid: Number(m[1]), uids: m[2]!.split(',').filter((x) => x !== '').map(Number), ...(m[3] ? { user: m[3] } : {}), capEff: m[4]!, cmd: m[5]! };
 }
 
 function parseIpt(s: Section | undefined): IptablesBackendRead {

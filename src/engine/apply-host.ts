@@ -68,8 +68,9 @@ export async function rollbackHost(session: HostSession, runId: string | undefin
     'run=/var/lib/dsrctl/runs/$id',
     `if [ -z "$id" ] || [ ! -f ${ROLLBACK_RUNNER} ] || [ ! -d "$run" ]; then echo "@@dsrctl-nothing no run recorded on this host"; rc=0`,
     `else`,
+    // the last run's switch may still be waiting (an apply that never confirmed)
     disarmSwitchScript('"$run"'),
-    `  sh ${ROLLBACK_RUNNER} "$run" "dsrctl rollback"; rc=$?`,
+    runId ? `  sh ${ROLLBACK_RUNNER} "$run" "dsrctl apply: rolled back"; rc=$?` : `  sh ${ROLLBACK_RUNNER} --all "dsrctl rollback"; rc=$?`,
     'fi',
     // a revert reported earlier is history once the host is rolled back on purpose
     `[ $rc = 0 ] && rm -f ${REVERTED_FILE}`,

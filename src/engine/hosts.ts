@@ -29,8 +29,9 @@ export interface LockRequest {
   breakLock: boolean;
 }
 
+/** Shared: upstreams whose jump host is this host (`jump: proxy`) tunnel through this very connection. */
 export async function connectHost(h: HostState): Promise<void> {
-  h.session = await timed(`${h.target.name} connect`, () => connect(h.ssh));
+  h.session = await timed(`${h.target.name} connect`, () => connect(h.ssh, { share: true }));
 }
 
 /** One exec: the facts, and for changing commands the run lock in the same round trip. */

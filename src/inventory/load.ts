@@ -47,6 +47,9 @@ export function fieldPath(path: readonly PropertyKey[]): string {
     .join('');
 }
 
+/** Fields whose values never appear in a message. */
+const SECRET_FIELDS = new Set(['password', 'passphrase', 'sudo_password']);
+
 function describeValue(root: unknown, path: readonly PropertyKey[]): string {
   let cur: unknown = root;
   for (const p of path) {
@@ -54,7 +57,8 @@ function describeValue(root: unknown, path: readonly PropertyKey[]): string {
     else return '';
   }
   if (cur === undefined) return '';
-  const text = JSON.stringify(cur);
+  if (path.some((p) => typeof p === 'string' && SECRET_FIELDS.has(p))) return ' (value hidden)';
+  const text = JSON.stringify(cur, (k, v: unknown) => (SECRET_FIELDS.has(k) ? '***' : v));
   return text && text.length <= 60 ? ` (got ${text})` : '';
 }
 
@@ -80,8 +84,15 @@ export function validateInventory(raw: unknown, source = 'inventory'): Inventory
 
 function resolvePaths(inv: Inventory, baseDir: string): Inventory {
   const fix = (p: string | undefined) => (p === undefined || isAbsolute(p) ? p : resolve(baseDir, p));
-  const fixSsh = <T extends { private_key?: string; known_hosts?: string } | undefined>(s: T): T =>
-    s ? { ...s, private_key: fix(s.private_key), known_hosts: fix(s.known_hosts) } : s;
+  const fixSsh = <T extends { private_key?: string; known_hosts?: string; jump?: unknown } | undefined>(s: T): T =>
+    s
+      ? {
+          ...s,
+          private_key: fix(s.private_key),
+          known_hosts: fix(s.known_hosts),
+          ...(s.jump && typeof s.jump === 'object' ? { jump: fixSsh(s.jump as { private_key?: string; known_hosts?: string }) } : {}),
+        }
+      : s;
   return {
     ...inv,
     ssh: fixSsh(inv.ssh),
@@ -96,7 +107,9 @@ export function parseInventoryText(text: string, path: string, env: Record<strin
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const where = e.linePos?.[0] ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
-    throw new UserError(`${path}: YAML does not parse${where}: ${e.message.split('\n')[0]}`);
+    const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+    const frame = e.message.split('\n').slice(1).filter((l) => l.trim()).join('\n');
+    throw new UserError(`${path}: YAML does not parse${where}: ${what}${frame ? `\n${frame}` : ''}`);
   }
   const raw = expandVars(doc.toJS(), env);
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UserError(`${path}: must be a YAML mapping (mode:, service:, proxy:, upstreams: ...)`);

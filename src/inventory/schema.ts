@@ -34,16 +34,37 @@ const port = z.number({ error: 'must be a port number' }).int('must be a whole n
 
 const absPath = z.string().regex(/^\/[^\0\n]*$/, 'must be an absolute path');
 
+const sshAuth = {
+  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').optional(),
+  port: port.optional(),
+  private_key: z.string().min(1).optional(),
+  passphrase: z.string().optional(),
+  password: z.string().optional(),
+  agent: z.string().optional(),
+  known_hosts: z.string().min(1).optional(),
+  connect_timeout: z.number().positive().optional(),
+};
+
+/** A bastion: fields it leaves out come from the inventory's `ssh:` defaults. */
+export const jumpHostSchema = z.object({ ssh_host: sshHost, ...sshAuth }).strict();
+
 export const sshSchema = z
   .object({
-    user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name').optional(),
-    port: port.optional(),
-    private_key: z.string().min(1).optional(),
-    passphrase: z.string().optional(),
-    password: z.string().optional(),
-    agent: z.string().optional(),
-    known_hosts: z.string().min(1).optional(),
-    connect_timeout: z.number().positive().optional(),
+    ...sshAuth,
+    /**
+     * How to reach the host: `proxy` through the proxy's own SSH connection, a bastion object, or
+     * `none` (directly; overrides a default). In `ssh:` defaults, `proxy` applies to the upstreams
+     * and the probe, never to the proxy itself.
+     */
+    jump: z
+      .union([z.enum(['proxy', 'none']), jumpHostSchema], {
+        error: 'must be "proxy", "none" or a jump host like { ssh_host: bastion.example.com, user: ops }',
+      })
+      .optional(),
+    /** run every script as root through sudo (`sudo -n sh -s`), for a non-root user */
+    sudo: z.boolean({ error: 'must be true or false' }).optional(),
+    /** sudo's password, when sudo asks for one (reference it from .env: ${DSRCTL_SUDO_PASSWORD}) */
+    sudo_password: z.string().regex(/^[^\n\r]*$/, 'must be one line').optional(),
   })
   .strict();
 
@@ -148,6 +169,12 @@ export const inventorySchema = z
         path: ['service', 'protocol'],
         message: `${inv.mode} works for UDP only (the guide: "DSR is of limited use for TCP protocols"); use protocol: udp or mode: ip-transparency`,
       });
+    if (inv.proxy.ssh?.jump === 'proxy')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proxy', 'ssh', 'jump'],
+        message: 'the proxy cannot be its own jump host ("proxy" means "through the proxy\'s SSH connection"); use a bastion { ssh_host: ... } or leave it out',
+      });
     if (inv.proxy.public_ip === inv.proxy.private_ip)
       ctx.addIssue({ code: 'custom', path: ['proxy', 'private_ip'], message: 'must differ from proxy.public_ip' });
     if (inv.mode !== 'ip-transparency' && inv.nat.backend === 'tc' && inv.service.listen_port !== inv.service.upstream_port)
@@ -188,3 +215,4 @@ export function contains(net: string, ip: string): boolean {
 export type Inventory = z.output<typeof inventorySchema>;
 export type Upstream = z.infer<typeof upstreamSchema>;
 export type SshOptions = z.infer<typeof sshSchema>;
+export type JumpHost = z.infer<typeof jumpHostSchema>;

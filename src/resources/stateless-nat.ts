@@ -103,10 +103,23 @@ export function tcFilterArgs(iface: string, r: NatRule): string[][] {
   return [pass, nat];
 }
 
-/** Is the guide's filter for this rule in `tc filter show`? (u32 prints the keys in hex; the nat action by address.) */
+const hex = (n: number, width: number) => n.toString(16).padStart(width, '0');
+const ipHex = (ip: string) => ip.split('.').map((o) => hex(Number(o), 2)).join('');
+
+/**
+ * Is the guide's filter for this rule in `tc filter show`? u32 prints its keys in hex
+ * ("match ac10000b/ffffffff at 12" is the source address, "match 00350000/ffff0000 at 20" the
+ * source port) and the action as "nat egress 172.16.0.11/32 192.168.99.10 pass" (iproute2 6.1).
+ */
 export function tcHasRule(filters: string, r: NatRule): boolean {
-  const re = new RegExp(`nat egress ${r.src.replace(/\./g, '\\.')}/32 ${r.to.replace(/\./g, '\\.')}\\b`);
-  return re.test(filters);
+  const blocks = filters.split(/\n(?=filter )/);
+  return blocks.some(
+    (b) =>
+      new RegExp(`^filter parent ${TC_PARENT} protocol ip pref ${TC_PRIO} u32 `).test(b) &&
+      b.includes(`match ${ipHex(r.src)}/ffffffff at 12`) &&
+      b.includes(`match ${hex(r.sport, 4)}0000/ffff0000 at 20`) &&
+      new RegExp(`nat egress ${r.src.replace(/\./g, '\\.')}/32 ${r.to.replace(/\./g, '\\.')} `).test(`${b} `),
+  );
 }
 
 function planTc(spec: Spec, rules: NatRule[], facts: HostFacts, ctx: PlanContext): Change | null {

@@ -10,12 +10,20 @@
  *   a second exec (see PGID_PREAMBLE); the session stays usable.
  * - Every ssh2 `error`/`end`/`close` event is handled. Once the connection is
  *   gone, in-flight and later execs reject with HostConnectionError.
+ * - Jump hosts (`target.via`): a `direct-tcpip` channel (forwardOut) over the
+ *   jump host's connection, then `connect({ sock })`. Both host keys are checked,
+ *   each against its own known_hosts and under its own address. Jump connections
+ *   are shared (see `acquireShared`) and closed after the last session using them.
+ * - sudo (`target.sudo`): scripts run as `sudo -n sh -s`; with a sudo password,
+ *   as `sudo -S` with a prompt/ready handshake so that the password is written
+ *   only when sudo asks for it and the script only once sudo has started sh.
  */
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
 import {
   AuthError,
+  SudoError,
   ExecError,
   ExecTimeoutError,
   HostConnectionError,
@@ -25,7 +33,7 @@ import {
   hostLabel,
 } from './errors.js';
 import { checkHostKey, preferredHostKeyAlgorithms } from './known-hosts.js';
-import type { ConnectTarget, ExecOptions, ExecResult, HostSession } from './types.js';
+import type { ConnectOptions, ConnectTarget, ExecOptions, ExecResult, HostSession } from './types.js';
 
 const { Client, utils } = ssh2;
 type SshClient = InstanceType<typeof Client>;
@@ -48,6 +56,17 @@ export function formatTarget(t: Pick<ConnectTarget, 'user' | 'host' | 'port'>): 
   return `${t.user}@${host}:${t.port}`;
 }
 
+/**
+ * "user@address:port", followed for a jumped target by its jump hosts:
+ * "root@172.16.0.11:22 via proxy root@10.211.0.10:22".
+ */
+export function describeTarget(t: ConnectTarget): string {
+  const base = formatTarget(t);
+  if (!t.via) return base;
+  const hop = t.via.name === t.via.host ? '' : `${t.via.name} `;
+  return `${base} via ${hop}${describeTarget(t.via)}`;
+}
+
 async function readLocal(
   t: ConnectTarget,
   target: string,
@@ -65,8 +84,8 @@ async function readLocal(
   }
 }
 
-export async function connect(t: ConnectTarget): Promise<HostSession> {
-  const target = formatTarget(t);
+/** One SSH connection: TCP (or `sock`), handshake, host key check, authentication. */
+async function openTransport(t: ConnectTarget, target: string, sock?: ClientChannel): Promise<SshConnection> {
   const label = hostLabel(t.name, target);
   const connectTimeoutMs = t.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
 
@@ -98,14 +117,14 @@ export async function connect(t: ConnectTarget): Promise<HostSession> {
     );
   }
 
-  return new Promise<HostSession>((resolve, reject) => {
+  return new Promise<SshConnection>((resolve, reject) => {
     const client = new Client();
     let phase: 'connecting' | 'ready' = 'connecting';
     let settled = false;
     let hostKeyError: HostKeyError | undefined;
     let lastError: LeveledError | undefined;
     const authNotes: string[] = [];
-    let session: SshSession | undefined;
+    let session: SshConnection | undefined;
 
     const fail = (err: SshError) => {
       if (settled) return;
@@ -197,7 +216,7 @@ export async function connect(t: ConnectTarget): Promise<HostSession> {
       phase = 'ready';
       settled = true;
       clearTimeout(backstop);
-      session = new SshSession(t.name, target, client);
+      session = new SshConnection(t.name, target, client);
       resolve(session);
     });
 
@@ -261,7 +280,7 @@ export async function connect(t: ConnectTarget): Promise<HostSession> {
     }
     if (t.agent) config.agent = t.agent;
     if (t.password !== undefined) config.password = t.password;
-    if (t.sock) config.sock = t.sock;
+    if (sock ?? t.sock) config.sock = sock ?? t.sock;
 
     try {
       client.connect(config);
@@ -273,6 +292,200 @@ export async function connect(t: ConnectTarget): Promise<HostSession> {
       );
     }
   });
+}
+
+/** A reference to a connection; the connection closes when its last handle is released. */
+interface Handle {
+  conn: SshConnection;
+  release(): Promise<void>;
+}
+
+/**
+ * Connections that may be shared: jump hosts, and hosts connected with `{ share: true }` (so a
+ * host that is also a jump host carries its tunnels on its own connection). Keyed by everything
+ * that makes a connection different; a lost connection leaves the registry at once.
+ */
+const registry = new Map<string, { refs: number; conn: Promise<SshConnection> }>();
+
+function shareKey(t: ConnectTarget): string {
+  return JSON.stringify([
+    t.name,
+    t.user,
+    t.host,
+    t.port,
+    t.privateKey ?? '',
+    t.agent ?? '',
+    t.knownHosts,
+    t.password !== undefined,
+    t.via ? shareKey(t.via) : '',
+  ]);
+}
+
+async function acquireShared(t: ConnectTarget): Promise<Handle> {
+  const key = shareKey(t);
+  let entry = registry.get(key);
+  if (!entry) {
+    const e = { refs: 0, conn: openConnection(t) };
+    registry.set(key, e);
+    const forget = () => {
+      if (registry.get(key) === e) registry.delete(key);
+    };
+    e.conn.then((c) => c.onGone(forget), forget);
+    entry = e;
+  }
+  const e = entry;
+  e.refs++;
+  let conn: SshConnection;
+  try {
+    conn = await e.conn;
+  } catch (err) {
+    e.refs--;
+    throw err;
+  }
+  let released = false;
+  return {
+    conn,
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--e.refs > 0) return;
+      if (registry.get(key) === e) registry.delete(key);
+      await conn.close();
+    },
+  };
+}
+
+async function acquireOwn(t: ConnectTarget): Promise<Handle> {
+  const conn = await openConnection(t);
+  return { conn, release: () => conn.close() };
+}
+
+/** Why a jump host could not open the channel, with what to check. */
+function forwardFailure(err: Error & { reason?: unknown; openChannels?: number }, jump: string, dest: string): string {
+  const why = err.message.replace(/^\(SSH\) /, '');
+  switch (err.reason) {
+    case 1: // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
+      return `${jump} refused to forward to ${dest} (${why}): its sshd must allow TCP forwarding for this user (AllowTcpForwarding, PermitOpen)`;
+    case 2: // SSH_OPEN_CONNECT_FAILED
+      return `${jump} could not open a TCP connection to ${dest} (${why}): is the address right, reachable from ${jump}, and sshd listening there?`;
+    case 4: // SSH_OPEN_RESOURCE_SHORTAGE
+      return (
+        `${jump} refused another channel on its connection (${why}; ${err.openChannels ?? '?'} forwarding channels open): ` +
+        'sshd limits the channels and sessions of one connection (OpenSSH MaxSessions, 10 by default); ' +
+        'raise it on the jump host or use fewer hosts per jump host'
+      );
+    default:
+      return (
+        `${jump} could not open a channel to ${dest} (${why}); ` +
+        `note that every host reached through ${jump} holds one channel on its connection, and sshd limits them per connection (OpenSSH MaxSessions, 10 by default)`
+      );
+  }
+}
+
+/** Open a connection to `t`: directly, or through its jump host. */
+async function openConnection(t: ConnectTarget): Promise<SshConnection> {
+  const target = describeTarget(t);
+  if (!t.via) return openTransport(t, target);
+  const label = hostLabel(t.name, target);
+  const jump = hostLabel(t.via.name, describeTarget(t.via));
+  let hop: Handle;
+  try {
+    hop = await acquireShared(t.via);
+  } catch (err) {
+    throw new HostConnectionError(t.name, target, `cannot connect to ${label}: the jump host failed: ${(err as Error).message}`, 'connect', { cause: err });
+  }
+  try {
+    let sock: ClientChannel;
+    try {
+      sock = await hop.conn.forwardOut(t.host, t.port, t.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
+    } catch (err) {
+      if (err instanceof SshError)
+        throw new HostConnectionError(t.name, target, `cannot connect to ${label}: ${err.message}`, 'connect', { cause: err });
+      const dest = formatTarget(t).replace(/^[^@]*@/, '');
+      throw new HostConnectionError(t.name, target, `cannot connect to ${label}: ${forwardFailure(err as Error, jump, dest)}`, 'connect', { cause: err });
+    }
+    const conn = await openTransport(t, target, sock);
+    conn.setBastion(hop);
+    return conn;
+  } catch (err) {
+    await hop.release();
+    throw err;
+  }
+}
+
+/**
+ * Connect to a host (through its jump hosts, if any). Never accepts an unknown host key; see the
+ * module comment. With `share`, the connection can also carry other targets' tunnels.
+ */
+export async function connect(t: ConnectTarget, opts: ConnectOptions = {}): Promise<HostSession> {
+  const handle = opts.share && !t.sock ? await acquireShared(t) : await acquireOwn(t);
+  return new Lease(t, handle);
+}
+
+/** Connections currently open or opening in the share registry (for tests). */
+export function sharedConnectionCount(): number {
+  return registry.size;
+}
+
+/** What a caller holds: its own exec count, sudo setting and closed state over a (maybe shared) connection. */
+class Lease implements HostSession {
+  readonly name: string;
+  readonly target: string;
+  private readonly label: string;
+  private readonly sudo: SudoSpec | undefined;
+  private count = 0;
+  private closedError: HostConnectionError | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly inflight = new Set<(e: Error) => void>();
+
+  constructor(
+    t: ConnectTarget,
+    private readonly handle: Handle,
+  ) {
+    this.name = t.name;
+    this.target = describeTarget(t);
+    this.label = hostLabel(this.name, this.target);
+    this.sudo = t.sudo ? { user: t.user, ...(t.sudoPassword !== undefined ? { password: t.sudoPassword } : {}) } : undefined;
+  }
+
+  get execCount(): number {
+    return this.count;
+  }
+
+  exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    return new Promise<ExecResult>((resolve, reject) => {
+      this.inflight.add(reject);
+      this.handle.conn
+        .exec(script, opts, {
+          ...(this.sudo ? { sudo: this.sudo } : {}),
+          onStart: () => {
+            this.count++;
+          },
+          cancelled: () => this.closedError,
+        })
+        .then(
+          (r) => {
+            this.inflight.delete(reject);
+            resolve(r);
+          },
+          (e: Error) => {
+            this.inflight.delete(reject);
+            reject(e);
+          },
+        );
+    });
+  }
+
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closedError = new HostConnectionError(this.name, this.target, `connection to ${this.label} is closed`, 'closed');
+      for (const reject of [...this.inflight]) reject(this.closedError);
+      this.inflight.clear();
+      this.closing = this.handle.release();
+    }
+    return this.closing;
+  }
 }
 
 type Rejecter = (err: SshError) => void;
@@ -353,7 +566,92 @@ function sendSignal(ch: ClientChannel, name: string): void {
   }
 }
 
-class SshSession implements HostSession {
+/** How one exec runs as root through sudo. */
+interface SudoSpec {
+  user: string;
+  /** given on stdin when sudo prompts for it (`sudo -S`); without it `sudo -n` */
+  password?: string;
+}
+
+interface ExecExtra {
+  sudo?: SudoSpec;
+  /** called when the exec request is actually sent */
+  onStart?: () => void;
+  /** checked when the exec's turn comes: true drops it unsent (its session was closed) */
+  cancelled?: () => SshError | undefined;
+}
+
+/**
+ * The prompt sudo -S prints (on stderr) when it wants the password, and the marker the root shell
+ * prints once sudo has started it. Printable ASCII only: they go through the remote login shell.
+ */
+const SUDO_PROMPT = '[dsrctl-sudo-password]';
+const SUDO_READY = '[dsrctl-sudo-ready]';
+/** `sudo -n`: never prompts; fails at once with "a password is required" when sudo wants one. */
+export const SUDO_N_COMMAND = 'sudo -n sh -s';
+/**
+ * `sudo -S`: the password comes from stdin, ahead of the script. sh -c prints the ready marker
+ * and execs `sh -s`, which then reads the script from the same stdin.
+ */
+export const SUDO_S_COMMAND = `sudo -S -p '${SUDO_PROMPT}' sh -c 'echo "${SUDO_READY}" >&2; exec sh -s'`;
+
+function countOf(haystack: string, needle: string): number {
+  let n = 0;
+  for (let i = haystack.indexOf(needle); i >= 0; i = haystack.indexOf(needle, i + needle.length)) n++;
+  return n;
+}
+
+/** Remove the sudo handshake (lecture, prompts, ready marker) from a -S exec's stderr. */
+function stripSudoHandshake(stderr: string): string {
+  const i = stderr.indexOf(SUDO_READY + '\n');
+  const rest = i >= 0 ? stderr.slice(i + SUDO_READY.length + 1) : stderr;
+  return rest.split(SUDO_PROMPT).join('');
+}
+
+function hidePassword(text: string, password: string | undefined): string {
+  return password ? text.split(password).join('***') : text;
+}
+
+/**
+ * Why sudo refused to start the script, from its stderr; undefined when it is not sudo's doing.
+ * Called only when the script never started (no ready marker / pgid marker).
+ */
+function sudoFailure(
+  label: string,
+  user: string,
+  code: number | null,
+  stderr: string,
+  withPassword: boolean,
+  promptedTwice: boolean,
+): { message: string; reason: SudoError['reason'] } | undefined {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const sudoLines = lines.filter((l) => l.startsWith('sudo:') || /\bsudoers\b/.test(l) || /incorrect password/.test(l));
+  const said = sudoLines.length ? `"${sudoLines.slice(0, 3).join(' / ')}"` : `exit ${code}`;
+  const nothing = 'nothing was run';
+  const rule = `"${user} ALL=(root) NOPASSWD: ALL" in /etc/sudoers.d/dsrctl`;
+  if (code === 127 && /sudo: (command )?not found|sudo: No such file/i.test(stderr))
+    return { reason: 'not-installed', message: `${label}: sudo is not installed (ssh.sudo is true); install it, or connect as root with sudo: false; ${nothing}` };
+  if (promptedTwice || /incorrect password|Sorry, try again/i.test(stderr))
+    return { reason: 'wrong-password', message: `${label}: sudo did not accept the sudo_password given for ${user} (${said}); ${nothing}. Check ssh.sudo_password (and the .env variable it comes from)` };
+  if (/must have a tty|requiretty/i.test(stderr))
+    return { reason: 'no-tty', message: `${label}: sudo requires a terminal for ${user} (${said}); ${nothing}. Fix: "Defaults:${user} !requiretty" in /etc/sudoers.d/dsrctl` };
+  if (/a password is required|a terminal is required|askpass/i.test(stderr))
+    return {
+      reason: 'password-required',
+      message:
+        `${label}: sudo asks ${user} for a password (${said}); ${nothing}. ` +
+        `Fix: let ${user} run commands as root without one (a NOPASSWD rule, e.g. ${rule}), ` +
+        'or give sudo\'s password as ssh.sudo_password (from .env, e.g. sudo_password: ${DSRCTL_SUDO_PASSWORD})',
+    };
+  if (/not in the sudoers file|not allowed to (execute|run)|may not run sudo/i.test(stderr))
+    return { reason: 'not-allowed', message: `${label}: ${user} may not run sh as root through sudo (${said}); ${nothing}. Fix: a sudoers rule for ${user}, e.g. ${rule}` };
+  if (sudoLines.length || withPassword)
+    return { reason: 'other', message: `${label}: sudo failed before the script started (exit ${code}${sudoLines.length ? `: ${said}` : ''}); ${nothing}` };
+  return undefined;
+}
+
+/** A live SSH connection; sessions (leases) share it. */
+class SshConnection {
   readonly name: string;
   readonly target: string;
   private readonly label: string;
@@ -367,6 +665,12 @@ class SshSession implements HostSession {
   private queue: Promise<void> = Promise.resolve();
   private readonly inflight = new Set<Rejecter>();
   private closing: Promise<void> | undefined;
+  /** the jump host this connection tunnels through: released once this connection is gone */
+  private bastion: Handle | undefined;
+  private goneHooks: Array<() => void> = [];
+  private goneFired = false;
+  /** forwardOut channels open on this connection (for messages about the channel limit) */
+  private forwards = 0;
 
   constructor(name: string, target: string, client: SshClient) {
     this.name = name;
@@ -379,18 +683,92 @@ class SshSession implements HostSession {
     return this.count;
   }
 
+  get deadError(): SshError | undefined {
+    return this.dead;
+  }
+
   noteError(err: Error): void {
     this.lastError = err;
   }
 
   onSocketClosed(): void {
     this.socketClosed = true;
+    this.fireGone();
+  }
+
+  /** Tie this (tunneled) connection to its jump host: released when this one is gone. */
+  setBastion(h: Handle): void {
+    this.bastion = h;
+    this.onGone(() => void h.release());
+  }
+
+  /** `f` runs once, when the connection is closed or lost (at once if it already is). */
+  onGone(f: () => void): void {
+    if (this.goneFired) f();
+    else this.goneHooks.push(f);
+  }
+
+  private fireGone(): void {
+    if (this.goneFired) return;
+    this.goneFired = true;
+    for (const f of this.goneHooks.splice(0)) {
+      try {
+        f();
+      } catch {
+        /* hooks never throw on purpose */
+      }
+    }
+  }
+
+  /**
+   * Open a `direct-tcpip` channel to host:port through this connection (ssh2 forwardOut): the
+   * transport for a jumped target. Rejects with the raw ssh2 error (its `reason` is the SSH
+   * channel-open failure code) or a timeout; the caller names both hops.
+   */
+  forwardOut(host: string, port: number, timeoutMs: number): Promise<ClientChannel> {
+    if (this.dead) return Promise.reject(this.dead);
+    return new Promise<ClientChannel>((resolve, reject) => {
+      let done = false;
+      const settle = (err: Error | undefined, ch?: ClientChannel) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.inflight.delete(onDead);
+        if (err) reject(err);
+        else resolve(ch!);
+      };
+      const onDead: Rejecter = (err) => settle(err);
+      const timer = setTimeout(
+        () => settle(Object.assign(new Error(`no answer to the channel request within ${formatMs(timeoutMs)}`), { reason: 'timeout' })),
+        timeoutMs,
+      );
+      this.inflight.add(onDead);
+      try {
+        this.client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => {
+          if (err) return settle(Object.assign(err, { openChannels: this.forwards }));
+          ch.on('error', () => {});
+          if (done) {
+            // timed out meanwhile: do not leak the channel
+            ch.destroy();
+            return;
+          }
+          this.forwards++;
+          ch.once('close', () => this.forwards--);
+          settle(undefined, ch);
+        });
+      } catch (err) {
+        settle(this.dead ?? (err as Error));
+      }
+    });
   }
 
   /** The transport ended/closed (or errored fatally) while the session was usable. */
   onTransportGone(): void {
     if (this.dead) return;
-    const why = this.lastError
+    const hop = this.bastion?.conn.deadError;
+    const why = hop
+      ? `its jump host connection is gone (${hop.message})`
+      : this.lastError
       ? this.lastError.message === 'Keepalive timeout'
         ? `no answer to ${KEEPALIVE_COUNT_MAX} keepalives (${(KEEPALIVE_INTERVAL_MS * KEEPALIVE_COUNT_MAX) / 1000} s)`
         : this.lastError.message
@@ -412,14 +790,15 @@ class SshSession implements HostSession {
     } catch {
       /* ignore */
     }
+    this.fireGone();
   }
 
-  exec(script: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  exec(script: string, opts: ExecOptions = {}, extra: ExecExtra = {}): Promise<ExecResult> {
     const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<ExecResult>((resolve, reject) => {
       this.queue = this.queue.then(
-        () => new Promise<void>((release) => this.runExec(script, timeoutMs, resolve, reject, release)),
+        () => new Promise<void>((release) => this.runExec(script, timeoutMs, resolve, reject, release, extra)),
       );
     });
   }
@@ -431,9 +810,14 @@ class SshSession implements HostSession {
     resolve: (r: ExecResult) => void,
     reject: (e: Error) => void,
     release: () => void,
+    extra: ExecExtra = {},
   ): void {
-    if (this.dead) {
-      reject(this.dead);
+    const sudo = extra.sudo;
+    const withPassword = sudo?.password !== undefined;
+    const command = !sudo ? 'sh -s' : withPassword ? SUDO_S_COMMAND : SUDO_N_COMMAND;
+    const cancelled = this.dead ?? extra.cancelled?.();
+    if (cancelled) {
+      reject(cancelled);
       release();
       return;
     }
@@ -450,6 +834,9 @@ class SshSession implements HostSession {
     let graceTimer: NodeJS.Timeout | undefined;
     let channelClosed = false;
     let killPending = false;
+    /** -S handshake: prompts seen, and whether sh has started (the script is sent then) */
+    let prompts = 0;
+    let sudoReady = false;
 
     const doRelease = () => {
       if (released) return;
@@ -469,10 +856,12 @@ class SshSession implements HostSession {
       finish(err);
       doRelease();
     };
-    const output = () => ({
-      stdout: Buffer.concat(stdout).toString('utf8'),
-      stderr: stripPgidMarker(Buffer.concat(stderr).toString('utf8')),
-    });
+    const output = () => {
+      const out = Buffer.concat(stdout).toString('utf8');
+      let err = stripPgidMarker(Buffer.concat(stderr).toString('utf8'));
+      if (withPassword) err = stripSudoHandshake(err);
+      return { stdout: hidePassword(out, sudo?.password), stderr: hidePassword(err, sudo?.password) };
+    };
 
     const timer = setTimeout(() => {
       const { stdout: out, stderr: err } = output();
@@ -496,7 +885,7 @@ class SshSession implements HostSession {
       graceTimer = setTimeout(doRelease, KILLED_CHANNEL_GRACE_MS);
       if (pgid !== undefined) {
         killPending = true;
-        void this.killProcessGroup(pgid).then(() => {
+        void this.killProcessGroup(pgid, sudo).then(() => {
           killPending = false;
           if (!channel || channelClosed) doRelease();
         });
@@ -505,8 +894,9 @@ class SshSession implements HostSession {
     this.inflight.add(onDead);
 
     this.count++;
+    extra.onStart?.();
     try {
-      this.client.exec('sh -s', (err, ch) => {
+      this.client.exec(command, (err, ch) => {
         if (err) {
           finish(
             this.dead ??
@@ -538,6 +928,14 @@ class SshSession implements HostSession {
               finish(this.dead);
               return;
             }
+            if (sudo && exitCode !== 0 && (withPassword ? !sudoReady : pgid === undefined)) {
+              const raw = hidePassword(stripPgidMarker(Buffer.concat(stderr).toString('utf8')), sudo.password);
+              const f = sudoFailure(this.label, sudo.user, exitCode ?? null, raw.split(SUDO_PROMPT).join(''), withPassword, prompts > 1);
+              if (f) {
+                finish(new SudoError(this.name, this.target, f.message, f.reason));
+                return;
+              }
+            }
             if (exitCode === undefined) {
               finish(
                 new ExecError(
@@ -568,12 +966,27 @@ class SshSession implements HostSession {
         ch.stderr.on('data', (b: Buffer) => {
           stderr.push(b);
           if (pgid === undefined) pgid = findPgid(stderr);
+          if (withPassword && !sudoReady) {
+            const head = Buffer.concat(stderr).toString('latin1');
+            const n = countOf(head, SUDO_PROMPT);
+            if (n > prompts) {
+              prompts = n;
+              // first prompt: the password; another one means sudo rejected it: give up (EOF)
+              if (n === 1) ch.write(`${sudo!.password}\n`);
+              else ch.end();
+            }
+            if (head.includes(SUDO_READY + '\n') && prompts <= 1) {
+              sudoReady = true;
+              ch.end(PGID_PREAMBLE + script);
+            }
+          }
         });
         ch.on('exit', (code: number | null, signal?: string) => {
           exitCode = code ?? null;
           if (code === null && signal) exitSignal = signal;
         });
-        ch.end(PGID_PREAMBLE + script);
+        // sudo -S: the script follows once sudo has started sh (see the stderr handler)
+        if (!withPassword) ch.end(PGID_PREAMBLE + script);
       });
     } catch (err) {
       // ssh2 throws 'Not connected' synchronously once the socket is gone
@@ -597,7 +1010,7 @@ class SshSession implements HostSession {
    * ("session signalling requires privilege separation") and does not kill
    * the command when its channel is closed. Best effort, never rejects.
    */
-  private killProcessGroup(pgid: number): Promise<void> {
+  private killProcessGroup(pgid: number, sudo?: SudoSpec): Promise<void> {
     return new Promise<void>((resolve) => {
       if (this.dead) return resolve();
       const timer = setTimeout(done, KILL_EXEC_TIMEOUT_MS);
@@ -608,15 +1021,23 @@ class SshSession implements HostSession {
         clearTimeout(timer);
         resolve();
       }
+      const kill = `kill -s KILL -- -${pgid} 2>/dev/null; exit 0`;
+      // as root when the command runs as root. With a password, it is written up front: this
+      // command never reads stdin, so unread it goes nowhere.
+      const command = !sudo
+        ? kill
+        : sudo.password === undefined
+          ? `sudo -n sh -c '${kill}'`
+          : `sudo -S -p '' sh -c '${kill}'`;
       try {
-        this.client.exec(`kill -s KILL -- -${pgid} 2>/dev/null; exit 0`, (err, ch) => {
+        this.client.exec(command, (err, ch) => {
           if (err) return done();
           ch.on('error', () => {});
           ch.stderr.on('error', () => {});
           ch.resume();
           ch.stderr.resume();
           ch.on('close', done);
-          ch.end();
+          ch.end(sudo?.password !== undefined ? `${sudo.password}\n` : undefined);
         });
       } catch {
         done();

@@ -295,11 +295,14 @@ show_debug() {
 [ -n "${VM_DEBUG:-}" ] && show_debug +1
 
 # output between the markers, byte for byte (the END marker starts with its own newline)
-RC=$(perl -0777 -ne '
-	if (/\n\@\@DSRVM-BEGIN-\Q'"$NONCE"'\E\@\@\n(.*)\n\@\@DSRVM-END-\Q'"$NONCE"'\E rc=(\d+)\@\@\n/s) {
-		print STDERR $1; print $2; exit 0 }
-	if (/\n\@\@DSRVM-BEGIN-\Q'"$NONCE"'\E\@\@\n(.*)\z/s) { print STDERR $1; exit 3 }
-	exit 4' "$TMP/data.log" 2>"$TMP/out")
+: >"$TMP/out"
+RC=$(OUT="$TMP/out" N="$NONCE" perl -0777 -ne '
+	my $n = quotemeta $ENV{N}; my $p;
+	if (/\n\@\@DSRVM-BEGIN-$n\@\@\n(.*)\n\@\@DSRVM-END-$n rc=(\d+)\@\@\n/s) { $p = $1; print $2 }
+	elsif (/\n\@\@DSRVM-BEGIN-$n\@\@\n(.*)\z/s) { $p = $1 }
+	else { exit 4 }
+	open(my $o, ">", $ENV{OUT}) or exit 5; print $o $p; close $o;
+	exit(defined $2 ? 0 : 3)' "$TMP/data.log")
 PRC=$?
 cat "$TMP/out"
 

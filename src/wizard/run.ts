@@ -1,0 +1,768 @@
+/**
+ * The wizard's conversation: asks, validates each answer with the inventory schema (questions.ts),
+ * reads facts over SSH when the user agrees, warns (overlap.ts), writes the YAML (render-yaml.ts)
+ * atomically, then offers plan and apply. Every prompt and every side effect goes through
+ * `WizardIo`, so tests drive the whole flow with scripted answers and fake hosts.
+ *
+ * Nothing is written before the last question: Ctrl-C (inquirer's ExitPromptError) anywhere
+ * before it leaves nothing behind. The caller maps it to exit code 130.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import ssh2 from 'ssh2';
+import type { HostFacts } from '../facts/types.js';
+import { expandVars, validateInventory } from '../inventory/load.js';
+import type { SshOptions } from '../inventory/schema.js';
+import { HostKeyError, SshError } from '../ssh/errors.js';
+import { connectTarget } from '../ssh/targets.js';
+import type { ConnectTarget } from '../ssh/types.js';
+import { UserError } from '../util/errors.js';
+import { hostNet, interfaceOf, networkWarnings, type HostNet } from './overlap.js';
+import {
+  METHODS,
+  defaultManagedConfig,
+  defaultPorts,
+  listAnswer,
+  masqueradeApplies,
+  methodSummary,
+  methodTable,
+  portAnswer,
+  protocolChoices,
+  pruneDraft,
+  validateAt,
+  DSR_TCP_REASON,
+  type Choice,
+  type Draft,
+  type Mode,
+  type Path,
+  type Protocol,
+  type SshDraft,
+  type UpstreamDraft,
+} from './questions.js';
+import { parseRange, rangeNames } from './range.js';
+import { renderInventory } from './render-yaml.js';
+
+type Validate = (s: string) => true | string;
+
+/** The prompts the wizard uses (the @inquirer/prompts functions, or a test's script). */
+export interface Prompter {
+  select<T>(q: { message: string; choices: Choice<T>[]; default?: T }): Promise<T>;
+  input(q: { message: string; default?: string; validate?: Validate }): Promise<string>;
+  confirm(q: { message: string; default?: boolean }): Promise<boolean>;
+  password(q: { message: string; validate?: Validate }): Promise<string>;
+}
+
+export interface WizardIo {
+  ask: Prompter;
+  /** one line (or several) of text for the user */
+  say(text?: string): void;
+  /** connect, read the host's facts (rp_filter keys included), disconnect */
+  readFacts(target: ConnectTarget): Promise<HostFacts>;
+  /** directory relative paths are resolved against (default inventory/ lives there) */
+  cwd: string;
+  /** environment for ${VAR} references when connecting (process env + .env) */
+  env: Record<string, string | undefined>;
+  /** run `dsrctl plan` / `apply` on the written file; `secrets` are the values behind the ${VAR}s */
+  runPlan?(file: string, secrets: Record<string, string>): Promise<number>;
+  runApply?(file: string, secrets: Record<string, string>): Promise<number>;
+  /** for the YAML header */
+  date?: string;
+}
+
+export interface WizardState {
+  draft: Draft;
+  /** the file written, once it is */
+  saved?: string;
+  /** ${VAR} name -> value typed in this session (never written anywhere) */
+  secrets: Record<string, string>;
+  facts: Map<string, HostNet>;
+  /** host name -> its hostname, from the facts */
+  factsHostnames: Map<string, string>;
+}
+
+const OTHER = '\u0000other';
+const SECRET = { password: 'DSRCTL_SSH_PASSWORD', passphrase: 'DSRCTL_SSH_PASSPHRASE' } as const;
+
+export async function runWizard(io: WizardIo, opts: { output?: string } = {}, state: WizardState = newState()): Promise<number> {
+  const d = state.draft;
+  const draft = () => d;
+  const { ask, say } = io;
+
+  say('dsrctl wizard: a few questions, then a commented inventory file. Ctrl-C quits at any point');
+  say('without writing anything. Nothing on any host changes unless you run apply at the end.');
+  say('');
+
+  // ------------------------------------------------------------------------------- method
+  say("The guide's three methods:");
+  for (const l of methodTable()) say(l);
+  d.mode = await ask.select<Mode>({
+    message: 'Which method?',
+    choices: METHODS.map((m) => ({ value: m.value, name: `${m.value.padEnd(16)} ${m.title}`, description: methodSummary(m) })),
+  });
+  const mode = d.mode;
+  const dsr = mode !== 'ip-transparency';
+
+  // ------------------------------------------------------------------------------- service
+  if (dsr) say(`Protocol: ${DSR_TCP_REASON}.`);
+  const protocol = await ask.select<Protocol>({
+    message: 'Service protocol?',
+    choices: protocolChoices(mode),
+    default: dsr ? 'udp' : 'http',
+  });
+  d.service = { protocol };
+  const ports = defaultPorts(protocol);
+  d.service.listen_port = portAnswer(
+    await ask.input({
+      message: "Port clients connect to on the proxy's public address?",
+      ...(ports ? { default: String(ports.listen) } : {}),
+      validate: validator(draft, ['service', 'listen_port'], portAnswer),
+    }),
+  ) as number;
+  d.service.upstream_port = portAnswer(
+    await ask.input({
+      message: 'Port the upstreams listen on?',
+      default: String(d.service.listen_port),
+      validate: validator(draft, ['service', 'upstream_port'], portAnswer),
+    }),
+  ) as number;
+  const clientNets = listAnswer(
+    await ask.input({
+      message: 'Networks the clients come from (CIDRs, comma separated; empty if unknown)?',
+      default: '',
+      validate: validator(draft, ['service', 'client_networks'], (s) => (listAnswer(s).length ? listAnswer(s) : undefined)),
+    }),
+  );
+  if (clientNets.length) d.service.client_networks = clientNets;
+
+  // ------------------------------------------------------------------------------- proxy + SSH
+  say('');
+  say('The proxy (the host that runs NGINX).');
+  d.proxy = {};
+  d.proxy.ssh_host = (
+    await ask.input({ message: "Proxy's SSH address (IP or DNS name)?", validate: validator(draft, ['proxy', 'ssh_host']) })
+  ).trim();
+
+  say('');
+  say('SSH access (used for every host: the proxy, the upstreams and the probe).');
+  d.ssh = await askSsh(io, state);
+
+  const proxyFacts = await offerFacts(io, state, 'proxy', d.proxy.ssh_host, true);
+
+  // ------------------------------------------------------------------------------- proxy addresses
+  say('');
+  const ifChoices = (h: HostNet | undefined, except?: string) =>
+    (h?.interfaces ?? [])
+      .filter((i) => i.name !== except)
+      .map((i) => ({ value: i.name, name: `${i.name.padEnd(10)} ${i.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ') || '(no IPv4)'}  ${i.state}` }));
+  const addrChoices = (h: HostNet | undefined, iface: string) =>
+    (h?.interfaces.find((i) => i.name === iface)?.addresses ?? []).map((a) => ({ value: a.address, name: `${a.address}/${a.prefixlen} on ${iface}` }));
+  const notSsh = proxyFacts?.interfaces.find((i) => !i.addresses.some((a) => a.address === d.proxy!.ssh_host) && i.addresses.length);
+  d.proxy.public_interface = await pickOrType(io, draft, ['proxy', 'public_interface'], 'Public interface (where clients reach nginx)?', ifChoices(proxyFacts), notSsh?.name);
+  d.proxy.public_ip = await pickOrType(io, draft, ['proxy', 'public_ip'], "Proxy's public address (clients connect to it)?", addrChoices(proxyFacts, d.proxy.public_interface));
+  const notPublic = proxyFacts?.interfaces.find((i) => i.name !== d.proxy!.public_interface && i.addresses.length && !i.addresses.some((a) => a.address === d.proxy!.ssh_host));
+  d.proxy.private_interface = await pickOrType(
+    io,
+    draft,
+    ['proxy', 'private_interface'],
+    'Private interface (towards the upstreams)?',
+    ifChoices(proxyFacts, d.proxy.public_interface),
+    notPublic?.name,
+  );
+  d.proxy.private_ip = await pickOrType(
+    io,
+    draft,
+    ['proxy', 'private_ip'],
+    `Proxy's private address (${dsr && mode === 'dsr-origin-nat' ? 'nginx reaches the upstreams from it' : "the upstreams' gateway"})?`,
+    addrChoices(proxyFacts, d.proxy.private_interface),
+  );
+  d.proxy.managed_config = (
+    await ask.input({
+      message: 'nginx config file dsrctl owns on the proxy (backed up, restored on rollback; an existing site file is fine)?',
+      default: defaultManagedConfig(protocol),
+      validate: validator(draft, ['proxy', 'managed_config']),
+    })
+  ).trim();
+
+  // ------------------------------------------------------------------------------- upstreams
+  say('');
+  say(
+    mode === 'dsr-origin-nat'
+      ? 'The upstreams. Origin NAT rewrites their replies on their own egress interface: each needs one.'
+      : "The upstreams. Their default route will point at the proxy's private address.",
+  );
+  const how = await ask.select<'range' | 'one'>({
+    message: 'Enter the upstreams',
+    choices: [
+      { value: 'range', name: 'as a range', description: 'e.g. 172.16.0.11-14, named dev1, dev2, ...' },
+      { value: 'one', name: 'one by one', description: 'name, SSH address, address and interface of each' },
+    ],
+  });
+  const readUpstreams = await ask.confirm({
+    message: "Read each upstream's interfaces over SSH too (read-only), to pick from them?",
+    default: proxyFacts !== undefined,
+  });
+  d.upstreams = [];
+  if (how === 'range') await upstreamRange(io, state, readUpstreams);
+  else await upstreamsOneByOne(io, state, readUpstreams);
+
+  // ------------------------------------------------------------------------------- masquerade
+  if (masqueradeApplies(mode)) {
+    say('');
+    d.proxy.masquerade = await ask.confirm({
+      message: `Masquerade: let the upstreams reach external hosts through the proxy (ip_forward + MASQUERADE on ${d.proxy.public_interface})?`,
+      default: false,
+    });
+  }
+
+  // ------------------------------------------------------------------------------- warnings
+  const warnings = networkWarnings({
+    mode,
+    clientNetworks: d.service.client_networks ?? [],
+    proxy: { ...d.proxy, ...(proxyFacts ? { facts: proxyFacts } : {}) },
+    upstreams: d.upstreams.map((u) => ({ name: u.name!, ip: u.ip!, ...(u.interface ? { interface: u.interface } : {}), ...(state.facts.get(u.name!) ? { facts: state.facts.get(u.name!)! } : {}) })),
+  });
+  if (warnings.length) {
+    say('');
+    say("Warnings (the guide's Troubleshooting):");
+    for (const w of warnings) say(`  ! ${w}`);
+  }
+
+  // ------------------------------------------------------------------------------- verification
+  say('');
+  say('Verification after apply (a failing check rolls every host back).');
+  if (dsr) say('DSR needs active health checks: dsrctl queries each upstream directly from the proxy after apply.');
+  const pings = listAnswer(
+    await ask.input({
+      message: `Addresses every upstream must reach after apply (ping; comma separated, empty for none)${d.proxy.masquerade ? '' : '; external ones need masquerade'}?`,
+      default: '',
+      validate: validator(draft, ['verify', 'ping_targets'], (s) => listAnswer(s)),
+    }),
+  );
+  d.verify = { ping_targets: pings };
+  const kindDefault = protocol === 'udp' ? 'dns' : 'http';
+  const wantProbe = await ask.confirm({
+    message: `Is there a host that plays the remote client (reached over SSH; it sends ${kindDefault === 'dns' ? 'DNS queries' : 'HTTP requests'} to ${d.proxy.public_ip}:${d.service.listen_port})?`,
+    default: false,
+  });
+  if (wantProbe) {
+    d.verify.probe = {};
+    d.verify.probe.ssh_host = (
+      await ask.input({ message: "Remote client's SSH address?", validate: validator(draft, ['verify', 'probe', 'ssh_host']) })
+    ).trim();
+    let kind: 'http' | 'dns' = kindDefault;
+    if (protocol === 'tcp')
+      kind = await ask.select<'http' | 'dns'>({
+        message: 'What does the TCP service speak, for the probe?',
+        choices: [
+          { value: 'http', name: 'HTTP', description: 'curl through the proxy' },
+          { value: 'dns', name: 'DNS over TCP', description: 'dig through the proxy' },
+        ],
+      });
+    if (protocol === 'tcp') d.verify.probe.kind = kind;
+    if (kind === 'http') {
+      const src = (
+        await ask.input({
+          message: "The remote client's own address, as the upstreams must see it (empty: only check that requests succeed)?",
+          default: '',
+          validate: validator(draft, ['verify', 'probe', 'expect_source'], (s) => s.trim() || undefined),
+        })
+      ).trim();
+      if (src) d.verify.probe.expect_source = src;
+    } else {
+      d.verify.probe.dns_query = (
+        await ask.input({ message: 'Name to query through the proxy?', default: 'www.example.com', validate: validator(draft, ['verify', 'probe', 'dns_query']) })
+      ).trim();
+    }
+  }
+
+  // ------------------------------------------------------------------------------- write
+  const final = pruneDraft(d);
+  try {
+    validateInventory(final, 'the new inventory');
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    say(e.message);
+    say('Nothing was written.');
+    return 2;
+  }
+  const secretVars = Object.keys(state.secrets);
+  const factsFrom = [...state.facts.keys()];
+
+  let path = opts.output ? resolve(io.cwd, expandHome(opts.output)) : undefined;
+  const suggested = `inventory/${suggestName(proxyFacts ? state.factsHostnames.get('proxy') : undefined, mode)}.yaml`;
+  const render = (p: string) =>
+    renderInventory(final, { path: displayPath(io.cwd, p), secretVars, ...(factsFrom.length ? { factsFrom } : {}), ...(io.date ? { date: io.date } : {}) });
+  say('');
+  say('The inventory:');
+  say('');
+  say(indent(render(path ?? resolve(io.cwd, suggested))));
+  for (;;) {
+    if (!path) {
+      const answer = (
+        await ask.input({ message: 'Save it as?', default: suggested, validate: (s) => checkTargetPath(resolve(io.cwd, expandHome(s.trim() || suggested))) })
+      ).trim();
+      path = resolve(io.cwd, expandHome(answer || suggested));
+    }
+    if (existsSync(path)) {
+      const overwrite = await ask.confirm({ message: `${displayPath(io.cwd, path)} exists. Overwrite it?`, default: false });
+      if (!overwrite) {
+        const other = (
+          await ask.input({
+            message: 'Save under another name (empty: quit without saving)?',
+            default: '',
+            validate: (s) => (s.trim() === '' ? true : checkTargetPath(resolve(io.cwd, expandHome(s.trim())))),
+          })
+        ).trim();
+        if (!other) {
+          say(`Nothing was written; ${displayPath(io.cwd, path)} is unchanged.`);
+          return 0;
+        }
+        path = resolve(io.cwd, expandHome(other));
+        continue;
+      }
+    }
+    break;
+  }
+  writeAtomic(path, render(path));
+  state.saved = path;
+  const shown = displayPath(io.cwd, path);
+  say('');
+  say(`Wrote ${shown}.`);
+  for (const v of secretVars)
+    say(`  It refers to \${${v}}: put ${v}=<the value> in .env (see .env.example) or the environment; the wizard wrote it nowhere.`);
+  say(`  Look first: dsrctl plan -i ${shown}   then: dsrctl apply -i ${shown}`);
+
+  // ------------------------------------------------------------------------------- plan / apply
+  let code = 0;
+  if (io.runPlan && (await ask.confirm({ message: `Run dsrctl plan -i ${shown} now (read-only)?`, default: true }))) {
+    code = await io.runPlan(path, state.secrets);
+    if (code !== 0) {
+      say(`plan exited with ${code}; fix what it says, then run dsrctl plan -i ${shown} again.`);
+      return code;
+    }
+  }
+  if (io.runApply && (await ask.confirm({ message: `Run dsrctl apply -i ${shown} now (changes the hosts; it shows the plan and asks first)?`, default: false })))
+    code = await io.runApply(path, state.secrets);
+  return code;
+}
+
+export function newState(): WizardState {
+  return { draft: {}, secrets: {}, facts: new Map(), factsHostnames: new Map() };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function validator(draft: () => Draft, path: Path, parse: (s: string) => unknown = (s) => s.trim()): Validate {
+  return (s: string) => validateAt(draft(), path, parse(s));
+}
+
+function expandHome(p: string): string {
+  return p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p;
+}
+
+function displayPath(cwd: string, p: string): string {
+  const rel = relative(cwd, p);
+  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : p;
+}
+
+function indent(text: string): string {
+  return text
+    .trimEnd()
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n');
+}
+
+function suggestName(hostname: string | undefined, mode: Mode): string {
+  const h = hostname?.toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '');
+  return h ? `${h}-${mode}` : mode;
+}
+
+function checkTargetPath(p: string): true | string {
+  if (existsSync(p) && statSync(p).isDirectory()) return `${p} is a directory`;
+  let dir = dirname(p);
+  while (!existsSync(dir)) dir = dirname(dir);
+  if (!statSync(dir).isDirectory()) return `${dir} is not a directory`;
+  return true;
+}
+
+/** Write through a temp file in the same directory and rename: a reader never sees half a file. */
+export function writeAtomic(path: string, text: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  try {
+    writeFileSync(tmp, text, { mode: 0o644, flag: 'wx' });
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not there */
+    }
+    throw e;
+  }
+}
+
+/** Pick from what the facts show, or type it; either way the schema checks it. */
+async function pickOrType(io: WizardIo, draft: () => Draft, path: Path, message: string, choices: Choice<string>[], def?: string): Promise<string> {
+  const check = validator(draft, path);
+  for (;;) {
+    let value: string;
+    if (choices.length) {
+      value = await io.ask.select<string>({
+        message,
+        choices: [...choices, { value: OTHER, name: 'type another' }],
+        ...(def && choices.some((c) => c.value === def) ? { default: def } : {}),
+      });
+      if (value === OTHER) value = (await io.ask.input({ message, validate: check })).trim();
+    } else value = (await io.ask.input({ message, ...(def ? { default: def } : {}), validate: check })).trim();
+    const ok = check(value);
+    if (ok === true) return value;
+    io.say(`  ${ok}`); // a picked choice the schema refuses (e.g. the public address again)
+  }
+}
+
+// ------------------------------------------------------------------------------- SSH access
+
+async function askSsh(io: WizardIo, state: WizardState): Promise<SshDraft> {
+  const { ask, say } = io;
+  const ssh: SshDraft = {};
+  const d = state.draft;
+  d.ssh = ssh;
+  const draft = () => d;
+  ssh.user = (await ask.input({ message: 'SSH user?', default: 'root', validate: validator(draft, ['ssh', 'user']) })).trim();
+  const port = portAnswer(await ask.input({ message: 'SSH port?', default: '22', validate: validator(draft, ['ssh', 'port'], portAnswer) })) as number;
+  ssh.port = port;
+  const agentSock = io.env.SSH_AUTH_SOCK;
+  const auth = await ask.select<'key' | 'agent' | 'password'>({
+    message: 'How does dsrctl log in?',
+    choices: [
+      { value: 'key', name: 'a private key file' },
+      { value: 'agent', name: 'ssh-agent', description: agentSock ? `SSH_AUTH_SOCK=${agentSock}` : 'SSH_AUTH_SOCK is not set in this shell' },
+      { value: 'password', name: 'a password', description: 'written to the inventory as ${DSRCTL_SSH_PASSWORD}: the value goes in .env' },
+    ],
+  });
+  if (auth === 'key') {
+    const def = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => join(homedir(), '.ssh', k)).find((p) => existsSync(p));
+    const keyPath = (s: string) => {
+      const t = s.trim();
+      return t.includes('${') ? t : resolve(io.cwd, expandHome(t));
+    };
+    const raw = await ask.input({
+      message: 'Private key file (a path, or a ${VAR} from .env)?',
+      ...(def ? { default: def } : {}),
+      validate: (s) => {
+        const schema = validateAt(d, ['ssh', 'private_key'], keyPath(s) || undefined);
+        if (schema !== true) return schema;
+        const key = readKey(expand(io, state, keyPath(s)));
+        return typeof key === 'string' ? key : true;
+      },
+    });
+    ssh.private_key = keyPath(raw);
+    const key = readKey(expand(io, state, ssh.private_key)) as Buffer;
+    const parsed = ssh2.utils.parseKey(key);
+    if (parsed instanceof Error && /passphrase|encrypted/i.test(parsed.message)) {
+      say('The key is encrypted.');
+      const pass = await ask.password({
+        message: 'Its passphrase (used now to connect; the file gets ${DSRCTL_SSH_PASSPHRASE})?',
+        validate: (s) => (ssh2.utils.parseKey(key, s) instanceof Error ? 'this passphrase does not decrypt the key' : true),
+      });
+      state.secrets[SECRET.passphrase] = pass;
+      ssh.passphrase = `\${${SECRET.passphrase}}`;
+    }
+  } else if (auth === 'agent') {
+    const sock = (
+      await ask.input({
+        message: 'ssh-agent socket (the default writes ${SSH_AUTH_SOCK}, read when dsrctl runs)?',
+        default: agentSock ? '${SSH_AUTH_SOCK}' : '',
+        validate: (s) => (s.trim() ? validateAt(d, ['ssh', 'agent'], s.trim()) : 'start ssh-agent (or give the socket path)'),
+      })
+    ).trim();
+    ssh.agent = sock;
+  } else {
+    const pw = await ask.password({ message: 'SSH password (used now to connect; the file gets ${DSRCTL_SSH_PASSWORD})?', validate: (s) => (s ? true : 'type the password') });
+    state.secrets[SECRET.password] = pw;
+    ssh.password = `\${${SECRET.password}}`;
+  }
+  const khDefault = join(homedir(), '.ssh', 'known_hosts');
+  const kh = (
+    await ask.input({
+      message: "known_hosts file with the hosts' keys (dsrctl never accepts an unknown host key)?",
+      default: khDefault,
+      validate: (s) => validateAt(d, ['ssh', 'known_hosts'], s.trim() ? resolveMaybeVar(io, s) : undefined),
+    })
+  ).trim();
+  ssh.known_hosts = resolveMaybeVar(io, kh);
+  const khPath = expand(io, state, ssh.known_hosts);
+  if (khPath && !existsSync(khPath))
+    say(`  Note: ${khPath} does not exist yet: dsrctl can connect only once every host's key is in it (ssh-keyscan, then check the fingerprints).`);
+  return ssh;
+}
+
+function resolveMaybeVar(io: WizardIo, s: string): string {
+  const t = s.trim();
+  return t.includes('${') ? t : resolve(io.cwd, expandHome(t));
+}
+
+/** ${VAR} expanded with the environment and this session's secrets; '' when a variable is unset. */
+function expand(io: WizardIo, state: WizardState, s: string): string {
+  try {
+    return expandVars(s, { ...io.env, ...state.secrets }) as string;
+  } catch {
+    return '';
+  }
+}
+
+function readKey(path: string): Buffer | string {
+  if (!path) return 'the variable is not set (in the environment or .env)';
+  let buf: Buffer;
+  try {
+    buf = readFileSync(path);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? `${path} does not exist` : `${path} cannot be read: ${(e as Error).message}`;
+  }
+  const parsed = ssh2.utils.parseKey(buf);
+  if (parsed instanceof Error && !/passphrase|encrypted/i.test(parsed.message)) return `${path} is not a private key dsrctl can use: ${parsed.message}`;
+  return buf;
+}
+
+// ------------------------------------------------------------------------------- facts
+
+function targetFor(io: WizardIo, state: WizardState, name: string, host: string): ConnectTarget {
+  const ssh = expandVars(pruneDraft(state.draft.ssh ?? {}), { ...io.env, ...state.secrets }) as SshOptions;
+  return connectTarget(name, host, ssh, undefined, name === 'proxy' ? 'proxy.ssh' : `${name}.ssh`);
+}
+
+/** Print a host's interfaces the way the questions will offer them. */
+function showHost(io: WizardIo, name: string, facts: HostFacts, net: HostNet): void {
+  io.say(`  ${name}: ${facts.hostname}, kernel ${facts.kernel}, nginx ${facts.nginx.installed ? facts.nginx.version ?? 'installed' : 'not installed'}`);
+  for (const i of net.interfaces)
+    io.say(`    ${i.name.padEnd(10)} ${i.state.padEnd(7)} ${i.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ') || '-'}${net.rpFilter[i.name] !== undefined ? `  rp_filter=${net.rpFilter[i.name]}` : ''}`);
+  io.say(`    rp_filter: all=${net.rpFilter.all ?? '?'} default=${net.rpFilter.default ?? '?'}${net.defaultDev ? `; default route via ${net.defaultDev}` : ''}`);
+}
+
+/** What to tell the user when a host's key is not (or not correctly) in known_hosts. */
+export function hostKeyAdvice(e: HostKeyError, host: string, port: number): string[] {
+  const type = e.keyType.replace(/^ssh-/, '').replace(/^ecdsa-sha2-.*/, 'ecdsa');
+  const kh = e.knownHostsPath;
+  if (e.reason !== 'unknown')
+    return [
+      `  ${e.message}`,
+      `  The key ${host} presents: ${e.fingerprint} (${e.keyType}). Find out why it changed before anything else.`,
+    ];
+  return [
+    `  ${host}'s host key is not in ${kh}. It presents ${e.fingerprint} (${e.keyType}).`,
+    '  dsrctl never adds a host key by itself. Check it, then add it:',
+    `    ssh-keyscan -p ${port} -t ${type} ${host} > /tmp/${host}.key`,
+    `    ssh-keygen -lf /tmp/${host}.key          # must print ${e.fingerprint}; compare with the host's`,
+    `                                             # console: ssh-keygen -lf /etc/ssh/ssh_host_${type}_key.pub`,
+    `    cat /tmp/${host}.key >> ${kh}`,
+  ];
+}
+
+/**
+ * Offer to connect and read facts; returns the host's network view, or undefined when the user
+ * declines or gives up. `offer` false: the user already said yes for this group of hosts.
+ */
+async function offerFacts(io: WizardIo, state: WizardState, name: string, host: string, offer: boolean): Promise<HostNet | undefined> {
+  const ssh = state.draft.ssh ?? {};
+  const who = `${ssh.user ?? 'root'}@${host}:${ssh.port ?? 22}`;
+  if (offer && !(await io.ask.confirm({ message: `Connect to ${who} now and read its interfaces and addresses (read-only)?`, default: true }))) return undefined;
+  for (;;) {
+    const r = await readOne(io, state, name, host);
+    if (r.ok) {
+      showHost(io, name, r.facts, r.net);
+      return r.net;
+    }
+    for (const l of r.lines) io.say(l);
+    const next = await io.ask.select<'retry' | 'skip'>({
+      message: `${name}: what now?`,
+      choices: [
+        { value: 'retry', name: 'try again', description: r.hostKey ? 'after adding the host key to known_hosts' : 'after fixing the problem' },
+        { value: 'skip', name: 'go on without facts', description: 'type the interfaces and addresses' },
+      ],
+    });
+    if (next === 'skip') return undefined;
+  }
+}
+
+type ReadResult = { ok: true; facts: HostFacts; net: HostNet } | { ok: false; lines: string[]; hostKey: boolean };
+
+async function readOne(io: WizardIo, state: WizardState, name: string, host: string): Promise<ReadResult> {
+  let target: ConnectTarget;
+  try {
+    target = targetFor(io, state, name, host);
+  } catch (e) {
+    return { ok: false, lines: [`  ${(e as Error).message}`], hostKey: false };
+  }
+  io.say(`  ${name}: connecting to ${target.user}@${host}:${target.port} ...`);
+  try {
+    const facts = await io.readFacts(target);
+    const net = hostNet(name, facts);
+    state.facts.set(name, net);
+    state.factsHostnames.set(name, facts.hostname);
+    return { ok: true, facts, net };
+  } catch (e) {
+    if (e instanceof HostKeyError) return { ok: false, lines: hostKeyAdvice(e, host, target.port), hostKey: true };
+    const msg = e instanceof SshError ? e.message : `${name}: ${(e as Error).message}`;
+    return { ok: false, lines: [`  ${msg}`], hostKey: false };
+  }
+}
+
+// ------------------------------------------------------------------------------- upstreams
+
+async function upstreamRange(io: WizardIo, state: WizardState, readFacts: boolean): Promise<void> {
+  const { ask, say } = io;
+  const d = state.draft;
+  const ups = d.upstreams!;
+  const ipText = await ask.input({
+    message: "Upstream addresses on the proxy's private network (range: 172.16.0.11-14 or 172.16.0.11-172.16.0.14)?",
+    validate: (s) => {
+      const r = parseRange(s);
+      if (!r.ok) return r.error;
+      return checkEach(d, r.addresses.map((ip, i) => [['upstreams', i, 'ip'], ip] as const), (i) => ({ ip: r.addresses[i] }));
+    },
+  });
+  const ips = (parseRange(ipText) as { addresses: string[] }).addresses;
+  const prefix = (
+    await ask.input({
+      message: `Name prefix (they become ${rangeNames('dev', Math.min(ips.length, 2)).join(', ')}${ips.length > 2 ? ', ...' : ''} with "dev")?`,
+      default: 'dev',
+      validate: (s) => {
+        const names = rangeNames(s.trim(), ips.length);
+        return checkEach(d, names.map((n, i) => [['upstreams', i, 'name'], n] as const), (i) => ({ ip: ips[i]! }));
+      },
+    })
+  ).trim();
+  const names = rangeNames(prefix, ips.length);
+  ips.forEach((ip, i) => ups.push({ name: names[i]!, ip }));
+  const sshHow = await ask.select<'same' | 'range'>({
+    message: 'Where does SSH reach them?',
+    choices: [
+      { value: 'same', name: 'at these addresses' },
+      { value: 'range', name: 'at other addresses (a management network)', description: 'another range of the same size' },
+    ],
+  });
+  let sshHosts = ips;
+  if (sshHow === 'range') {
+    const t = await ask.input({
+      message: `Their SSH addresses, in the same order (${ips.length})?`,
+      validate: (s) => {
+        const r = parseRange(s);
+        if (!r.ok) return r.error;
+        if (r.addresses.length !== ips.length) return `${r.addresses.length} addresses for ${ips.length} upstreams`;
+        return checkEach(d, r.addresses.map((h, i) => [['upstreams', i, 'ssh_host'], h] as const));
+      },
+    });
+    sshHosts = (parseRange(t) as { addresses: string[] }).addresses;
+  }
+  ups.forEach((u, i) => (u.ssh_host = sshHosts[i]!));
+
+  // facts: all at once, then one interface question for all
+  if (readFacts) await readMany(io, state, ups.map((u) => ({ name: u.name!, host: u.ssh_host! })));
+  const holders = ups.map((u) => {
+    const f = state.facts.get(u.name!);
+    return f ? interfaceOf(f, u.ip!)?.name : undefined;
+  });
+  const known = [...new Set(holders.filter((h): h is string => !!h))];
+  const required = d.mode === 'dsr-origin-nat';
+  const msg = `Their interface on the private network (egress${required ? ', where origin NAT rewrites replies' : '; optional'})?`;
+  const check = (s: string) =>
+    checkEach(d, ups.map((_, i) => [['upstreams', i, 'interface'], s.trim() || undefined] as const));
+  let iface: string;
+  if (known.length) {
+    const choices: Choice<string>[] = known.map((k) => ({ value: k, name: k, description: `holds the address on ${ups.filter((_, i) => holders[i] === k).map((u) => u.name).join(', ')}` }));
+    if (!required) choices.push({ value: '', name: '(leave out)' });
+    iface = await ask.select<string>({ message: msg, choices: [...choices, { value: OTHER, name: 'type another' }] });
+    if (iface === OTHER) iface = (await ask.input({ message: msg, validate: check })).trim();
+    if (known.length > 1) say(`  Note: the addresses sit on different interfaces (${known.join(', ')}); edit the file for the hosts that differ.`);
+  } else iface = (await ask.input({ message: msg, validate: check })).trim();
+  if (iface) ups.forEach((u) => (u.interface = iface));
+}
+
+/** validateAt for several fields at once (a range); `partial` fills the upstream being checked. */
+function checkEach(d: Draft, items: readonly (readonly [Path, unknown])[], partial?: (i: number) => UpstreamDraft): true | string {
+  const saved = d.upstreams;
+  try {
+    const ups: UpstreamDraft[] = [...(saved ?? [])];
+    const probe: Draft = { ...d, upstreams: ups };
+    for (const [path, value] of items) {
+      const i = path[1] as number;
+      if (!ups[i]) ups[i] = partial ? partial(i) : {};
+      const r = validateAt(probe, path, value);
+      if (r !== true) return r;
+      ups[i] = { ...ups[i], [path[2] as string]: value };
+    }
+    return true;
+  } finally {
+    d.upstreams = saved;
+  }
+}
+
+async function readMany(io: WizardIo, state: WizardState, hosts: { name: string; host: string }[]): Promise<void> {
+  let todo = hosts;
+  for (;;) {
+    const results = await Promise.all(todo.map(async (h) => ({ h, r: await readOne(io, state, h.name, h.host) })));
+    for (const { h, r } of results) {
+      if (r.ok) showHost(io, h.name, r.facts, r.net);
+      else for (const l of r.lines) io.say(l);
+    }
+    todo = results.filter((x) => !x.r.ok).map((x) => x.h);
+    if (!todo.length) return;
+    const next = await io.ask.select<'retry' | 'skip'>({
+      message: `${todo.map((h) => h.name).join(', ')}: what now?`,
+      choices: [
+        { value: 'retry', name: 'try again', description: 'after fixing the problem (e.g. adding the host keys)' },
+        { value: 'skip', name: 'go on without their facts' },
+      ],
+    });
+    if (next === 'skip') return;
+  }
+}
+
+async function upstreamsOneByOne(io: WizardIo, state: WizardState, readFacts: boolean): Promise<void> {
+  const { ask } = io;
+  const d = state.draft;
+  const ups = d.upstreams!;
+  const draft = () => d;
+  for (let i = 0; ; i++) {
+    const u: UpstreamDraft = {};
+    ups.push(u);
+    u.name = (await ask.input({ message: `Upstream ${i + 1}: name?`, default: `dev${i + 1}`, validate: validator(draft, ['upstreams', i, 'name']) })).trim();
+    u.ssh_host = (await ask.input({ message: `${u.name}: SSH address?`, validate: validator(draft, ['upstreams', i, 'ssh_host']) })).trim();
+    const facts = readFacts ? await offerFacts(io, state, u.name, u.ssh_host, false) : undefined;
+    const addrs = (facts?.interfaces ?? []).flatMap((f) =>
+      f.addresses.filter((a) => a.address !== u.ssh_host).map((a) => ({ value: a.address, name: `${a.address}/${a.prefixlen} on ${f.name}` })),
+    );
+    u.ip = await pickOrType(io, draft, ['upstreams', i, 'ip'], `${u.name}: its address on the proxy's private network (what nginx proxies to)?`, addrs);
+    const holder = facts ? interfaceOf(facts, u.ip)?.name : undefined;
+    const required = d.mode === 'dsr-origin-nat';
+    const ifMsg = `${u.name}: interface on the private network${required ? ' (origin NAT rewrites replies there)' : ' (optional)'}?`;
+    const ifs = (facts?.interfaces ?? []).map((f) => ({ value: f.name, name: `${f.name.padEnd(10)} ${f.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ')}` }));
+    if (ifs.length) {
+      const check = validator(draft, ['upstreams', i, 'interface'], (s) => s.trim() || undefined);
+      for (;;) {
+        let v = await ask.select<string>({
+          message: ifMsg,
+          choices: [...ifs, ...(required ? [] : [{ value: '', name: '(leave out)' }]), { value: OTHER, name: 'type another' }],
+          ...(holder ? { default: holder } : {}),
+        });
+        if (v === OTHER) v = (await ask.input({ message: ifMsg, validate: check })).trim();
+        const ok = check(v);
+        if (ok === true) {
+          if (v) u.interface = v;
+          break;
+        }
+        io.say(`  ${ok}`);
+      }
+    } else {
+      const v = (
+        await ask.input({ message: ifMsg, validate: validator(draft, ['upstreams', i, 'interface'], (s) => s.trim() || undefined) })
+      ).trim();
+      if (v) u.interface = v;
+    }
+    if (!(await ask.confirm({ message: 'Add another upstream?', default: false }))) return;
+  }
+}
+
