@@ -50,12 +50,17 @@ export function fieldPath(path: readonly PropertyKey[]): string {
 /** Fields whose values never appear in a message. */
 const SECRET_FIELDS = new Set(['password', 'passphrase', 'sudo_password']);
 
-function describeValue(root: unknown, path: readonly PropertyKey[]): string {
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
   let cur: unknown = root;
   for (const p of path) {
     if (cur && typeof cur === 'object') cur = (cur as Record<PropertyKey, unknown>)[p];
-    else return '';
+    else return undefined;
   }
+  return cur;
+}
+
+function describeValue(root: unknown, path: readonly PropertyKey[]): string {
+  const cur = valueAt(root, path);
   if (cur === undefined) return '';
   if (path.some((p) => typeof p === 'string' && SECRET_FIELDS.has(p))) return ' (value hidden)';
   const text = JSON.stringify(cur, (k, v: unknown) => (SECRET_FIELDS.has(k) ? '***' : v));
@@ -66,7 +71,7 @@ function describeValue(root: unknown, path: readonly PropertyKey[]): string {
 export function formatIssues(issues: z.core.$ZodIssue[], raw: unknown): string[] {
   return issues.map((issue) => {
     let message = issue.message;
-    if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined) message = 'is required';
+    if (issue.code === 'invalid_type' && valueAt(raw, issue.path) === undefined) message = 'is required';
     if (issue.code === 'unrecognized_keys') message = `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
     return `${fieldPath(issue.path)}: ${message}${issue.code === 'unrecognized_keys' ? '' : describeValue(raw, issue.path)}`;
   });

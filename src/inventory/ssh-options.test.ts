@@ -50,7 +50,8 @@ describe('jump', () => {
     expect(dev2!.via).toBe(proxy);
     expect(dev1).toMatchObject({ name: 'dev1', host: '10.0.0.11', port: 22 });
     const probe = probeTarget(inv)!;
-    expect(probe.via).toMatchObject({ name: 'proxy', host: '10.0.0.10', via: undefined });
+    expect(probe.via).toMatchObject({ name: 'proxy', host: '10.0.0.10' });
+    expect(probe.via!.via).toBeUndefined();
     expect(describeTarget(dev1!)).toBe('root@10.0.0.11:22 via proxy root@10.0.0.10:22');
   });
 
@@ -77,8 +78,8 @@ describe('jump', () => {
         password: SECRET,
         privateKey: '/keys/id_ed25519',
         knownHosts: KNOWN_HOSTS,
-        via: undefined,
       });
+    expect(proxy!.via!.via).toBeUndefined();
     expect(describeTarget(dev1!)).toBe('root@10.0.0.11:22 via jumper@bastion.example.com:2222');
   });
 

@@ -306,7 +306,6 @@ function dsrSuite(mode: Mode): void {
       describe('switching modes: ip-transparency (udp) then dsr-router-nat, no rollback in between', () => {
         /** what happened, for the report (printed at the end) */
         const story: string[] = [];
-        let switchRun: CliResult;
 
         it('9a. ip-transparency (udp) applies and answers; its MARK rules are on the proxy', async () => {
           // state: pristine
@@ -320,7 +319,7 @@ function dsrSuite(mode: Mode): void {
 
         it('9b. dsr-router-nat on top: exits 0, removes the MARK rules, and DSR answers', async () => {
           // state: ip-transparency applied
-          switchRun = await run(['apply', '--yes', '--json']);
+          const switchRun = await run(['apply', '--yes', '--json']);
           expectCode(switchRun, 0, 'apply dsr-router-nat over ip-transparency');
           const j = expectJson(switchRun, 'switch');
           story.push(`switch apply: exit ${switchRun.code}; proxy changes:\n    ${hostJson(j, 'proxy').changes.map((c: any) => `${c.kind}: ${c.summary}`).join('\n    ')}`);
@@ -337,29 +336,27 @@ function dsrSuite(mode: Mode): void {
           story.push(`plan after the switch: ${p.json?.changes} change(s)`);
         });
 
-        // KNOWN BUG (reported): rollback undoes each host's LAST run only. After the switch the
-        // proxy's last run is the switch (so it goes back to Method 1: MARK rules, proxy_responses 1)
-        // while the upstreams' last run is the ip-transparency one (the switch changed nothing on
-        // them), so they go back to the router: the hosts end in neither state, DNS through the proxy
-        // times out, and a second rollback says "nothing to undo".
-        let afterRollback: Record<string, string>;
-        it('9c. rollback after the switch exits 0 (what it leaves is recorded)', async () => {
+        // rollback undoes every active run back to the state before dsrctl (commit 4695218): the
+        // switch run on the proxy, then the ip-transparency run everywhere. Before that commit it
+        // undid only each host's LAST run and left the proxy in Method 1 with the upstreams back on
+        // the router (DNS through the proxy timed out).
+        it('9c. rollback after the switch restores every host byte for byte (both runs undone); dig fails; a second rollback has nothing to undo', async () => {
+          // state: ip-transparency, then dsr-router-nat on top
           const r = await run(['rollback', '--yes', '--json']);
           expectCode(r, 0, 'rollback after the switch');
-          afterRollback = snapshotAll();
           const marks = onHost('proxy', 'iptables-save -t mangle | grep -c -- "-j MARK" || true').stdout.trim();
-          const conf = onHost('proxy', `grep -E "proxy_(responses|bind)" ${STREAM_CONF} 2>/dev/null | tr -s ' ' | tr '\\n' ';'`).stdout.trim();
+          const fwmark = onHost('proxy', 'ip rule show | grep -c fwmark || true').stdout.trim();
           const routes = UPSTREAMS.map((u) => `${u}: ${onHost(u, 'ip route show default').stdout.trim()}`).join('; ');
           const d = digs(2);
+          story.push(`rollback after the switch: exit ${r.code}; proxy MARK rules ${marks}, fwmark rules ${fwmark}; ${routes}; dig answers ${d.answers.filter(Boolean).length}/2`);
           const again = await run(['rollback', '--yes', '--json']);
-          story.push(
-            `rollback after the switch: exit ${r.code}; proxy MARK rules ${marks}; stream.conf ${conf || '(none)'}; ${routes}; dig answers ${d.answers.filter(Boolean).length}/2; second rollback: exit ${again.code}, nothingToUndo ${again.json?.nothingToUndo}`,
-          );
+          story.push(`second rollback: exit ${again.code}, nothingToUndo ${again.json?.nothingToUndo}`);
           console.log(`mode switch (ip-transparency -> dsr-router-nat):\n  ${story.join('\n  ')}`);
-        });
-
-        it.fails('9d. KNOWN BUG: rollback after a mode switch brings the hosts back to the state before dsrctl', () => {
-          expect(afterRollback).toEqual(before);
+          expectSnapshots(before, 'after rollback of both runs');
+          expect(d.answers.filter(Boolean), d.raw).toEqual([]);
+          expectCode(again, 0, 'second rollback after the switch');
+          expect(again.json?.nothingToUndo, show(again)).toBe(true);
+          expectSnapshots(before, 'after a second rollback');
         });
       });
   });

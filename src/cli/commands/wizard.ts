@@ -8,7 +8,7 @@
 import { resolve } from 'node:path';
 import { confirm, input, password, select } from '@inquirer/prompts';
 import { loadEnv } from '../../inventory/load.js';
-import { EXIT, UserError } from '../../util/errors.js';
+import { UserError } from '../../util/errors.js';
 import { describeError } from '../describe-error.js';
 import { runWizard, newState, type Prompter, type WizardIo } from '../../wizard/run.js';
 import { readFactsOverSsh } from '../../wizard/facts.js';
@@ -71,4 +71,3 @@ export async function wizardCommand(opts: { output?: string }): Promise<number> 
   }
 }
 
-export { EXIT };
