@@ -123,7 +123,7 @@ const fixApply = (what: string) => `${what}, or run \`dsrctl apply -i INVENTORY\
 const procText = (p: ProcInfo) => {
   const caps = decodeCaps(p.capEff);
   const named = [caps.has(CAP_NET_ADMIN) && 'CAP_NET_ADMIN', caps.has(CAP_NET_RAW) && 'CAP_NET_RAW'].filter(Boolean);
-  return `pid ${p.pid} "${p.cmd}": uid ${p.uids.join(' ')}${p.user ? ` (${p.user})` : ''}, CapEff ${p.capEff}${named.length ? ` = ${named.join(' + ')} among others` : ' (no CAP_NET_RAW, no CAP_NET_ADMIN)'}`;
+  return `pid ${p.pid} "${p.cmd}": uid ${new Set(p.uids).size === 1 ? p.uids[0] : p.uids.join(' ')}${p.user ? ` (${p.user})` : ''}, CapEff ${p.capEff}${named.length ? ` = ${named.join(' + ')} among others` : ' (no CAP_NET_RAW, no CAP_NET_ADMIN)'}`;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -172,22 +172,28 @@ function nginxWorkers(inv: Inventory, h: HostEvidence): Finding[] {
   const base = { id: 'nginx-workers', host: h.name, evidence };
   if (workers.length === 0) return [{ ...base, severity: 'warn', title: `nginx master ${n.masterPid} has no worker processes`, fix: 'reload or restart nginx and check its error log' }];
   const euid = (w: ProcInfo) => w.uids[1] ?? w.uids[0];
-  const who = (w: ProcInfo) => (w.user ? `${w.user} (uid ${euid(w)})` : `uid ${euid(w)}`);
-  if (workers.every((w) => euid(w) === 0))
+  const who = (w: ProcInfo) => (euid(w) === 0 ? 'root' : w.user ? `${w.user} (uid ${euid(w)})` : `uid ${euid(w)}`);
+  const capable = (w: ProcInfo) => decodeCaps(w.capEff).has(CAP_NET_RAW) || decodeCaps(w.capEff).has(CAP_NET_ADMIN);
+  const root = workers.every((w) => euid(w) === 0);
+  if (workers.every(capable)) {
+    const title = root
+      ? keeps
+        ? `nginx workers run as root: \`user root\` works but is not needed with nginx ${n.version} (>= ${NGINX_KEEPS_CAP} keeps CAP_NET_RAW for \`transparent\`)`
+        : `nginx workers run as root, as nginx ${n.version} (< ${NGINX_KEEPS_CAP}) needs for \`transparent\``
+      : `nginx workers run as ${who(workers[0]!)} and hold CAP_NET_RAW: \`transparent\` binds work, \`user root\` is not needed`;
+    return [{ ...base, severity: 'ok', title }];
+  }
+  const w0 = workers.find((w) => !capable(w))!;
+  const config = d.nginx.transparentLines.length > 0;
+  if (euid(w0) === 0)
     return [
       {
         ...base,
-        severity: 'ok',
-        title: keeps
-          ? `nginx workers run as root: \`user root\` works but is not needed with nginx ${n.version} (>= ${NGINX_KEEPS_CAP} keeps CAP_NET_RAW for \`transparent\`)`
-          : `nginx workers run as root, as nginx ${n.version} (< ${NGINX_KEEPS_CAP}) needs for \`transparent\``,
+        severity: 'error',
+        title: 'nginx workers run as root but without CAP_NET_RAW or CAP_NET_ADMIN: the capability bounding set was cut (systemd CapabilityBoundingSet=, a container, setpriv), so setsockopt(IP_TRANSPARENT) fails',
+        fix: "give nginx CAP_NET_RAW back (e.g. add CAP_NET_RAW to the unit's CapabilityBoundingSet= / AmbientCapabilities=, or the container's cap_add), then restart nginx (a reload keeps the master's bounding set)",
       },
     ];
-  const capable = (w: ProcInfo) => euid(w) === 0 || decodeCaps(w.capEff).has(CAP_NET_RAW) || decodeCaps(w.capEff).has(CAP_NET_ADMIN);
-  const w0 = workers.find((w) => euid(w) !== 0)!;
-  if (workers.every(capable))
-    return [{ ...base, severity: 'ok', title: `nginx workers run as ${who(w0)} and hold CAP_NET_RAW: \`transparent\` binds work, \`user root\` is not needed` }];
-  const config = d.nginx.transparentLines.length > 0;
   return [
     {
       ...base,
@@ -208,16 +214,16 @@ function errorLog(h: HostEvidence): Finding[] {
   const hits = read.flatMap((l) => l.lines.filter((x) => /setsockopt\(IP_TRANSPARENT\) failed/.test(x)).map((x) => ({ path: l.path, line: x })));
   const base = { id: 'nginx-error-log', host: h.name };
   if (hits.length) {
-    const privileged = h.doctor?.nginx?.workers.some((w) => (w.uids[1] ?? w.uids[0]) === 0 || decodeCaps(w.capEff).has(CAP_NET_RAW));
+    const privileged = (h.doctor?.nginx?.workers ?? []).filter((w) => /worker process/.test(w.cmd)).every((w) => decodeCaps(w.capEff).has(CAP_NET_RAW) || decodeCaps(w.capEff).has(CAP_NET_ADMIN));
     const paths = [...new Set(hits.map((x) => x.path))].join(', ');
     return [
       {
         ...base,
         severity: privileged ? 'warn' : 'error',
-        title: `${hits.length} \`setsockopt(IP_TRANSPARENT) failed\` line(s) in the last ${ERROR_LOG_TAIL} lines of ${paths}${privileged ? ' (the current workers hold CAP_NET_RAW or run as root: the lines may predate them)' : ''}`,
+        title: `${hits.length} \`setsockopt(IP_TRANSPARENT) failed\` line(s) in the last ${ERROR_LOG_TAIL} lines of ${paths}${privileged ? ' (the current workers hold CAP_NET_RAW: the lines may predate them)' : ''}`,
         evidence: hits.slice(-5).map((x) => `${x.path}: ${x.line}`),
         fix: privileged
-          ? 'if new lines keep coming, reload nginx (nginx -s reload) and check that every worker runs as root or holds CAP_NET_RAW (see nginx-workers)'
+          ? 'if new lines keep coming, reload nginx (nginx -s reload) and check that every worker holds CAP_NET_RAW (see nginx-workers)'
           : fixApply("the guide's \"Run as root\": `user root;` in nginx.conf (or, with nginx >= 1.13.8, a loaded config with `proxy_bind ... transparent`), then nginx -s reload"),
       },
     ];
@@ -527,7 +533,11 @@ function policyRouting(inv: Inventory, h: HostEvidence): Finding[] {
   const missing = [
     ...(rule ? [] : ['ip rule add fwmark 1 lookup 100']),
     ...(local ? [] : ['ip route add local 0.0.0.0/0 dev lo table 100']),
-    ...unmarked.map((u) => `iptables -t mangle -A PREROUTING -p ${l4} -s ${u.ip} --sport ${inv.service.upstream_port} -j MARK --set-xmark 0x1/0xffffffff`),
+    ...(unmarked.length === 1
+      ? [`iptables -t mangle -A PREROUTING -p ${l4} -s ${unmarked[0]!.ip} --sport ${inv.service.upstream_port} -j MARK --set-xmark 0x1/0xffffffff`]
+      : unmarked.length
+        ? [`for s in ${unmarked.map((u) => u.ip).join(' ')}; do iptables -t mangle -A PREROUTING -p ${l4} -s $s --sport ${inv.service.upstream_port} -j MARK --set-xmark 0x1/0xffffffff; done`]
+        : []),
   ];
   if (!missing.length) return [{ id: 'proxy-policy-routing', host: h.name, severity: 'ok', title: "the upstreams' replies are marked and delivered to nginx (fwmark rule, table 100, mangle MARK)", evidence }];
   return [

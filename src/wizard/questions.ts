@@ -120,6 +120,8 @@ export interface Choice<T> {
   value: T;
   name: string;
   description?: string;
+  /** what the answered question shows (default: name) */
+  short?: string;
   /** shown greyed with this reason, cannot be chosen */
   disabled?: string;
 }

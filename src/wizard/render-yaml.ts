@@ -5,6 +5,20 @@
 import { Document, isMap, isScalar, type Pair, type Node, type YAMLMap, type YAMLSeq } from 'yaml';
 import { methodInfo, methodSummary, type Draft, type Mode } from './questions.js';
 
+/** Greedy word wrap for comment lines; continuation lines indented by two spaces. */
+function wrap(text: string, width: number): string[] {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      out.push(line);
+      line = `  ${word}`;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) out.push(line);
+  return out;
+}
+
 export interface RenderOptions {
   /** where the file goes, for the "check it with" lines */
   path?: string;
@@ -99,7 +113,7 @@ export function renderInventory(draft: Draft, opts: RenderOptions = {}): string 
 
   const header = [
     `dsrctl inventory, written by \`dsrctl wizard\`${opts.date ? ` on ${opts.date}` : ''}.`,
-    `${m.title}: ${methodSummary(m)}.`,
+    ...wrap(`${m.title}: ${methodSummary(m)}.`, 96),
     'What dsrctl changes:',
     ...WHAT_DSRCTL_DOES[mode].map((l) => `  ${l}`),
     `Look first:  dsrctl plan -i ${file}        (read-only)`,

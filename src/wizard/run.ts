@@ -98,7 +98,7 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
   for (const l of methodTable()) say(l);
   d.mode = await ask.select<Mode>({
     message: 'Which method?',
-    choices: METHODS.map((m) => ({ value: m.value, name: `${m.value.padEnd(16)} ${m.title}`, description: methodSummary(m) })),
+    choices: METHODS.map((m) => ({ value: m.value, short: m.value, name: `${m.value.padEnd(16)} ${m.title}`, description: methodSummary(m) })),
   });
   const mode = d.mode;
   const dsr = mode !== 'ip-transparency';
@@ -154,9 +154,9 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
   const ifChoices = (h: HostNet | undefined, except?: string) =>
     (h?.interfaces ?? [])
       .filter((i) => i.name !== except)
-      .map((i) => ({ value: i.name, name: `${i.name.padEnd(10)} ${i.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ') || '(no IPv4)'}  ${i.state}` }));
+      .map((i) => ({ value: i.name, short: i.name, name: `${i.name.padEnd(10)} ${i.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ') || '(no IPv4)'}  ${i.state}` }));
   const addrChoices = (h: HostNet | undefined, iface: string) =>
-    (h?.interfaces.find((i) => i.name === iface)?.addresses ?? []).map((a) => ({ value: a.address, name: `${a.address}/${a.prefixlen} on ${iface}` }));
+    (h?.interfaces.find((i) => i.name === iface)?.addresses ?? []).map((a) => ({ value: a.address, short: a.address, name: `${a.address}/${a.prefixlen} on ${iface}` }));
   const notSsh = proxyFacts?.interfaces.find((i) => !i.addresses.some((a) => a.address === d.proxy!.ssh_host) && i.addresses.length);
   d.proxy.public_interface = await pickOrType(io, draft, ['proxy', 'public_interface'], 'Public interface (where clients reach nginx)?', ifChoices(proxyFacts), notSsh?.name);
   d.proxy.public_ip = await pickOrType(io, draft, ['proxy', 'public_ip'], "Proxy's public address (clients connect to it)?", addrChoices(proxyFacts, d.proxy.public_interface));
@@ -287,7 +287,7 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
     return 2;
   }
   const secretVars = Object.keys(state.secrets);
-  const factsFrom = [...state.facts.keys()];
+  const factsFrom = ['proxy', ...d.upstreams.map((u) => u.name!)].filter((n) => state.facts.has(n));
 
   let path = opts.output ? resolve(io.cwd, expandHome(opts.output)) : undefined;
   const suggested = `inventory/${suggestName(proxyFacts ? state.factsHostnames.get('proxy') : undefined, mode)}.yaml`;
@@ -733,13 +733,13 @@ async function upstreamsOneByOne(io: WizardIo, state: WizardState, readFacts: bo
     u.ssh_host = (await ask.input({ message: `${u.name}: SSH address?`, validate: validator(draft, ['upstreams', i, 'ssh_host']) })).trim();
     const facts = readFacts ? await offerFacts(io, state, u.name, u.ssh_host, false) : undefined;
     const addrs = (facts?.interfaces ?? []).flatMap((f) =>
-      f.addresses.filter((a) => a.address !== u.ssh_host).map((a) => ({ value: a.address, name: `${a.address}/${a.prefixlen} on ${f.name}` })),
+      f.addresses.filter((a) => a.address !== u.ssh_host).map((a) => ({ value: a.address, short: a.address, name: `${a.address}/${a.prefixlen} on ${f.name}` })),
     );
     u.ip = await pickOrType(io, draft, ['upstreams', i, 'ip'], `${u.name}: its address on the proxy's private network (what nginx proxies to)?`, addrs);
     const holder = facts ? interfaceOf(facts, u.ip)?.name : undefined;
     const required = d.mode === 'dsr-origin-nat';
     const ifMsg = `${u.name}: interface on the private network${required ? ' (origin NAT rewrites replies there)' : ' (optional)'}?`;
-    const ifs = (facts?.interfaces ?? []).map((f) => ({ value: f.name, name: `${f.name.padEnd(10)} ${f.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ')}` }));
+    const ifs = (facts?.interfaces ?? []).map((f) => ({ value: f.name, short: f.name, name: `${f.name.padEnd(10)} ${f.addresses.map((a) => `${a.address}/${a.prefixlen}`).join(', ')}` }));
     if (ifs.length) {
       const check = validator(draft, ['upstreams', i, 'interface'], (s) => s.trim() || undefined);
       for (;;) {

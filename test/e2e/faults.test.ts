@@ -35,8 +35,12 @@ import {
   killSshSessions,
   sleep,
   waitUntil,
+  LAB_DIR,
   type CliResult,
+  type LiveRun,
 } from './harness.js';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const PROXY_PRIVATE = '172.16.0.1';
 const CLIENT = '192.168.99.1';
@@ -201,10 +205,10 @@ describe("an upstream's SSH connection is killed", () => {
    * back by their own switch. Whatever happened, after the switch delay every host is as before
    * or (exit 0) applied, and no lock is left.
    */
-  async function killDuring(at: RegExp, label: string): Promise<void> {
+  async function killDuring(when: (live: LiveRun) => Promise<unknown>, label: string): Promise<void> {
     const live = dsrctlLive(['apply', '--yes', '-i', FAST], { timeoutMs: 120_000 });
     try {
-      await live.waitFor(at);
+      await when(live);
       const killed = killSshSessions('dev2');
       const t0 = Date.now();
       expect(killed.length, 'dev2 had an SSH session to kill').toBeGreaterThan(0);
@@ -258,11 +262,44 @@ describe("an upstream's SSH connection is killed", () => {
   }
 
   it("dev2's sessions killed once the proxy's changes are done", async () => {
-    await killDuring(PROXY_DONE, "dev2's SSH sessions killed after the proxy's changes");
+    await killDuring((live) => live.waitFor(PROXY_DONE), "dev2's SSH sessions killed after the proxy's changes");
   });
 
   it("dev2's sessions killed before any change (after the facts)", async () => {
-    await killDuring(/^✔ dev2: \d+ changes? planned/, "dev2's SSH sessions killed before any change");
+    await killDuring((live) => live.waitFor(/^✔ dev2: \d+ changes? planned/), "dev2's SSH sessions killed before any change");
+  });
+
+  /**
+   * The same, while dev2's apply script is half-way through its change. To hit that moment every
+   * time, dev2's `ip route add default via <proxy>` is slowed by 3 s: a wrapper `ip` in
+   * /usr/local/sbin (ahead of /usr/sbin in sshd's PATH), bind-mounted in dev2's own mount
+   * namespace only. The kill comes once dev2's journal marks change 1 pending: the old default
+   * route is gone and the new one not yet there.
+   */
+  it("dev2's sessions killed while its apply script runs", async () => {
+    const wrapper = '#!/bin/sh\ncase "$*" in "route add default via 172.16.0.1"*) sleep 3 ;; esac\nexec /usr/sbin/ip "$@"\n';
+    const m = onHost('dev2', `mkdir -p /tmp/flt-slowbin && printf '${wrapper}' > /tmp/flt-slowbin/ip && chmod +x /tmp/flt-slowbin/ip && mount --bind /tmp/flt-slowbin /usr/local/sbin`);
+    expect(m.code, m.stderr).toBe(0);
+    const runs = join(LAB_DIR, 'hosts/dev2/var/lib/dsrctl/runs');
+    const known = new Set(existsSync(runs) ? readdirSync(runs) : []);
+    try {
+      await killDuring(async (live) => {
+        await live.waitFor(PROXY_DONE);
+        const started = await waitUntil(() => {
+          const fresh = (existsSync(runs) ? readdirSync(runs) : []).filter((d) => !known.has(d));
+          return fresh.some((d) => {
+            try {
+              return readFileSync(join(runs, d, 'changes/001.state'), 'utf8').trim() === 'pending';
+            } catch {
+              return false;
+            }
+          });
+        }, 10_000, 20);
+        expect(started, "dev2's apply script reached its change").toBe(true);
+      }, "dev2's SSH sessions killed during its apply script");
+    } finally {
+      onHost('dev2', 'umount /usr/local/sbin; rm -rf /tmp/flt-slowbin');
+    }
   });
 });
 

@@ -31,6 +31,10 @@ fi
 for d in etc/nginx var/log/nginx var/lib/nginx var/lib/dsrctl tmp; do
   mount --bind "$hd/$d" "/$d"
 done
+# Root's home of its own: the machine's /root/.bashrc (sourced by bash for every SSH exec) must
+# not run on lab hosts; here it ran pyenv init and made each exec cost 0.5-1.5 s.
+mkdir -p -m 0700 "$hd/root"
+mount --bind "$hd/root" /root
 
 case $host in
   proxy | dev[1-4])
