@@ -14,8 +14,10 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
-          // every e2e file shares the one lab (namespace names, addresses): never in parallel
-          fileParallelism: false,
+          // each worker builds a lab of its own (test/e2e/harness.ts: prefix, state dir and
+          // management net from VITEST_POOL_ID), so two files run side by side
+          fileParallelism: true,
+          maxWorkers: 2,
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },

@@ -356,6 +356,7 @@ describe('jump hosts', () => {
   it('a bastion that does not forward: names AllowTcpForwarding and the channel limit', async () => {
     const err = await rejection(connect(devTarget('dev1', { via: proxyTarget({ port: noForward.port }) })));
     expect(err.message).toMatch(/^cannot connect to dev1 \(ops@dev1\.internal:22 via proxy root@127\.0\.0\.1:\d+\): proxy \(root@127\.0\.0\.1:\d+\) /);
+    console.log(err.message);
     expect(err.message).toMatch(/AllowTcpForwarding|MaxSessions/);
   });
 
@@ -365,6 +366,7 @@ describe('jump hosts', () => {
     bastion.dropAll();
     const err = await rejection(s.exec('sleep 5'));
     expect(err).toBeInstanceOf(HostConnectionError);
+    console.log(err.message);
     expect(err.message).toMatch(/^connection to dev1 \(ops@dev1\.internal:22 via proxy root@127\.0\.0\.1:\d+\) lost: /);
   });
 

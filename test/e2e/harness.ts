@@ -15,11 +15,16 @@ export const LAB = join(ROOT, 'test/lab/lab.sh');
  * The e2e lab has its own prefix, state dir, inventory and management net, so it never collides
  * with a lab a person (or the demo, or the benchmark) has up with the defaults.
  */
-const PREFIX = process.env.DSR_E2E_PREFIX ?? 'e2e';
+/**
+ * Each vitest worker runs one e2e file at a time and gets a lab of its own (prefix, state dir,
+ * management net), so files run in parallel without sharing namespaces or addresses.
+ * DSR_E2E_PREFIX / DSR_E2E_OCTET override it (two people running e2e files by hand at once).
+ */
+const POOL = Number(process.env.VITEST_POOL_ID ?? '1');
+const PREFIX = process.env.DSR_E2E_PREFIX ?? `e2e${POOL}`;
 export const LAB_DIR = join(ROOT, `.lab-${PREFIX}`);
 export const LAB_INVENTORY = join(LAB_DIR, 'lab.yaml');
-/** Two people (or agents) running e2e files at once: give each DSR_E2E_PREFIX and DSR_E2E_OCTET of its own. */
-export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: process.env.DSR_E2E_OCTET ?? '1' };
+export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: process.env.DSR_E2E_OCTET ?? String(100 + POOL) };
 export const HOSTS = ['proxy', 'dev1', 'dev2', 'dev3', 'dev4'] as const;
 
 export function lab(args: string[], env: NodeJS.ProcessEnv = {}) {
