@@ -6,6 +6,8 @@ import { desiredHosts } from '../plan/desired.js';
 import { inventoryTargets } from '../ssh/targets.js';
 import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } from '../engine/hosts.js';
 import { describeHolder } from '../apply/lock.js';
+import { PlanError } from '../resources/types.js';
+import { EXIT } from '../util/errors.js';
 import { probeTarget } from '../ssh/targets.js';
 import { connect } from '../ssh/session.js';
 import type { HostSession } from '../ssh/types.js';
@@ -88,4 +90,14 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
     { concurrent: true, exitOnError: false, renderer: rendererFor(opts), collectErrors: false },
   ).run();
   return { inv, pb, hosts, errors, probe };
+}
+
+/** "host: message" once, whether or not the error already names its host. */
+export function hostMessage(host: string, e: Error): string {
+  return e.message.startsWith(`${host}: `) || e.message.startsWith(`${host} (`) ? e.message : `${host}: ${e.message}`;
+}
+
+/** Errors before any change: 2 when every one is bad input (a PlanError with usage), else 1. */
+export function preflightExit(errors: Error[]): number {
+  return errors.length > 0 && errors.every((e) => e instanceof PlanError && e.usage) ? EXIT.usage : EXIT.failedRolledBack;
 }

@@ -37,7 +37,7 @@ export interface HostCapture {
   packets: Packet[];
   /** tcpdump's own messages (stderr), e.g. "listening on any ..." and its counters */
   messages: string[];
-  /** epoch seconds when tcpdump said it was listening (the host's clock) */
+  /** epoch seconds (the host's clock) when tcpdump was seen listening, from buildReadyScript */
   listeningAt?: number;
   /** what went wrong, for missing and failed */
   note?: string;
@@ -50,23 +50,79 @@ export function captureFilter(inv: Inventory): string {
   return `(${l4} and (${ports.map((p) => `port ${p}`).join(' or ')})) or (icmp and (icmp[0] = 3 or icmp[0] = 11))`;
 }
 
-/** The script one host runs: tcpdump for `seconds`, its stderr lines time-stamped and marked. */
-export function buildCaptureScript(seconds: number, filter: string): string {
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) throw new Error(`capture seconds must be 1-600, got ${seconds}`);
+/** Marks the capture's tcpdump in its environment, so the control scripts find exactly that process. */
+export const TOKEN_VAR = 'DSRCTL_CAPTURE';
+
+function checkToken(token: string): string {
+  if (!/^[a-z0-9]{6,40}$/.test(token)) throw new Error(`invalid capture token ${JSON.stringify(token)}`);
+  return token;
+}
+
+const SH_HEAD = ['PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"', 'LC_ALL=C', 'export PATH LC_ALL'];
+
+/**
+ * The script one host runs on its capture connection: tcpdump for at most `maxSeconds` (the
+ * command stops it earlier with buildStopScript), its stderr lines marked "@@stderr ".
+ */
+export function buildCaptureScript(maxSeconds: number, filter: string, token: string): string {
+  if (!Number.isInteger(maxSeconds) || maxSeconds < 1 || maxSeconds > 900) throw new Error(`capture seconds must be 1-900, got ${maxSeconds}`);
   return [
     '# dsrctl doctor --capture: read-only',
-    'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"',
-    'LC_ALL=C',
-    'export PATH LC_ALL',
+    ...SH_HEAD,
     'dsrctl_capture() {',
     "  for _c in tcpdump timeout; do command -v $_c >/dev/null 2>&1 || { printf '@@capture missing %s\\n' $_c; return 0; }; done",
-    `  { timeout ${seconds} tcpdump -tt -n -l -c ${MAX_PACKETS_PER_HOST} -i any ${quote([filter])} 2>&1 1>&3 3>&- | while IFS= read -r _l; do printf '@@stderr %s %s\\n' "$(date +%s.%N)" "$_l"; done; } 3>&1`,
+    `  { ${TOKEN_VAR}=${checkToken(token)} timeout ${maxSeconds} tcpdump -tt -n -l -c ${MAX_PACKETS_PER_HOST} -i any ${quote([filter])} 2>&1 1>&3 3>&- | while IFS= read -r _l; do printf '@@stderr %s\\n' "$_l"; done; } 3>&1`,
     "  printf '@@capture end\\n'",
     '}',
     'dsrctl_capture </dev/null',
     'exit 0',
     '',
   ].join('\n');
+}
+
+/** Shell that sets _p to the PIDs of this capture's tcpdump (found by its environment). */
+const findTcpdump = (token: string) =>
+  `_p=; for _e in $(grep -l -z -x '${TOKEN_VAR}=${checkToken(token)}' /proc/[0-9]*/environ 2>/dev/null); do _d=\${_e%/environ}; [ "$(cat "$_d/comm" 2>/dev/null)" = tcpdump ] && _p="$_p \${_d#/proc/}"; done`;
+
+/**
+ * Run on the host's other connection while the capture starts: waits (at most `waitSeconds`) until
+ * that tcpdump holds a packet socket, i.e. listens, and prints "@@ready PID EPOCH" (or "@@notready").
+ */
+export function buildReadyScript(token: string, waitSeconds = 10): string {
+  if (!Number.isInteger(waitSeconds) || waitSeconds < 1) throw new Error(`invalid wait ${waitSeconds}`);
+  return [
+    '# dsrctl doctor --capture: is tcpdump listening yet? read-only',
+    ...SH_HEAD,
+    "command -v tcpdump >/dev/null 2>&1 || { echo '@@notready tcpdump missing'; exit 0; }",
+    `_end=$(( $(date +%s) + ${waitSeconds} )); _p=`,
+    'while :; do',
+    `  [ -n "$_p" ] || { ${findTcpdump(token)}; }`,
+    '  for _pid in $_p; do',
+    '    for _fd in /proc/$_pid/fd/*; do',
+    '      _l=$(readlink "$_fd" 2>/dev/null) || continue',
+    '      case $_l in socket:*) _n=${_l#socket:?}; _n=${_n%?} ;; *) continue ;; esac',
+    `      if awk -v n="$_n" 'NR > 1 && $NF == n { f = 1 } END { exit !f }' /proc/$_pid/net/packet 2>/dev/null; then printf '@@ready %s %s\\n' "$_pid" "$(date +%s.%N)"; exit 0; fi`,
+    '    done',
+    '  done',
+    '  [ "$(date +%s)" -lt "$_end" ] || break',
+    '  sleep 0.05',
+    'done',
+    'if [ -n "$_p" ]; then echo \'@@notready tcpdump never opened its packet socket\'; else echo \'@@notready no tcpdump of this capture running\'; fi',
+    'exit 0',
+    '',
+  ].join('\n');
+}
+
+/** Ends this capture's tcpdump (it prints its counters and exits, as on ^C). Touches nothing else. */
+export function buildStopScript(token: string): string {
+  return [...SH_HEAD, findTcpdump(token), '[ -z "$_p" ] || kill -INT $_p 2>/dev/null', 'exit 0', ''].join('\n');
+}
+
+/** "@@ready PID EPOCH" -> the epoch; null for "@@notready ..." or anything else. */
+export function parseReady(stdout: string): { ready: boolean; at?: number; why?: string } {
+  const m = /^@@ready \d+ (\d+(?:\.\d+)?)$/m.exec(stdout);
+  if (m) return { ready: true, at: Number(m[1]) };
+  return { ready: false, why: /^@@notready ?(.*)$/m.exec(stdout)?.[1] || 'no answer' };
 }
 
 /** TCP's long tail (seq, ack, win, options) cut: "Flags [P.], length 77: HTTP: GET / HTTP/1.1". */
@@ -105,13 +161,10 @@ export function parseCaptureOutput(host: string, stdout: string): HostCapture {
     if (line === '') continue;
     const missing = /^@@capture missing (\S+)$/.exec(line);
     if (missing) return { host, status: 'missing', packets: [], messages: [], note: `${missing[1]} is not installed` };
-    const err = /^@@stderr (\d+(?:\.\d+)?) (.*)$/.exec(line);
-    if (err) {
-      out.messages.push(err[2]!);
-      if (/^listening on /.test(err[2]!)) {
-        listening = true;
-        out.listeningAt = Number(err[1]);
-      }
+    if (line.startsWith('@@stderr ')) {
+      const msg = line.slice('@@stderr '.length);
+      out.messages.push(msg);
+      if (/^listening on /.test(msg)) listening = true;
       continue;
     }
     if (line.startsWith('@@')) continue;
@@ -119,7 +172,7 @@ export function parseCaptureOutput(host: string, stdout: string): HostCapture {
     if (p) out.packets.push(p);
   }
   if (listening) out.status = 'ok';
-  else out.note = out.messages.filter((m) => /tcpdump:|permission|denied|error/i.test(m)).join('; ') || 'tcpdump never said it was listening';
+  else out.note = out.messages.filter((m) => m !== '' && !/^(tcpdump: (data link type|verbose output)|\d+ packets )/.test(m)).join('; ') || 'tcpdump never said it was listening';
   return out;
 }
 

@@ -148,7 +148,7 @@ function dsrctlState(h: HostEvidence): Finding[] {
       host: h.name,
       severity: 'info',
       title: run ? `dsrctl run ${run} is the last one applied here` : 'dsrctl has applied nothing here yet (no /var/lib/dsrctl/last-run)',
-      evidence: [`/var/lib/dsrctl/last-run: ${run ?? '(absent)'}`, ...(f.dsrctl.lock ? [`/var/lib/dsrctl/lock: ${f.dsrctl.lock.trim()}`] : [])],
+      evidence: f.dsrctl.lock ? [`/var/lib/dsrctl/lock (a run in progress, or a dead one's): ${f.dsrctl.lock.trim()}`] : [],
     });
   return out;
 }
@@ -224,7 +224,7 @@ function errorLog(h: HostEvidence): Finding[] {
         evidence: hits.slice(-5).map((x) => `${x.path}: ${x.line}`),
         fix: privileged
           ? 'if new lines keep coming, reload nginx (nginx -s reload) and check that every worker holds CAP_NET_RAW (see nginx-workers)'
-          : fixApply("the guide's \"Run as root\": `user root;` in nginx.conf (or, with nginx >= 1.13.8, a loaded config with `proxy_bind ... transparent`), then nginx -s reload"),
+          : "give the workers CAP_NET_RAW (see nginx-workers): the guide's \"Run as root\" (`user root;` in nginx.conf), or with nginx >= 1.13.8 a loaded `proxy_bind ... transparent`; workers that already run as root lack it only when nginx's capability bounding set was cut; then reload (or restart) nginx",
       },
     ];
   }

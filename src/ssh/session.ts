@@ -362,23 +362,17 @@ async function acquireOwn(t: ConnectTarget): Promise<Handle> {
 
 /** Why a jump host could not open the channel, with what to check. */
 function forwardFailure(err: Error & { reason?: unknown; openChannels?: number }, jump: string, dest: string): string {
-  const why = err.message.replace(/^\(SSH\) /, '');
+  const desc = err.message.replace(/^\(SSH\) (Channel open failure: ?)?/, '').trim();
+  const why = desc ? ` (${desc})` : '';
   switch (err.reason) {
     case 1: // SSH_OPEN_ADMINISTRATIVELY_PROHIBITED
-      return `${jump} refused to forward to ${dest} (${why}): its sshd must allow TCP forwarding for this user (AllowTcpForwarding, PermitOpen)`;
+      return `${jump} refused to forward to ${dest}${why}: its sshd must allow TCP forwarding for this user (AllowTcpForwarding, PermitOpen)`;
     case 2: // SSH_OPEN_CONNECT_FAILED
-      return `${jump} could not open a TCP connection to ${dest} (${why}): is the address right, reachable from ${jump}, and sshd listening there?`;
+      return `${jump} could not open a TCP connection to ${dest}${why}: is the address right, reachable from ${jump}, and sshd listening there?`;
     case 4: // SSH_OPEN_RESOURCE_SHORTAGE
-      return (
-        `${jump} refused another channel on its connection (${why}; ${err.openChannels ?? '?'} forwarding channels open): ` +
-        'sshd limits the channels and sessions of one connection (OpenSSH MaxSessions, 10 by default); ' +
-        'raise it on the jump host or use fewer hosts per jump host'
-      );
+      return `${jump} refused another channel to ${dest}${why}: out of resources, with ${err.openChannels ?? '?'} forwarding channels already open on its connection`;
     default:
-      return (
-        `${jump} could not open a channel to ${dest} (${why}); ` +
-        `note that every host reached through ${jump} holds one channel on its connection, and sshd limits them per connection (OpenSSH MaxSessions, 10 by default)`
-      );
+      return `${jump} could not open a channel to ${dest}${why} (${err.openChannels ?? '?'} forwarding channels already open on its connection)`;
   }
 }
 
@@ -587,13 +581,17 @@ interface ExecExtra {
  */
 const SUDO_PROMPT = '[dsrctl-sudo-password]';
 const SUDO_READY = '[dsrctl-sudo-ready]';
-/** `sudo -n`: never prompts; fails at once with "a password is required" when sudo wants one. */
-export const SUDO_N_COMMAND = 'sudo -n sh -s';
+/**
+ * `sudo -n`: never prompts; fails at once with "a password is required" when sudo wants one.
+ * `exec`: sudo replaces the login shell, so it leads the session's process group and the root
+ * `sh -s` (its child) can report that group for a timeout kill (PGID_PREAMBLE).
+ */
+export const SUDO_N_COMMAND = 'exec sudo -n sh -s';
 /**
  * `sudo -S`: the password comes from stdin, ahead of the script. sh -c prints the ready marker
  * and execs `sh -s`, which then reads the script from the same stdin.
  */
-export const SUDO_S_COMMAND = `sudo -S -p '${SUDO_PROMPT}' sh -c 'echo "${SUDO_READY}" >&2; exec sh -s'`;
+export const SUDO_S_COMMAND = `exec sudo -S -p '${SUDO_PROMPT}' sh -c 'echo "${SUDO_READY}" >&2; exec sh -s'`;
 
 function countOf(haystack: string, needle: string): number {
   let n = 0;
@@ -900,7 +898,7 @@ class SshConnection {
         if (err) {
           finish(
             this.dead ??
-              new ExecError(this.name, this.target, `${this.label}: exec request failed: ${err.message}`, {
+              new ExecError(this.name, this.target, `${this.label}: exec request failed: ${err.message} (sshd allows MaxSessions sessions per connection, 10 by default)`, {
                 cause: err,
               }),
           );

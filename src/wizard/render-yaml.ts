@@ -151,7 +151,7 @@ export function renderInventory(draft: Draft, opts: RenderOptions = {}): string 
   inline(doc, ['proxy', 'private_interface'], 'the interface that holds private_ip');
   if (mode === 'dsr-origin-nat') inline(doc, ['proxy', 'masquerade'], 'not used by origin NAT (the proxy is not the gateway)');
   else inline(doc, ['proxy', 'masquerade'], 'true: ip_forward + MASQUERADE on public_interface, so upstreams reach external hosts');
-  inline(doc, ['proxy', 'managed_config'], 'the nginx file dsrctl owns: backed up, restored byte for byte on rollback');
+  inline(doc, ['proxy', 'managed_config'], 'dsrctl owns it: backed up, restored on rollback');
 
   above(
     doc,

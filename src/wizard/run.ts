@@ -4,6 +4,11 @@
  * atomically, then offers plan and apply. Every prompt and every side effect goes through
  * `WizardIo`, so tests drive the whole flow with scripted answers and fake hosts.
  *
+ * Order: method, service, proxy SSH address, SSH access, (facts), proxy addresses and interfaces,
+ * upstreams, masquerade, verification. SSH access comes right after the proxy's SSH address rather
+ * than after the upstreams, because reading the proxy's interfaces (so they can be picked rather
+ * than typed) needs it.
+ *
  * Nothing is written before the last question: Ctrl-C (inquirer's ExitPromptError) anywhere
  * before it leaves nothing behind. The caller maps it to exit code 130.
  */

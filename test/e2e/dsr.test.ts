@@ -263,11 +263,8 @@ function dsrSuite(mode: Mode): void {
       expectSnapshots(before, 'a refused run must not touch any host');
     });
 
-    // KNOWN BUG (reported): a PlanError raised while planning a host (here: nat.backend tc on a
-    // kernel without act_nat, PlanError{usage:true}) is bad input and nothing was touched, yet
-    // apply exits 1 ("failed, rolled back"), not 2. src/cli/commands/apply.ts maps every
-    // prep.errors entry to EXIT.failedRolledBack. When fixed, turn this `it.fails` into `it`.
-    it.fails('7b. KNOWN BUG: nat.backend tc without act_nat exits 2 (bad input), not 1', () => {
+    // a backend the host cannot run is bad input found while planning: nothing was touched
+    it('7b. nat.backend tc without act_nat exits 2 (bad input), not 1', () => {
       expectCode(tcAlone, 2, 'nat.backend tc without act_nat');
     });
 

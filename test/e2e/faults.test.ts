@@ -8,16 +8,31 @@
  * Every run uses the lab inventory with `rollback.timeout_seconds: 10` (the dead-man's switch
  * fires 10 s after a host's apply script starts unless the run confirms).
  *
- * Observed outcomes (lab, kernel 6.18, nginx 1.22; OUTCOMES below is filled while running):
+ * Observed outcomes (lab, kernel 6.18, nginx 1.22, src as of commit 812e71f; runs print theirs at the
+ * end, DSR_E2E_VERBOSE=1 adds dsrctl's own words):
  *
- * | fault                                                      | exit | outcome                                                        |
- * |------------------------------------------------------------|------|----------------------------------------------------------------|
- * | agent SIGKILLed right after the upstreams' changes         | 137  | every host reverted by its own switch within ~10 s, locks gone; verify exit 1 "REVERTED"; next apply exit 0 and reports the reverts |
- * | dev3's mgmt0 down right after the upstreams' changes       | TBD  | TBD                                                            |
- * | dev2's SSH sessions killed after the proxy's changes       | TBD  | TBD                                                            |
- * | dev2's SSH sessions killed before any change               | TBD  | TBD                                                            |
- * | nginx -t rejects the new config (duplicate upstream name)  | 1    | TBD                                                            |
- * | proxy script fails at change 5 (table 100 already used)    | 1    | TBD                                                            |
+ * | fault                                                   | exit   | outcome                                                    |
+ * |---------------------------------------------------------|--------|------------------------------------------------------------|
+ * | agent SIGKILLed at "✔ apply changes on dev1..dev4"      | (kill) | every host reverted by its own switch 10.8-11.1 s after    |
+ * |                                                         |        | the kill, locks removed; verify exit 1, "REVERTED <host>"  |
+ * |                                                         |        | for all 5; the next apply exits 0 and reports the reverts  |
+ * | dev3's mgmt0 down at the same moment                    | 3      | verify's exec on dev3 times out (17 s), its rollback fails |
+ * |                                                         |        | (3 keepalives, 15 s): run ends 19-22 s after the drop;     |
+ * |                                                         |        | proxy, dev1, dev2, dev4 rolled back; dev3 reverts by its   |
+ * |                                                         |        | switch; verify then reports "REVERTED dev3"                |
+ * | dev2's SSH sessions killed at "✔ apply 9 change(s) on   | 3 or 1 | timing: 3 when dev2's script had already run ("Rollback    |
+ * | proxy"                                                  |        | did not complete on dev2", others restored, dev2 reverts   |
+ * |                                                         |        | by its switch); 1 when it never started: hosts restored    |
+ * |                                                         |        | but dev2's LOCK IS LEFT (BUG, test fails)                  |
+ * | dev2's SSH sessions killed after the facts, before any  | 1      | hosts restored, dev2's LOCK IS LEFT: the next apply        |
+ * | change                                                  |        | refuses until --break-lock (BUG, test fails)               |
+ * | dev2's SSH sessions killed while its script runs (its   | 1      | BUG, test fails: "every changed host was rolled back", yet |
+ * | `ip route add default` slowed by 3 s)                   |        | dev2 has no default route at exit, then routes via the     |
+ * |                                                         |        | (rolled back) proxy until its switch fires; should be 3    |
+ * | nginx -t rejects the config (duplicate upstream name)   | 1      | proxy rolled itself back; nginx still serving the old      |
+ * |                                                         |        | config; upstreams never touched                            |
+ * | proxy script fails at change 5 (table 100 in use:       | 1      | proxy rolled itself back (4 changes undone, listed);       |
+ * | `ip route add local ... table 100`: File exists)        |        | upstreams never touched                                    |
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import {
@@ -135,7 +150,8 @@ describe('the agent dies', () => {
     const reverted = await waitUntil(() => noLocks() && differing(before).length === 0, (SWITCH_S + 10) * 1000);
     const took = (Date.now() - t0) / 1000;
     expect(reverted, `every host reverts within ${SWITCH_S + 10} s of the kill\n${diffText(before)}\nlocks: ${JSON.stringify(locks())}`).toBe(true);
-    expect(took).toBeLessThanOrEqual(SWITCH_S + 2);
+    // loose: each poll snapshots five hosts, slow when the machine is busy
+    expect(took).toBeLessThanOrEqual(SWITCH_S + 6);
 
     const v = await run(['verify']);
     expect(v.code, show(v, 'verify after the reverts')).toBe(1);

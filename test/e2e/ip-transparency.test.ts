@@ -336,12 +336,9 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     expectCode(await run(['plan', '--detailed-exitcode']), 0, 'plan --detailed-exitcode after the nginx.conf repair');
   });
 
-  // KNOWN BUG (reported, not fixed here): rollback undoes only each host's LAST run. After the repair
-  // runs of 5a/5b the proxy's last run is the nginx.conf repair, dev2's is the route repair, and
-  // dev1/3/4's is the full apply: rollback exits 0 and says "rolled back", but leaves the proxy in
-  // IP Transparency (fwmark rule, MARK rules, transparent proxy_bind) with `user www-data;` while
-  // dev1/3/4 route via the router again: neither "before" nor "after", and the client's requests
-  // time out. When rollback restores the state before dsrctl (or refuses), turn 6c's `it.fails` into `it`.
+  // After the repair runs of 5a/5b, rollback must still bring every host back to before the first
+  // apply: it undoes every active run newest first, and a repair of drift is superseded by the
+  // older run's undo of the same resource.
   let afterRollback: Record<string, string>;
   let sourcesAfterRollback: string[];
   it('6b. rollback after the repair runs exits 0', async () => {
@@ -349,10 +346,10 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     const r = await run(['rollback', '--yes']);
     expectCode(r, 0, 'rollback after repair runs');
     afterRollback = snapshotAll();
-    sourcesAfterRollback = curlSources(1); // one request: under the bug each one waits for curl's 3 s timeout
+    sourcesAfterRollback = curlSources(1);
   });
 
-  it.fails('6c. KNOWN BUG: after repair runs, rollback does not bring the hosts back to the state before dsrctl', () => {
+  it('6c. after repair runs, rollback brings the hosts back to the state before dsrctl', () => {
     // only comparisons of what 6b saw: this fails for no other reason than the hosts' state
     expect(afterRollback, 'after rollback every host must be as before the first apply').toEqual(pristine);
     expect(sourcesAfterRollback, 'after rollback the service answers, seen from the proxy').toEqual([PROXY_PRIVATE]);

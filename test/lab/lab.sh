@@ -18,6 +18,16 @@
 #                        udp   53 -> 53    (dnsmasq),            /etc/nginx/dsrctl/stream.conf
 #                        tcp 8081 -> 8080  (nginx hello server), /etc/nginx/dsrctl/stream.conf
 #   DSR_LAB_INVENTORY  inventory to write (default <repo>/inventory/lab.yaml)
+#   DSR_LAB_JUMP=1     the upstreams get no mgmt0: their sshd listens on their private address
+#                      (172.16.0.1N:22), which only the proxy (and the router) can reach; the
+#                      inventory says ssh_host: 172.16.0.1N and ssh: { jump: proxy }.
+#   DSR_LAB_SUDO=1     every host gets a non-root user "ops" (key login, /bin/sh, home /tmp) allowed
+#                      to sudo without a password; the inventory says user: ops, sudo: true. Each host
+#                      bind-mounts its own /etc/passwd, /etc/group, /etc/shadow and /etc/sudoers.d
+#                      (copies under <lab-dir>/hosts/<host>/etc), so the machine gets no user.
+#                      Installs sudo when missing. /etc/sudoers.d/dsrctl-lab on a host holds the rule.
+#   DSR_LAB_SUDO_PASSWORD  with DSR_LAB_SUDO=1: ops's password (for sudo, and SSH password login,
+#                      which sshd then allows for ops)
 #
 # Topology (the guide's addresses):
 #   public  192.168.99.0/24  bridge br-pub  in <prefix>-sw: client .1, proxy .10, router .254  (pub0)
@@ -56,6 +66,16 @@ declare -A MGMT_IP=([client]=10.211.$M.2 [proxy]=10.211.$M.10 [dev1]=10.211.$M.1
 declare -A PUB_IP=([client]=192.168.99.1 [proxy]=192.168.99.10 [router]=192.168.99.254)
 declare -A PRIV_IP=([proxy]=172.16.0.1 [router]=172.16.0.254 [dev1]=172.16.0.11 [dev2]=172.16.0.12 [dev3]=172.16.0.13 [dev4]=172.16.0.14)
 declare -A CODE=([client]=cl [proxy]=px [dev1]=d1 [dev2]=d2 [dev3]=d3 [dev4]=d4)
+# SSH_IP: where each host's sshd listens (and what the inventory's ssh_host says).
+declare -A SSH_IP=()
+for h in "${!MGMT_IP[@]}"; do SSH_IP[$h]=${MGMT_IP[$h]}; done
+JUMP=${DSR_LAB_JUMP:-}
+SUDO=${DSR_LAB_SUDO:-}
+SUDO_PASSWORD=${DSR_LAB_SUDO_PASSWORD:-}
+if [[ -n $JUMP ]]; then
+  for h in dev1 dev2 dev3 dev4; do SSH_IP[$h]=${PRIV_IP[$h]}; unset "MGMT_IP[$h]"; done
+fi
+LAB_USER=ops
 
 log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
@@ -106,6 +126,10 @@ ensure_tools() {
     command -v "$c" >/dev/null 2>&1 || [[ -x /usr/sbin/$c ]] || pkgs[${need[$c]}]=1
   done
   [[ -e /usr/lib/nginx/modules/ngx_stream_module.so ]] || pkgs[libnginx-mod-stream]=1
+  if [[ -n $SUDO ]]; then
+    [[ -x /usr/bin/sudo ]] || pkgs[sudo]=1
+    [[ -z $SUDO_PASSWORD ]] || command -v openssl >/dev/null 2>&1 || pkgs[openssl]=1
+  fi
   ((${#pkgs[@]})) || return 0
   log "installing ${!pkgs[*]}"
   # Keep the packages' services (nginx, ssh) from starting on the machine itself.
@@ -259,7 +283,7 @@ EOF
     ssh-keygen -q -t ed25519 -N '' -C "lab-$h" -f "$hd/ssh/ssh_host_ed25519_key"
     cat >"$hd/ssh/sshd_config" <<EOF
 # lab host $h
-ListenAddress ${MGMT_IP[$h]}:22
+ListenAddress ${SSH_IP[$h]}:22
 HostKey $hd/ssh/ssh_host_ed25519_key
 PidFile /run/sshd.pid
 PermitRootLogin prohibit-password
@@ -279,7 +303,53 @@ AcceptEnv LANG LC_*
 Subsystem sftp internal-sftp
 LogLevel INFO
 EOF
-    echo "${MGMT_IP[$h]} $(cut -d' ' -f1,2 "$hd/ssh/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
+    # sshd reads authorized_keys as the user: ops cannot enter the (0700) lab dir, so its copy
+    # lives in the host's private /run (written by setup_users).
+    if [[ -n $SUDO ]]; then
+      printf 'Match User %s\n    AuthorizedKeysFile /run/dsrctl-lab/authorized_keys\n' "$LAB_USER" >>"$hd/ssh/sshd_config"
+      [[ -z $SUDO_PASSWORD ]] || printf '    PasswordAuthentication yes\n' >>"$hd/ssh/sshd_config"
+    fi
+    echo "${SSH_IP[$h]} $(cut -d' ' -f1,2 "$hd/ssh/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
+  done
+}
+
+# DSR_LAB_SUDO: the user ops on every host, in per-host copies of the account files (and of
+# /etc/hosts, naming the host) bind-mounted over the machine's inside the host's mount namespace
+# (nothing changes on the machine), and a per-host /etc/sudoers.d with a NOPASSWD rule for ops.
+setup_users() {
+  local h hd pid uid hash
+  uid=4200
+  while getent passwd "$uid" >/dev/null || getent group "$uid" >/dev/null; do uid=$((uid + 1)); done
+  hash='*'
+  [[ -z $SUDO_PASSWORD ]] || hash=$(printf '%s\n' "$SUDO_PASSWORD" | openssl passwd -6 -stdin)
+  for h in "${SSH_HOSTS[@]}"; do
+    hd=$LAB/hosts/$h
+    pid=$(host_pid "$h") || die "host $h is not running"
+    mkdir -p "$hd/etc/sudoers.d"
+    grep -v "^$LAB_USER:" /etc/passwd >"$hd/etc/passwd"
+    echo "$LAB_USER:x:$uid:$uid:dsrctl lab:/tmp:/bin/sh" >>"$hd/etc/passwd"
+    grep -v "^$LAB_USER:" /etc/group >"$hd/etc/group"
+    echo "$LAB_USER:x:$uid:" >>"$hd/etc/group"
+    grep -v "^$LAB_USER:" /etc/shadow >"$hd/etc/shadow"
+    echo "$LAB_USER:$hash:19000:0:99999:7:::" >>"$hd/etc/shadow"
+    chmod 644 "$hd/etc/passwd" "$hd/etc/group"
+    chmod 640 "$hd/etc/shadow"
+    chgrp shadow "$hd/etc/shadow" 2>/dev/null || true
+    # sudo looks its host name up: without this, each sudo waits for DNS (seconds) and warns
+    { cat /etc/hosts; echo "127.0.1.1 $h"; } >"$hd/etc/hosts"
+    cp -a /etc/sudoers.d/. "$hd/etc/sudoers.d/" 2>/dev/null || true
+    echo "$LAB_USER ALL=(ALL) NOPASSWD: ALL" >"$hd/etc/sudoers.d/dsrctl-lab"
+    chmod 750 "$hd/etc/sudoers.d"
+    chmod 440 "$hd/etc/sudoers.d/dsrctl-lab"
+    # shellcheck disable=SC2016
+    nsenter -t "$pid" -m -- sh -ec '
+      for f in passwd group shadow hosts; do mount --bind "$1/etc/$f" "/etc/$f"; done
+      mount --bind "$1/etc/sudoers.d" /etc/sudoers.d
+      mkdir -p /run/dsrctl-lab
+      cp "$2" /run/dsrctl-lab/authorized_keys
+      chmod 755 /run/dsrctl-lab
+      chmod 644 /run/dsrctl-lab/authorized_keys
+    ' sh "$hd" "$LAB/authorized_keys"
   done
 }
 
@@ -360,13 +430,17 @@ start_hosts() {
 # Wait until every sshd accepts a TCP connection and every nginx answers.
 wait_ready() {
   local h i ok out
+  local from
   for h in "${SSH_HOSTS[@]}"; do
     ok=
+    # DSR_LAB_JUMP: the upstreams' sshd is reachable from the proxy only
+    from=()
+    [[ -n ${MGMT_IP[$h]:-} ]] || from=(ip netns exec "$(ns_of proxy)")
     for i in $(seq 100); do
-      if timeout 1 bash -c "exec 3<>/dev/tcp/${MGMT_IP[$h]}/22" 2>/dev/null; then ok=1; break; fi
+      if "${from[@]}" timeout 1 bash -c "exec 3<>/dev/tcp/${SSH_IP[$h]}/22" 2>/dev/null; then ok=1; break; fi
       sleep 0.05
     done
-    [[ -n $ok ]] || { log "sshd on $h (${MGMT_IP[$h]}:22) does not accept connections"; sed 's/^/  /' "$LAB/hosts/$h/ssh/sshd.log" >&2 2>/dev/null || true; return 1; }
+    [[ -n $ok ]] || { log "sshd on $h (${SSH_IP[$h]}:22) does not accept connections"; sed 's/^/  /' "$LAB/hosts/$h/ssh/sshd.log" >&2 2>/dev/null || true; return 1; }
   done
   for h in dev1 dev2 dev3 dev4; do
     ok=
@@ -433,10 +507,10 @@ mode: $MODE
 service:
 $service
 ssh:
-  user: root
+  user: $([[ -n $SUDO ]] && echo "$LAB_USER" || echo root)
   port: 22
   private_key: $dir/id_ed25519
-  known_hosts: $dir/known_hosts
+  known_hosts: $dir/known_hosts$([[ -z $SUDO ]] || printf '\n  sudo: true')$([[ -z $JUMP ]] || printf '\n  # the upstreams have no address the agent can reach: through the proxy\n  jump: proxy')
 proxy:
   ssh_host: ${MGMT_IP[proxy]}
   public_ip: ${PUB_IP[proxy]}
@@ -448,7 +522,7 @@ $managed
 upstreams:
 EOF
   for h in dev1 dev2 dev3 dev4; do
-    echo "  - { name: $h, ssh_host: ${MGMT_IP[$h]}, ip: ${PRIV_IP[$h]}, interface: priv0 }"
+    echo "  - { name: $h, ssh_host: ${SSH_IP[$h]}, ip: ${PRIV_IP[$h]}, interface: priv0 }"
   done
   cat <<EOF
 verify:
@@ -468,7 +542,7 @@ summary() {
       "$(cat "$LAB/pids/$h.sshd" 2>/dev/null || cat "$LAB/pids/$h.anchor" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.nginx" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.dns" 2>/dev/null || echo -)"
   done
   echo "  inventory: $INVENTORY"
-  echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@${MGMT_IP[dev1]}"
+  echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@${MGMT_IP[dev1]:-${SSH_IP[proxy]}}"
 }
 
 with_lock() { # serialises up/down; the daemons never inherit fd 9
@@ -488,6 +562,7 @@ cmd_up() {
   prepare_files
   build_network
   start_hosts
+  [[ -z $SUDO ]] || setup_users
   wait_ready
   mkdir -p "$(dirname "$INVENTORY")"
   inventory_yaml "$LAB" >"$INVENTORY.tmp" && mv "$INVENTORY.tmp" "$INVENTORY"

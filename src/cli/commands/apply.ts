@@ -1,6 +1,6 @@
 import { Listr } from 'listr2';
 import type { GlobalOptions, Prepared } from '../prepare.js';
-import { connectAndPlan, rendererFor } from '../prepare.js';
+import { connectAndPlan, rendererFor, hostMessage, preflightExit } from '../prepare.js';
 import { closeAll, type HostState } from '../../engine/hosts.js';
 import { applyHost, rollbackHost, finishHost, releaseLock, type HostApplyResult, type HostRollbackResult } from '../../engine/apply-host.js';
 import { newRunId } from '../../apply/paths.js';
@@ -49,10 +49,10 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     // the probe host is only read from: its failure shows in the probe check, not as a host error
     const hostErrors = [...prep.errors].filter(([h]) => h !== 'probe');
     if (hostErrors.length) {
-      failure = hostErrors.map(([h, e]) => `${h}: ${e.message}`).join('\n');
+      failure = hostErrors.map(([h, e]) => hostMessage(h, e)).join('\n');
       result = 'failed';
       await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
-      return finish(EXIT.failedRolledBack, 'Nothing was changed on any host.');
+      return finish(preflightExit(hostErrors.map(([, e]) => e)), 'Nothing was changed on any host.');
     }
     const plans = prep.hosts.map((h) => h.plan!);
     const changed = prep.hosts.filter((h) => h.plan!.changes.length > 0);

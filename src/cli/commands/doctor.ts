@@ -4,14 +4,15 @@ import { connectAndPlan, rendererFor } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
 import { connect } from '../../ssh/session.js';
 import { probeTarget } from '../../ssh/targets.js';
-import type { HostSession } from '../../ssh/types.js';
+import type { ConnectTarget, HostSession } from '../../ssh/types.js';
+import { randomBytes } from 'node:crypto';
 import type { Inventory } from '../../inventory/schema.js';
 import { bold, dim, green, red, yellow } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { collectDoctor, doctorRequest } from '../../doctor/collect.js';
 import { diagnose, type HostEvidence } from '../../doctor/findings.js';
 import { formatFindings } from '../../doctor/report.js';
-import { buildCaptureScript, captureFilter, captureNotes, formatTimeline, mergeTimeline, parseCaptureOutput, type HostCapture } from '../../doctor/capture.js';
+import { buildCaptureScript, buildReadyScript, buildStopScript, captureFilter, captureNotes, formatTimeline, mergeTimeline, parseCaptureOutput, parseReady, type HostCapture } from '../../doctor/capture.js';
 import type { Finding } from '../../doctor/types.js';
 
 export interface DoctorOptions extends GlobalOptions {
@@ -19,8 +20,6 @@ export interface DoctorOptions extends GlobalOptions {
 }
 
 export const DEFAULT_CAPTURE_SECONDS = 5;
-/** tcpdump starts this long before the user is told to send traffic (SSH exec + tcpdump start-up) */
-const CAPTURE_WARMUP_MS = 1000;
 
 export function captureSeconds(v: string | boolean | undefined): number | undefined {
   if (v === undefined || v === false) return undefined;
@@ -44,26 +43,74 @@ interface CaptureResult {
   hosts: HostCapture[];
 }
 
-/** tcpdump on every host at once; the user (or a test) sends traffic meanwhile. */
-async function runCapture(inv: Inventory, sessions: Map<string, HostSession>, unreachable: Map<string, string>, seconds: number, say: (s: string) => void): Promise<CaptureResult> {
+/** tcpdump gives up by itself after this long, should dsrctl vanish before it stops it */
+const CAPTURE_SAFETY_SECONDS = 30;
+/** how long a host's tcpdump may take to start listening */
+const READY_WAIT_SECONDS = 10;
+
+interface CaptureHost {
+  name: string;
+  target: ConnectTarget;
+  /** the host's open session: readiness poll and stop */
+  control: HostSession;
+}
+
+/**
+ * tcpdump on every host at once, each on a second SSH connection, while the first one waits until
+ * it listens. Once every host listens the user is told to send traffic; N seconds later every
+ * tcpdump is stopped and the lines merged.
+ */
+async function runCapture(inv: Inventory, hosts: CaptureHost[], unreachable: Map<string, string>, seconds: number, say: (s: string) => void): Promise<CaptureResult> {
   const filter = captureFilter(inv);
-  // tcpdump runs one warm-up second longer, so the user gets the full N seconds after the prompt
-  const script = buildCaptureScript(seconds + Math.ceil(CAPTURE_WARMUP_MS / 1000), filter);
-  const names = [...sessions.keys()];
-  say(`capture: tcpdump -i any on ${names.join(', ')} for ${seconds} s; filter: ${filter}`);
-  const runs = names.map(async (name): Promise<HostCapture> => {
-    try {
-      const r = await sessions.get(name)!.exec(script, { timeoutMs: (seconds + 20) * 1000 });
-      return parseCaptureOutput(name, r.stdout);
-    } catch (e) {
-      return { host: name, status: 'failed', packets: [], messages: [], note: (e as Error).message };
-    }
-  });
-  await new Promise((r) => setTimeout(r, CAPTURE_WARMUP_MS));
-  say(`capturing now: send traffic through the proxy within ${seconds} s (e.g. ${trafficHint(inv)} from a client)`);
-  const hosts = await Promise.all(runs);
-  for (const [name, why] of unreachable) hosts.push({ host: name, status: 'failed', packets: [], messages: [], note: `not connected: ${why}` });
-  return { seconds, filter, hosts };
+  // one token per host: hosts that share a PID namespace (containers, the lab) must not find each other's tcpdump
+  const run = randomBytes(6).toString('hex');
+  const tokenOf = (i: number) => `${run}h${i}`;
+  const maxSeconds = seconds + READY_WAIT_SECONDS + CAPTURE_SAFETY_SECONDS;
+  say(`capture: tcpdump -i any on ${hosts.map((h) => h.name).join(', ')}; filter: ${filter}`);
+  const extra: HostSession[] = [];
+  try {
+    const runs = hosts.map((h, i) => {
+      const token = tokenOf(i);
+      const capture = connect(h.target).then(
+        (s) => {
+          extra.push(s);
+          return s.exec(buildCaptureScript(maxSeconds, filter, token), { timeoutMs: (seconds + READY_WAIT_SECONDS + CAPTURE_SAFETY_SECONDS + 10) * 1000 }).then(
+            (r) => parseCaptureOutput(h.name, r.stdout),
+            (e: Error): HostCapture => ({ host: h.name, status: 'failed', packets: [], messages: [], note: e.message }),
+          );
+        },
+        (e: Error): HostCapture => ({ host: h.name, status: 'failed', packets: [], messages: [], note: `second connection for tcpdump failed: ${e.message}` }),
+      );
+      // ready when tcpdump holds its packet socket; a capture that already ended will not get ready
+      const ready = Promise.race([
+        h.control.exec(buildReadyScript(token, READY_WAIT_SECONDS), { timeoutMs: (READY_WAIT_SECONDS + 10) * 1000 }).then(
+          (r) => parseReady(r.stdout),
+          (e: Error) => ({ ready: false, why: e.message }) as ReturnType<typeof parseReady>,
+        ),
+        capture.then(() => ({ ready: false, why: 'tcpdump ended before it listened' }) as ReturnType<typeof parseReady>),
+      ]);
+      return { h, capture, ready };
+    });
+    const readiness = await Promise.all(runs.map((r) => r.ready));
+    const listening = runs.filter((_, i) => readiness[i]!.ready).map((r) => r.h.name);
+    const late = runs.flatMap((r, i) => (readiness[i]!.ready ? [] : [`${r.h.name}: ${readiness[i]!.why ?? 'not listening'}`]));
+    say(
+      listening.length
+        ? `capturing now on ${listening.join(', ')}${late.length ? ` (not on ${late.join(', ')})` : ''}: send traffic through the proxy within ${seconds} s (e.g. ${trafficHint(inv)} from a client)`
+        : `no host is capturing${late.length ? `: ${late.join(', ')}` : ''}`,
+    );
+    if (listening.length) await new Promise((r) => setTimeout(r, seconds * 1000));
+    await Promise.all(hosts.map((h, i) => h.control.exec(buildStopScript(tokenOf(i)), { timeoutMs: 15_000 }).catch(() => undefined)));
+    const out = await Promise.all(runs.map((r) => r.capture));
+    out.forEach((c, i) => {
+      const at = readiness[i]!.at;
+      if (at !== undefined) c.listeningAt = at;
+    });
+    for (const [name, why] of unreachable) out.push({ host: name, status: 'failed', packets: [], messages: [], note: `not connected: ${why}` });
+    return { seconds, filter, hosts: out };
+  } finally {
+    await Promise.allSettled(extra.map((s) => s.close()));
+  }
 }
 
 /** `dsrctl doctor -i FILE [--capture SECONDS]`: the guide's Troubleshooting, automated and read-only. */
@@ -104,24 +151,24 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
 
     let capture: CaptureResult | undefined;
     if (seconds !== undefined) {
-      const sessions = new Map<string, HostSession>();
+      const hosts: CaptureHost[] = [];
       const unreachable = new Map<string, string>();
       for (const h of prep.hosts) {
-        if (h.session && !prep.errors.has(h.target.name)) sessions.set(h.target.name, h.session);
+        if (h.session && !prep.errors.has(h.target.name)) hosts.push({ name: h.target.name, target: h.ssh, control: h.session });
         else unreachable.set(h.target.name, prep.errors.get(h.target.name)?.message ?? 'no connection');
       }
       const pt = probeTarget(inv);
       if (pt) {
         try {
           probe = await connect(pt);
-          sessions.set('probe', probe);
+          hosts.push({ name: 'probe', target: pt, control: probe });
         } catch (e) {
           unreachable.set('probe', (e as Error).message);
         }
       }
       const say = (s: string) => (opts.json ? process.stderr.write(`${s}\n`) : opts.quiet ? undefined : console.log(s));
       if (!opts.json) say('');
-      capture = await runCapture(inv, sessions, unreachable, seconds, say);
+      capture = await runCapture(inv, hosts, unreachable, seconds, say);
       if (!opts.json) printCapture(capture, opts);
     }
 

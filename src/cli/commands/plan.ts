@@ -1,5 +1,5 @@
 import type { GlobalOptions } from '../prepare.js';
-import { connectAndPlan } from '../prepare.js';
+import { connectAndPlan, hostMessage, preflightExit } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
 import { formatPlan, planJson, red } from '../output.js';
 import { EXIT } from '../../util/errors.js';
@@ -13,14 +13,14 @@ export async function planCommand(file: string, opts: PlanOptions): Promise<numb
   const prep = await connectAndPlan(file, opts);
   try {
     const plans = prep.hosts.map((h) => h.plan).filter((p): p is HostPlan => !!p);
-    const failed = [...prep.errors].map(([host, e]) => ({ host, error: e.message }));
+    const failed = [...prep.errors].map(([host, e]) => ({ host, error: hostMessage(host, e) }));
     const pending = plans.some((p) => p.changes.length > 0);
-    const code = failed.length ? EXIT.failedRolledBack : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
+    const code = failed.length ? preflightExit([...prep.errors.values()]) : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
     if (opts.json) {
       process.stdout.write(JSON.stringify({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, 'RUN')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }, null, 2) + '\n');
     } else {
       if (!opts.quiet) console.log('\n' + formatPlan(plans, { commands: true }));
-      for (const f of failed) console.error(red(`${f.host}: ${f.error}`));
+      for (const f of failed) console.error(red(f.error));
     }
     return code;
   } finally {

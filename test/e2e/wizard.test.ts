@@ -1,0 +1,334 @@
+/**
+ * `dsrctl wizard` in a real terminal: the built CLI runs in a tmux pane (its own tmux server on a
+ * private socket), the test reads the screen and types like a person, then checks what was
+ * written and lets `dsrctl apply --yes` use the inventory on the lab.
+ *
+ *   npm run build && DSR_E2E_PREFIX=wiz DSR_E2E_OCTET=7 npx vitest run --project e2e test/e2e/wizard.test.ts
+ */
+import { describe, it, expect, beforeAll, afterAll, afterEach } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { CLI, LAB_INVENTORY, dsrctl, labDown, labUp, curlSources, sleep } from './harness.js';
+import { loadInventory } from '../../src/inventory/load.js';
+
+const HAVE_TMUX = spawnSync('sh', ['-c', 'command -v tmux'], { encoding: 'utf8' }).status === 0;
+const TRANSCRIPT = join(tmpdir(), 'dsrctl-wizard-transcript.txt');
+
+/** One terminal: a tmux server of our own (private socket), one 120x50 pane running a command. */
+class Term {
+  private readonly dir = mkdtempSync(join(tmpdir(), 'dsrctl-tmux-'));
+  private readonly sock = join(this.dir, 'sock');
+  constructor(
+    readonly cwd: string,
+    command: string,
+    env: Record<string, string>,
+  ) {
+    const conf = join(this.dir, 'tmux.conf');
+    writeFileSync(conf, 'set -g history-limit 50000\nset -g status off\n');
+    const envs = Object.entries(env).map(([k, v]) => `${k}=${shq(v)}`).join(' ');
+    // the pane stays after the wizard ends, showing its exit status
+    const cmd = `env -u SSH_AUTH_SOCK ${envs} ${command}; echo "[wizard exited $?]"; exec sleep 3600`;
+    this.tmux(['-f', conf, 'new-session', '-d', '-x', '120', '-y', '50', '-s', 'w', '-c', cwd, cmd]);
+  }
+  private tmux(args: string[]): string {
+    const r = spawnSync('tmux', ['-S', this.sock, ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`tmux ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  }
+  /** Everything the pane shows and showed (scrollback), wrapped lines joined. */
+  screen(): string {
+    return this.tmux(['capture-pane', '-p', '-J', '-S', '-50000', '-t', 'w'])
+      .split('\n')
+      .map((l) => l.trimEnd())
+      .join('\n')
+      .replace(/\n+$/, '');
+  }
+  lines(): string[] {
+    return this.screen().split('\n');
+  }
+  async waitFor(re: RegExp, timeoutMs = 20_000): Promise<string> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const s = this.screen();
+      const m = re.exec(s);
+      if (m) return m[0];
+      if (Date.now() > end) throw new Error(`the screen never showed ${re}:\n${s.split('\n').slice(-40).join('\n')}`);
+      await sleep(100);
+    }
+  }
+  /** The question being asked now: the last prompt line, when it is still open ("? ..."). */
+  active(): { line: string; index: number } | undefined {
+    const ls = this.lines();
+    for (let i = ls.length - 1; i >= 0; i--) {
+      if (ls[i]!.startsWith('✔ ')) return undefined;
+      if (ls[i]!.startsWith('? ')) return { line: ls[i]!, index: i };
+    }
+    return undefined;
+  }
+  async question(re: RegExp, timeoutMs = 20_000): Promise<{ line: string; index: number }> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const a = this.active();
+      if (a && re.test(a.line)) return a;
+      if (Date.now() > end) throw new Error(`no open question matching ${re}; the screen ends:\n${this.lines().slice(-30).join('\n')}`);
+      await sleep(100);
+    }
+  }
+  keys(...keys: string[]): void {
+    this.tmux(['send-keys', '-t', 'w', ...keys]);
+  }
+  /** Answer an input or confirm question: clear the line, type, Enter. '' takes the default. */
+  async answer(re: RegExp, text: string): Promise<void> {
+    await this.question(re);
+    this.keys('C-u');
+    if (text) this.tmux(['send-keys', '-t', 'w', '-l', text]);
+    this.keys('Enter');
+    await this.answered(re);
+  }
+  /** Type an answer the wizard must refuse with `reason`; the question stays open. */
+  async refused(re: RegExp, text: string, reason: RegExp): Promise<void> {
+    const q = await this.question(re);
+    this.keys('C-u');
+    if (text) this.tmux(['send-keys', '-t', 'w', '-l', text]);
+    this.keys('Enter');
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const after = this.lines().slice(q.index);
+      if (after.some((l) => reason.test(l))) break;
+      if (Date.now() > end) throw new Error(`"${text}" was not refused with ${reason}:\n${after.join('\n')}`);
+      await sleep(100);
+    }
+    expect(this.active()?.line).toMatch(re);
+  }
+  /** Select the choice whose line contains `label`, with the arrow keys, as a person would. */
+  async choose(re: RegExp, label: string): Promise<void> {
+    const q = await this.question(re);
+    const choices = () => {
+      const out: { text: string; active: boolean }[] = [];
+      for (const l of this.lines().slice(q.index + 1)) {
+        if (l === '' || l.includes('↑↓')) break;
+        if (l.startsWith('❯ ')) out.push({ text: l.slice(2), active: true });
+        else if (l.startsWith('  ')) out.push({ text: l.slice(2), active: false }); // disabled ones: "- name (why)"
+      }
+      return out;
+    };
+    const list = choices();
+    const from = list.findIndex((c) => c.active);
+    const to = list.findIndex((c) => c.text.includes(label));
+    if (to < 0) throw new Error(`"${label}" is not offered for ${re}:\n${list.map((c) => c.text).join('\n')}`);
+    for (let i = 0; i < Math.abs(to - from); i++) this.keys(to > from ? 'Down' : 'Up');
+    const end = Date.now() + 5000;
+    while (!choices().find((c) => c.active)?.text.includes(label)) {
+      if (Date.now() > end) throw new Error(`could not move to "${label}"`);
+      await sleep(50);
+    }
+    this.keys('Enter');
+    await this.answered(re);
+  }
+  private async answered(re: RegExp): Promise<void> {
+    const end = Date.now() + 60_000;
+    for (;;) {
+      const a = this.active();
+      if (!a || !re.test(a.line) || /^>/m.test(this.lines().slice(a.index + 1).join('\n'))) return;
+      if (Date.now() > end) throw new Error(`the answer to ${re} was not taken`);
+      await sleep(50);
+    }
+  }
+  close(): void {
+    try {
+      this.tmux(['kill-server']);
+    } catch {
+      /* already gone */
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function shq(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+interface LabFacts {
+  key: string;
+  knownHosts: string;
+  proxy: string;
+  ups: string[];
+  probe: string;
+}
+
+let lab: LabFacts;
+const terms: Term[] = [];
+const dirs: string[] = [];
+
+function workdir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'dsrctl-wizard-e2e-'));
+  mkdirSync(join(d, 'home'));
+  dirs.push(d);
+  return d;
+}
+
+function wizard(cwd: string, args = ''): Term {
+  const t = new Term(cwd, `node ${shq(CLI)} wizard ${args}`, { HOME: join(cwd, 'home'), NO_COLOR: '1' });
+  terms.push(t);
+  return t;
+}
+
+describe.skipIf(!HAVE_TMUX)('dsrctl wizard in a terminal (tmux)', () => {
+  beforeAll(() => {
+    labUp();
+    const inv = parse(readFileSync(LAB_INVENTORY, 'utf8'));
+    lab = {
+      key: inv.ssh.private_key,
+      knownHosts: inv.ssh.known_hosts,
+      proxy: inv.proxy.ssh_host,
+      ups: inv.upstreams.map((u: { ssh_host: string }) => u.ssh_host),
+      probe: inv.verify.probe.ssh_host,
+    };
+  });
+  afterEach(() => {
+    for (const t of terms.splice(0)) t.close();
+  });
+  afterAll(() => {
+    labDown();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('a full run reads the hosts, writes an inventory, plans it; dsrctl apply --yes then applies it on the lab', async () => {
+    const cwd = workdir();
+    const t = wizard(cwd);
+    const range = (ips: string[]) => `${ips[0]}-${ips.at(-1)!.split('.')[3]}`;
+
+    await t.waitFor(/dsr-origin-nat\s+UDP only\s+direct \(NAT on upstream\)\s+active required\s+best/);
+    await t.choose(/Which method/, 'ip-transparency');
+    await t.choose(/Service protocol/, 'http');
+    await t.answer(/Port clients connect to/, '');
+    await t.refused(/Port the upstreams listen on/, 'abc', /^> service\.upstream_port: must be a port number \(got "abc"\)/);
+    await t.answer(/Port the upstreams listen on/, '8080');
+    await t.answer(/Networks the clients come from/, '192.168.99.0/24');
+    await t.refused(/Proxy's SSH address/, 'bad host!', /^> proxy\.ssh_host: must be an IP address or a DNS name/);
+    await t.answer(/Proxy's SSH address/, lab.proxy);
+    await t.answer(/SSH user/, '');
+    await t.answer(/SSH port/, '');
+    await t.choose(/How does dsrctl log in/, 'a private key file');
+    await t.answer(/Private key file/, lab.key);
+    await t.answer(/known_hosts file/, lab.knownHosts);
+    await t.answer(/Connect to root@.* now and read its interfaces/, 'y');
+    await t.waitFor(/ {4}pub0 +UP +192\.168\.99\.10\/24/);
+    await t.choose(/Public interface/, 'pub0');
+    await t.choose(/Proxy's public address/, '192.168.99.10');
+    await t.choose(/Private interface/, 'priv0');
+    await t.choose(/Proxy's private address/, '172.16.0.1');
+    await t.answer(/nginx config file dsrctl owns/, '/etc/nginx/conf.d/app.conf'); // the lab's site file
+    await t.choose(/Enter the upstreams/, 'as a range');
+    await t.answer(/Read each upstream's interfaces/, 'y');
+    await t.refused(/Upstream addresses/, '172.16.0.1-14', /^> upstreams\[0\]\.ip: 172\.16\.0\.1 is the proxy's own address/);
+    await t.answer(/Upstream addresses/, '172.16.0.11-14');
+    await t.answer(/Name prefix/, '');
+    await t.choose(/Where does SSH reach them/, 'at other addresses');
+    await t.answer(/Their SSH addresses/, range(lab.ups));
+    await t.waitFor(/dev4: dev4, kernel/);
+    await t.choose(/Their interface on the private network/, 'priv0');
+    await t.answer(/Masquerade/, 'n');
+    await t.answer(/Addresses every upstream must reach/, '');
+    await t.answer(/Is there a host that plays the remote client/, 'y');
+    await t.answer(/Remote client's SSH address/, lab.probe);
+    await t.answer(/own address, as the upstreams must see it/, '192.168.99.1');
+    await t.waitFor(/^ {4}# dsrctl inventory, written by `dsrctl wizard`/m);
+    await t.answer(/Save it as\?.*inventory\/proxy-ip-transparency\.yaml/, '');
+    await t.waitFor(/Wrote inventory\/proxy-ip-transparency\.yaml\./);
+    await t.answer(/Run dsrctl plan/, 'y');
+    await t.waitFor(/Plan: \d+ changes on 5 host\(s\)\./, 60_000);
+    await t.answer(/Run dsrctl apply/, 'n');
+    await t.waitFor(/\[wizard exited 0\]/);
+    writeFileSync(TRANSCRIPT, t.screen() + '\n');
+
+    const file = join(cwd, 'inventory', 'proxy-ip-transparency.yaml');
+    expect(readdirSync(join(cwd, 'inventory'))).toEqual(['proxy-ip-transparency.yaml']);
+    const written = loadInventory(file).inventory;
+    const labInv = loadInventory(LAB_INVENTORY).inventory;
+    // the same hosts, addresses and SSH settings as the lab's own inventory
+    expect(written.proxy).toEqual(labInv.proxy);
+    expect(written.upstreams).toEqual(labInv.upstreams);
+    expect(written.ssh).toEqual(labInv.ssh);
+    expect(written.verify.probe).toEqual(labInv.verify.probe);
+
+    const apply = await dsrctl(['apply', '-i', file, '--yes']);
+    expect(apply.code, apply.stdout + apply.stderr).toBe(0);
+    expect(apply.stdout).toMatch(/Applied run \S+ and verified it\./);
+    expect(curlSources()).toEqual(['192.168.99.1', '192.168.99.1', '192.168.99.1', '192.168.99.1']);
+    const rollback = await dsrctl(['rollback', '-i', file, '--yes']);
+    expect(rollback.code, rollback.stdout + rollback.stderr).toBe(0);
+  });
+
+  it('Ctrl-C at a question exits 130 and leaves nothing behind', async () => {
+    const cwd = workdir();
+    const t = wizard(cwd);
+    await t.choose(/Which method/, 'dsr-router-nat');
+    // DSR: only udp can be chosen; tcp and http are shown with the reason
+    await t.question(/Service protocol/);
+    expect(t.screen()).toMatch(/\n- http \(DSR: UDP only\)\n- tcp \(DSR: UDP only\)\n❯ udp\n/);
+    await t.choose(/Service protocol/, 'udp');
+    await t.question(/Port clients connect to/);
+    t.keys('C-c');
+    await t.waitFor(/\[wizard exited 130\]/);
+    expect(t.screen()).toContain('Cancelled: nothing was written.');
+    expect(readdirSync(cwd)).toEqual(['home']);
+    expect(readdirSync(join(cwd, 'home'))).toEqual([]);
+  });
+
+  it('shows an unknown host key without adding it, and never overwrites an existing file without a yes', async () => {
+    const cwd = workdir();
+    mkdirSync(join(cwd, 'inventory'));
+    const precious = join(cwd, 'inventory', 'dns.yaml');
+    writeFileSync(precious, '# hand-written\n');
+    const emptyKh = join(cwd, 'known_hosts');
+    writeFileSync(emptyKh, '');
+    const fingerprint = spawnSync('sh', ['-c', `ssh-keygen -lf ${shq(lab.knownHosts)} -F ${shq(lab.proxy)} | awk '/SHA256/ {print $3}'`], { encoding: 'utf8' }).stdout.trim();
+    expect(fingerprint).toMatch(/^SHA256:/);
+
+    const t = wizard(cwd, '-o inventory/dns.yaml');
+    await t.choose(/Which method/, 'dsr-origin-nat');
+    await t.choose(/Service protocol/, 'udp');
+    await t.answer(/Port clients connect to/, '');
+    await t.answer(/Port the upstreams listen on/, '');
+    await t.answer(/Networks the clients come from/, '');
+    await t.answer(/Proxy's SSH address/, lab.proxy);
+    await t.answer(/SSH user/, '');
+    await t.answer(/SSH port/, '');
+    await t.choose(/How does dsrctl log in/, 'a private key file');
+    await t.answer(/Private key file/, lab.key);
+    await t.answer(/known_hosts file/, emptyKh);
+    await t.answer(/Connect to root@.* now/, '');
+    await t.waitFor(new RegExp(`host key is not in ${emptyKh.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\. It presents ${fingerprint.replace(/[+/]/g, '\\$&')} \\(ssh-ed25519\\)`));
+    await t.waitFor(/ssh-keyscan -p 22 -t ed25519 /);
+    await t.choose(/proxy: what now/, 'go on without facts');
+    expect(readFileSync(emptyKh, 'utf8')).toBe('');
+    await t.answer(/Public interface/, 'pub0');
+    await t.answer(/Proxy's public address/, '192.168.99.10');
+    await t.answer(/Private interface/, 'priv0');
+    await t.refused(/Proxy's private address/, '192.168.99.10', /^> proxy\.private_ip: must differ from proxy\.public_ip/);
+    await t.answer(/Proxy's private address/, '172.16.0.1');
+    await t.answer(/nginx config file dsrctl owns/, '');
+    await t.choose(/Enter the upstreams/, 'one by one');
+    await t.answer(/Read each upstream's interfaces/, '');
+    await t.answer(/Upstream 1: name/, '');
+    await t.answer(/dev1: SSH address/, lab.ups[0]!);
+    await t.answer(/dev1: its address/, '172.16.0.11');
+    await t.refused(/dev1: interface/, '', /^> upstreams\[0\]\.interface: is required for dsr-origin-nat/);
+    await t.answer(/dev1: interface/, 'priv0');
+    await t.answer(/Add another upstream/, '');
+    await t.answer(/Addresses every upstream must reach/, '');
+    await t.answer(/Is there a host that plays the remote client/, '');
+    await t.answer(/inventory\/dns\.yaml exists\. Overwrite it\?/, '');
+    await t.answer(/Save under another name/, '');
+    await t.waitFor(/Nothing was written; inventory\/dns\.yaml is unchanged\./);
+    await t.waitFor(/\[wizard exited 0\]/);
+    writeFileSync(TRANSCRIPT.replace(/\.txt$/, '-refused.txt'), t.screen() + '\n');
+    expect(readFileSync(precious, 'utf8')).toBe('# hand-written\n');
+    expect(readdirSync(join(cwd, 'inventory'))).toEqual(['dns.yaml']);
+    expect(readFileSync(emptyKh, 'utf8')).toBe('');
+  });
+});
