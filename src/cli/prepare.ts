@@ -31,6 +31,8 @@ export interface Prepared {
   hosts: HostState[];
   /** the verification probe host, connected alongside the others when the command verifies */
   probe?: HostSession;
+  /** things the user should know before anything happens (e.g. a lock that --break-lock removed) */
+  notices: string[];
   /** per host: the error that stopped connect/facts/plan */
   errors: Map<string, Error>;
 }
@@ -49,6 +51,7 @@ export function loadAll(file: string): { inv: Inventory; pb: Playbook; hosts: Ho
 export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true, lock?: LockRequest, withProbe = false): Promise<Prepared> {
   const { inv, pb, hosts } = loadAll(file);
   const errors = new Map<string, Error>();
+  const notices: string[] = [];
   const pt = withProbe ? probeTarget(inv) : undefined;
   let probe: HostSession | undefined;
   // the probe connects while the hosts read facts: its handshake costs no extra time
@@ -68,20 +71,32 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
         },
       ]
     : [];
+  // Locks are taken proxy first: two runs of one inventory then meet at the proxy, and exactly one
+  // of them goes on (taken all at once, each run could win some hosts and both would give up).
+  let proxyDone: () => void = () => undefined;
+  const proxyGate = new Promise<void>((resolve) => (proxyDone = resolve));
+  const proxyState = () => hosts.find((x) => x.target.role === 'proxy');
   await new Listr(
     [...probeTask, ...hosts.map((h) => ({
       title: `${h.target.name}: connect to ${h.ssh.user}@${h.ssh.host}${h.ssh.via ? ` via ${h.ssh.via.name}` : ''}`,
       task: async (_ctx: unknown, task: { title: string }) => {
         try {
           await connectHost(h);
+          if (lock && h.target.role !== 'proxy') {
+            await proxyGate;
+            const p = proxyState();
+            if (p?.lock?.state !== 'acquired') throw new Error(`not read: the proxy ${p?.lock?.state === 'held' ? 'is locked by another run' : 'could not be locked'}`);
+          }
           task.title = `${h.target.name}: read facts`;
-          const facts = await gatherFacts(h, inv, pb, lock);
+          const facts = await gatherFacts(h, inv, pb, lock).finally(() => h.target.role === 'proxy' && proxyDone());
           if (h.lock?.state === 'held') throw new Error(`locked by ${describeHolder(h.lock.holder)}; if that run is dead, run again with --break-lock`);
+          if (h.lock?.state === 'acquired' && h.lock.broke) notices.push(`${h.target.name}: broke the lock of ${describeHolder(h.lock.broke)}`);
           if (doPlan) {
             const plan = planFor(h, inv, pb);
             task.title = `${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${facts.hostname}, kernel ${facts.kernel})`;
           } else task.title = `${h.target.name}: connected (${facts.hostname})`;
         } catch (e) {
+          if (h.target.role === 'proxy') proxyDone();
           errors.set(h.target.name, e as Error);
           throw e;
         }
@@ -89,7 +104,7 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
     }))],
     { concurrent: true, exitOnError: false, renderer: rendererFor(opts), collectErrors: false },
   ).run();
-  return { inv, pb, hosts, errors, probe };
+  return { inv, pb, hosts, errors, probe, notices };
 }
 
 /** "host: message" once, whether or not the error already names its host. */

@@ -6,10 +6,13 @@ import { disarmSwitchScript, REVERTED_FILE } from '../apply/switch.js';
 import { releaseLockScript } from '../apply/lock.js';
 import { quote } from 'shell-quote';
 import { timed } from '../util/debug.js';
+import { isConnectionLoss } from './hosts.js';
 
 export interface HostApplyResult extends ApplyOutcome {
   host: string;
   stderr: string;
+  /** the connection broke during the apply: the script may have run on (it ignores hang-ups) */
+  lost?: boolean;
 }
 
 /** All changes of one host in one exec. On failure the host has already rolled itself back. */
@@ -39,13 +42,14 @@ export async function finishHost(session: HostSession, runId: string, changed: b
     if (bad) return { ok: false, detail: `run was not confirmed in time: the host's status is "${bad[1]}" (its dead-man's switch fired)` };
     return res.stdout.includes('@@dsrctl-finished') ? { ok: true } : { ok: false, detail: res.stderr.trim() };
   } catch (e) {
+    if (isConnectionLoss(e)) throw e;
     return { ok: false, detail: (e as Error).message };
   }
 }
 
-/** Release this run's lock (a run that stops before changing anything). */
+/** Release this run's lock (a run that stops before changing anything). Throws when the host cannot be reached. */
 export async function releaseLock(session: HostSession, runId: string): Promise<void> {
-  await session.exec(releaseLockScript(runId), { timeoutMs: 10_000 }).catch(() => undefined);
+  await session.exec(releaseLockScript(runId), { timeoutMs: 10_000 });
 }
 
 export interface HostRollbackResult {
@@ -68,6 +72,8 @@ export async function rollbackHost(session: HostSession, runId: string | undefin
     'run=/var/lib/dsrctl/runs/$id',
     `if [ -z "$id" ] || [ ! -f ${ROLLBACK_RUNNER} ] || [ ! -d "$run" ]; then echo "@@dsrctl-nothing no run recorded on this host"; rc=0`,
     `else`,
+    // an apply whose connection broke runs on (it ignores hang-ups): let it finish first
+    `  i=0; while [ "$(cat "$run/status" 2>/dev/null)" = applying ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`,
     // the last run's switch may still be waiting (an apply that never confirmed)
     disarmSwitchScript('"$run"'),
     runId ? `  sh ${ROLLBACK_RUNNER} "$run" "dsrctl apply: rolled back"; rc=$?` : `  sh ${ROLLBACK_RUNNER} --all "dsrctl rollback"; rc=$?`,
@@ -91,6 +97,8 @@ export async function rollbackHost(session: HostSession, runId: string | undefin
       error: res.code === 0 ? undefined : `rollback exited ${res.code}: ${(lines.filter((l) => l.includes('failed')).join('; ') || res.stderr).trim()}`,
     };
   } catch (e) {
+    // a lost connection is the caller's to retry (withSession reconnects once)
+    if (isConnectionLoss(e)) throw e;
     return { host: session.name, ok: false, nothing: false, lines: [], error: (e as Error).message };
   }
 }

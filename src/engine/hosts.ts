@@ -5,6 +5,7 @@ import type { HostFacts } from '../facts/types.js';
 import type { HostPlan } from '../plan/types.js';
 import type { HostTarget } from '../plan/desired.js';
 import { connect } from '../ssh/session.js';
+import { HostConnectionError, ExecTimeoutError } from '../ssh/errors.js';
 import { buildFactsScript } from '../facts/script.js';
 import { parseFacts } from '../facts/parse.js';
 import { factsRequest } from '../plan/desired.js';
@@ -27,6 +28,28 @@ export interface LockRequest {
   /** the holder line written into the lock */
   info: string;
   breakLock: boolean;
+}
+
+/** An SSH error that means the connection is gone (or hung): worth one reconnect. */
+export function isConnectionLoss(e: unknown): boolean {
+  return e instanceof HostConnectionError || e instanceof ExecTimeoutError;
+}
+
+/**
+ * Run `f` on the host's session; when the connection was lost, connect again once and retry.
+ * For the steps that must happen after a failure (rollback, unlock): a dropped session must not
+ * leave a host half-applied or locked if it can be reached again.
+ */
+export async function withSession<T>(h: HostState, f: (s: HostSession) => Promise<T>): Promise<T> {
+  try {
+    if (!h.session) throw new HostConnectionError(h.target.name, h.ssh.host, `${h.target.name}: not connected`, 'lost');
+    return await f(h.session);
+  } catch (e) {
+    if (!isConnectionLoss(e)) throw e;
+    await h.session?.close().catch(() => undefined);
+    h.session = await timed(`${h.target.name} reconnect`, () => connect({ ...h.ssh, connectTimeoutMs: Math.min(h.ssh.connectTimeoutMs ?? 10_000, 10_000) }));
+    return f(h.session);
+  }
 }
 
 /** Shared: upstreams whose jump host is this host (`jump: proxy`) tunnel through this very connection. */

@@ -1080,6 +1080,10 @@ class SshConnection {
           clearTimeout(timer);
           resolve();
         }
+      }).then(async () => {
+        // a tunneled connection: its jump host closes after it (when no one else uses it)
+        this.fireGone();
+        await this.bastion?.release();
       });
     }
     return this.closing;

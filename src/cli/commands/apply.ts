@@ -1,7 +1,7 @@
 import { Listr } from 'listr2';
 import type { GlobalOptions, Prepared } from '../prepare.js';
 import { connectAndPlan, rendererFor, hostMessage, preflightExit } from '../prepare.js';
-import { closeAll, type HostState } from '../../engine/hosts.js';
+import { closeAll, withSession, isConnectionLoss, type HostState } from '../../engine/hosts.js';
 import { applyHost, rollbackHost, finishHost, releaseLock, type HostApplyResult, type HostRollbackResult } from '../../engine/apply-host.js';
 import { newRunId } from '../../apply/paths.js';
 import { lockInfo, releaseLockScript } from '../../apply/lock.js';
@@ -14,15 +14,43 @@ import { revertNotes } from '../reverted.js';
 
 type Result = 'no-changes' | 'applied' | 'cancelled' | 'failed' | 'rolled-back' | 'rollback-failed';
 
+/** Roll one host back, reconnecting once if its connection was lost. */
+export async function rollbackVia(h: HostState, runId: string | undefined, lockRun: string, seconds: number): Promise<HostRollbackResult> {
+  try {
+    return await withSession(h, (s) => rollbackHost(s, runId, lockRun));
+  } catch (e) {
+    return {
+      host: h.target.name,
+      ok: false,
+      nothing: false,
+      lines: [],
+      error: `cannot reach it to roll back (${(e as Error).message}); if it changed, its dead-man's switch reverts it by itself within ${seconds} s of its apply, and releases its lock`,
+    };
+  }
+}
+
+/** Release this run's locks; a host that cannot be reached is named (its lock needs --break-lock once checked). */
+async function releaseLocks(hosts: HostState[], runId: string): Promise<string[]> {
+  const left: string[] = [];
+  await Promise.all(
+    hosts.map((h) =>
+      withSession(h, (s) => releaseLock(s, runId)).catch(() => {
+        left.push(h.target.name);
+      }),
+    ),
+  );
+  return left;
+}
+
 /** Roll back the hosts that changed in this run: upstreams first (in parallel), then the proxy. */
-export async function rollbackRun(hosts: HostState[], runId: string, opts: GlobalOptions): Promise<HostRollbackResult[]> {
+export async function rollbackRun(hosts: HostState[], runId: string, opts: GlobalOptions, seconds: number): Promise<HostRollbackResult[]> {
   const results: HostRollbackResult[] = [];
   const groups = [hosts.filter((h) => h.target.role === 'upstream'), hosts.filter((h) => h.target.role === 'proxy')].filter((g) => g.length);
   await new Listr(
     groups.map((group) => ({
       title: `roll back ${group.map((h) => h.target.name).join(', ')}`,
       task: async () => {
-        results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!, runId, runId)))));
+        results.push(...(await Promise.all(group.map((h) => rollbackVia(h, runId, runId, seconds)))));
       },
     })),
     { concurrent: false, exitOnError: false, renderer: rendererFor(opts) },
@@ -43,7 +71,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     if (!opts.json && !opts.quiet) console.log(s);
   };
   const locked = () => prep.hosts.filter((h) => h.lock?.state === 'acquired' && h.session);
-  const warnings = revertNotes(prep.hosts);
+  const warnings = [...prep.notices, ...revertNotes(prep.hosts)];
   try {
     for (const w of warnings) log(yellow(w));
     // the probe host is only read from: its failure shows in the probe check, not as a host error
@@ -51,7 +79,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     if (hostErrors.length) {
       failure = hostErrors.map(([h, e]) => hostMessage(h, e)).join('\n');
       result = 'failed';
-      await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
+      await releaseLocks(locked(), runId);
       return finish(preflightExit(hostErrors.map(([, e]) => e)), 'Nothing was changed on any host.');
     }
     const plans = prep.hosts.map((h) => h.plan!);
@@ -61,7 +89,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       const ok = await (await import('@inquirer/prompts')).confirm({ message: `Apply these changes to ${changed.length} host(s)?`, default: false });
       if (!ok) {
         result = 'cancelled';
-        await Promise.all(locked().map((h) => releaseLock(h.session!, runId)));
+        await releaseLocks(locked(), runId);
         return finish(EXIT.ok, 'Cancelled; nothing was changed.');
       }
     }
@@ -77,7 +105,12 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     }
     if (!failure) {
       // confirm every host (disarm its switch) and release the locks
-      const fin = await Promise.all(locked().map(async (h) => ({ h, r: await finishHost(h.session!, runId, !!h.plan?.changes.length) })));
+      const fin = await Promise.all(
+        locked().map(async (h) => ({
+          h,
+          r: await withSession(h, (s) => finishHost(s, runId, !!h.plan?.changes.length)).catch((e: Error) => ({ ok: false, detail: `cannot confirm: ${e.message}` })),
+        })),
+      );
       const late = fin.filter((f) => !f.r.ok);
       if (!late.length) {
         result = changed.length ? 'applied' : 'no-changes';
@@ -86,16 +119,20 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       failure = late.map((f) => `${f.h.target.name}: ${f.r.detail}`).join('; ');
     }
     log(red(`\n${failure}`));
-    // every host that completed its changes is rolled back; a host whose apply failed already rolled itself back
-    const toUndo = prep.hosts.filter((h) => applied.some((a) => a.host === h.target.name && a.ok));
-    if (toUndo.length) rollbacks = await rollbackRun(toUndo, runId, opts);
-    await Promise.all(locked().filter((h) => !toUndo.includes(h)).map((h) => releaseLock(h.session!, runId)));
-    const selfRolled = applied.filter((a) => !a.ok && a.done > 0);
+    // every host that completed its changes is rolled back, and so is one whose connection broke
+    // during its apply (its script ran on); a host whose script failed already rolled itself back
+    const seconds = prep.inv.rollback.timeout_seconds;
+    const toUndo = prep.hosts.filter((h) => applied.some((a) => a.host === h.target.name && (a.ok || a.lost)));
+    if (toUndo.length) rollbacks = await rollbackRun(toUndo, runId, opts, seconds);
+    const locksLeft = await releaseLocks(locked().filter((h) => !toUndo.includes(h)), runId);
+    for (const host of locksLeft) log(red(`${host}: could not release its lock (unreachable); once it is checked, run again with --break-lock`));
+    const selfRolled = applied.filter((a) => !a.ok && !a.lost && a.done > 0);
     const incomplete = [...rollbacks.filter((r) => !r.ok).map((r) => r.host), ...selfRolled.filter((a) => a.rollbackStatus !== 'rolled-back').map((a) => a.host)];
     for (const r of rollbacks)
       log(`${r.ok ? green('rolled back') : red('ROLLBACK FAILED')} ${r.host}${r.error ? `: ${r.error}` : ''}${r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''}`);
     for (const a of selfRolled) log(`${a.rollbackStatus === 'rolled-back' ? yellow('rolled itself back') : red('ROLLBACK FAILED')} ${a.host}:\n    ${a.rollback.join('\n    ')}`);
-    const timeout = prep.inv.rollback.timeout_seconds;
+    const timeout = seconds;
+    incomplete.push(...locksLeft.filter((h) => !incomplete.includes(h)));
     if (incomplete.length) {
       result = 'rollback-failed';
       return finish(
@@ -150,7 +187,7 @@ async function applyAll(prep: Prepared, changed: HostState[], runId: string, app
     const res = await Promise.all(
       group.map((h) =>
         applyHost(h.session!, h.plan!, runId, seconds).catch(
-          (e: Error) => ({ host: h.target.name, ok: false, done: 0, rollback: [], failure: e.message, stderr: '' }) as HostApplyResult,
+          (e: Error) => ({ host: h.target.name, ok: false, done: 0, rollback: [], failure: e.message, stderr: '', lost: isConnectionLoss(e) }) as HostApplyResult,
         ),
       ),
     );

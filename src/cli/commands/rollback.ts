@@ -1,7 +1,8 @@
 import type { GlobalOptions } from '../prepare.js';
 import { connectAndPlan } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
-import { rollbackHost, type HostRollbackResult } from '../../engine/apply-host.js';
+import type { HostRollbackResult } from '../../engine/apply-host.js';
+import { rollbackVia } from './apply.js';
 import { green, red } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { newRunId } from '../../apply/paths.js';
@@ -18,7 +19,7 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
     // upstreams first: their default route must leave before the proxy stops handling their replies
     for (const role of ['upstream', 'proxy'] as const) {
       const group = prep.hosts.filter((h) => h.target.role === role && h.session && h.lock?.state === 'acquired');
-      results.push(...(await Promise.all(group.map((h) => rollbackHost(h.session!, undefined, lockRun)))));
+      results.push(...(await Promise.all(group.map((h) => rollbackVia(h, undefined, lockRun, prep.inv.rollback.timeout_seconds)))));
     }
     const errors = [...prep.errors].map(([host, e]) => ({ host, ok: false, nothing: false, lines: [], error: e.message }) as HostRollbackResult);
     const all = [...results, ...errors];
@@ -26,6 +27,7 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
     const code = ok ? EXIT.ok : EXIT.rollbackIncomplete;
     if (opts.json) process.stdout.write(JSON.stringify({ command: 'rollback', ok, nothingToUndo: all.every((r) => r.nothing), hosts: all, exitCode: code }, null, 2) + '\n');
     else if (!opts.quiet) {
+      for (const n of prep.notices) console.log(n);
       for (const r of all) {
         if (!r.ok) console.log(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));
         else if (r.nothing) console.log(`${r.host}: nothing to undo`);
