@@ -18,6 +18,6 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
   const notes: string[] = [...ctx.notes];
   if (target.role === 'proxy' && pb.health_checks === 'active')
     notes.push('DSR: nginx never sees the replies, so passive health checks cannot work; run `dsrctl verify` on a schedule for active checks.');
-  if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root`);
+  if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root (set ssh.sudo: true, or log in as root)`);
   return { host: target.name, role: target.role, changes, notes };
 }

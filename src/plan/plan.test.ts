@@ -206,7 +206,7 @@ describe('planHost on real facts', () => {
   it('a non-root connection still plans, and says the changes need root', () => {
     const p = plan('dev1', fixture('pristine-upstream-nonroot'));
     expect(p.changes).toHaveLength(1);
-    expect(p.notes).toEqual(['connected as uid 65534: the changes need root']);
+    expect(p.notes).toEqual(['connected as uid 65534: the changes need root (set ssh.sudo: true, or log in as root)']);
   });
 
   it('is pure: planning twice from the same facts gives the same plan and leaves the facts alone', () => {
