@@ -10,7 +10,7 @@ import ipaddr from 'ipaddr.js';
 import type { Inventory } from '../inventory/schema.js';
 import type { HostFacts } from '../facts/types.js';
 import type { HostSession } from '../ssh/types.js';
-import { FactsParseError, MARKER_PREFIX, splitSections, type Section } from '../facts/format.js';
+import { FactsParseError, SHELL_PRELUDE, splitSections, type Section } from '../facts/format.js';
 import { checkFactsPath } from '../facts/script.js';
 
 export const DOCTOR_FORMAT_VERSION = 1;
@@ -84,13 +84,7 @@ export interface DoctorOutput {
 const q = (s: string) => quote([s]);
 
 const PRELUDE = String.raw`# dsrctl doctor: read-only, POSIX sh
-PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
-LC_ALL=C
-export PATH LC_ALL
-b() { printf '%sbegin %s@@\n' '${MARKER_PREFIX}' "$1"; }
-e() { printf '%send %s rc=%s@@\n' '${MARKER_PREFIX}' "$1" "$2"; }
-have() { command -v "$1" >/dev/null 2>&1; }
-# ipt NAME SAVE-COMMAND: table headers, rules and warnings of one iptables backend
+${SHELL_PRELUDE}# ipt NAME SAVE-COMMAND: table headers, rules and warnings of one iptables backend
 ipt() {
   b "$1"
   if have "$2"; then _o=$("$2" 2>&1); _r=$?; printf '%s\n' "$_o" | grep -E '^(\*|-A |# Warning)' | head -n 300; else _r=127; fi

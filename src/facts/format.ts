@@ -20,6 +20,19 @@ export const FACTS_FORMAT_VERSION = 1;
 export const beginMarker = (name: string) => `${MARKER_PREFIX}begin ${name}@@`;
 export const endMarker = (name: string, rc: number | string) => `${MARKER_PREFIX}end ${name} rc=${rc}@@`;
 
+/**
+ * The start every read-only POSIX sh script shares (facts, doctor): a PATH that finds the sbin
+ * tools, the C locale, `b NAME` / `e NAME RC` (the only writers of marker lines) and `have CMD`.
+ * Each script puts its own comment line before it and its own helpers after it.
+ */
+export const SHELL_PRELUDE = String.raw`PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+LC_ALL=C
+export PATH LC_ALL
+b() { printf '%sbegin %s@@\n' '${MARKER_PREFIX}' "$1"; }
+e() { printf '%send %s rc=%s@@\n' '${MARKER_PREFIX}' "$1" "$2"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+`;
+
 /** A section's output did not parse. The message names the section and shows the offending line. */
 export class FactsParseError extends Error {
   override name = 'FactsParseError';

@@ -1,5 +1,5 @@
 import { quote } from 'shell-quote';
-import { FACTS_FORMAT_VERSION, MARKER_PREFIX } from './format.js';
+import { FACTS_FORMAT_VERSION, SHELL_PRELUDE } from './format.js';
 import type { FactsRequest } from './types.js';
 
 /** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
@@ -40,15 +40,9 @@ export function checkIfname(name: string): string {
   return name;
 }
 
-/** Shell helpers; every marker line comes from `b` and `e`. */
+/** Shell helpers (SHELL_PRELUDE and the facts' own); every marker line comes from `b` and `e`. */
 const PRELUDE = String.raw`# dsrctl facts: read-only, POSIX sh; every section prints what it can
-PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
-LC_ALL=C
-export PATH LC_ALL
-b() { printf '%sbegin %s@@\n' '${MARKER_PREFIX}' "$1"; }
-e() { printf '%send %s rc=%s@@\n' '${MARKER_PREFIX}' "$1" "$2"; }
-have() { command -v "$1" >/dev/null 2>&1; }
-# out TEXT: print a captured output with its newline back (nothing when empty)
+${SHELL_PRELUDE}# out TEXT: print a captured output with its newline back (nothing when empty)
 out() { [ -z "$1" ] || printf '%s\n' "$1"; }
 # run NAME CMD...: the command's stdout is the body (stderr dropped), its exit status goes in the end marker
 run() {

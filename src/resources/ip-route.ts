@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { ResourceKind } from './types.js';
+import type { Change } from '../plan/types.js';
 import type { IpRoute } from '../facts/types.js';
 import { ipv4 } from '../inventory/schema.js';
 
@@ -39,20 +40,24 @@ export function routeArgs(spec: Spec): string[] {
   ];
 }
 
+/** Kind `ip-OBJECT`: `ip OBJECT add ARGS`, undone by `ip OBJECT del ARGS` (ip-route, ip-rule). */
+export function ipAddChange(object: 'route' | 'rule', args: string[]): Change {
+  return {
+    kind: `ip-${object}`,
+    id: `ip ${object} ${args.join(' ')}`,
+    action: 'create',
+    summary: `add ip ${object} ${args.join(' ')}`,
+    do: [{ run: ['ip', object, 'add', ...args] }],
+    undo: [{ run: ['ip', object, 'del', ...args] }],
+  };
+}
+
 export const ipRoute: ResourceKind<z.input<typeof schema>> = {
   kind: 'ip-route',
   schema,
   plan(input, facts) {
     const spec = schema.parse(input);
     if (facts.routes.some((r) => routeMatches(r, spec))) return null;
-    const args = routeArgs(spec);
-    return {
-      kind: 'ip-route',
-      id: `ip route ${args.join(' ')}`,
-      action: 'create',
-      summary: `add ip route ${args.join(' ')}`,
-      do: [{ run: ['ip', 'route', 'add', ...args] }],
-      undo: [{ run: ['ip', 'route', 'del', ...args] }],
-    };
+    return ipAddChange('route', routeArgs(spec));
   },
 };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { ResourceKind } from './types.js';
 import type { IpRule } from '../facts/types.js';
+import { ipAddChange } from './ip-route.js';
 
 const schema = z.object({
   fwmark: z.string().regex(/^(0x[0-9a-f]+|\d+)$/i),
@@ -21,14 +22,6 @@ export const ipRule: ResourceKind<Spec> = {
   schema,
   plan(spec, facts) {
     if (facts.rules.some((r) => matchesRule(r, spec))) return null;
-    const args = ['fwmark', spec.fwmark, 'lookup', spec.table];
-    return {
-      kind: 'ip-rule',
-      id: `ip rule ${args.join(' ')}`,
-      action: 'create',
-      summary: `add ip rule ${args.join(' ')}`,
-      do: [{ run: ['ip', 'rule', 'add', ...args] }],
-      undo: [{ run: ['ip', 'rule', 'del', ...args] }],
-    };
+    return ipAddChange('rule', ['fwmark', spec.fwmark, 'lookup', spec.table]);
   },
 };

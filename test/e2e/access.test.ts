@@ -14,39 +14,12 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LAB_DIR, LAB_INVENTORY, HOSTS, labUp, labDown, onHost, dsrctl, snapshotAll, settledSnapshotAll, inventoryVariant, locks, curlSources, type CliResult } from './harness.js';
+import { LAB_DIR, LAB_INVENTORY, HOSTS, UPSTREAMS, labUp, labDown, onHost, run, settledSnapshotAll, inventoryVariant, curlSources, type CliResult } from './harness.js';
+import { show, expectCode, expectSnapshots, expectNoLocks, hostJson } from './expect.js';
+import { CLIENT_IP } from './net.js';
 
-const UPSTREAMS = ['dev1', 'dev2', 'dev3', 'dev4'];
-const CLIENT = '192.168.99.1';
 /** ops's password on the sudo lab: for sudo and for SSH password login */
 const SECRET = 'Lab-s3cret pass';
-
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 6000 ? `[... ${s.length - 6000} chars]\n${s.slice(-6000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
-const run = (args: string[], inventory = LAB_INVENTORY, env: NodeJS.ProcessEnv = {}) => dsrctl([...args, '-i', inventory], { env });
-
-function expectCode(r: CliResult, code: number, what: string): void {
-  expect(r.code, show(r, `${what}: expected exit ${code}`)).toBe(code);
-}
-
-function expectSnapshots(ref: Record<string, string>, what: string): void {
-  const now = snapshotAll();
-  const diff = HOSTS.filter((h) => now[h] !== ref[h]);
-  const detail = diff
-    .map((h) => {
-      const a = new Set(ref[h]!.split('\n'));
-      const b = new Set(now[h]!.split('\n'));
-      return `${h}:\n  - ${[...a].filter((l) => !b.has(l)).join('\n  - ')}\n  + ${[...b].filter((l) => !a.has(l)).join('\n  + ')}`;
-    })
-    .join('\n');
-  expect(diff, `${what}: hosts that differ from the reference snapshot\n${detail}`).toEqual([]);
-}
-
-function expectNoLocks(what: string): void {
-  expect(locks(), `${what}: no host may keep a lock`).toEqual(Object.fromEntries(HOSTS.map((h) => [h, ''])));
-}
 
 function sshdLog(host: string): string {
   try {
@@ -114,7 +87,7 @@ describe('jump host: the upstreams are reachable only through the proxy (DSR_LAB
     expect(accepted('proxy') - proxyBefore, `proxy sshd.log:\n${sshdLog('proxy')}`).toBe(1);
     // and each upstream saw its SSH connection come from the proxy's private address
     for (const h of UPSTREAMS) expect(sshdLog(h), `${h} sshd.log`).toMatch(/Accepted publickey for root from 172\.16\.0\.1 port/);
-    expect(curlSources()).toEqual([CLIENT, CLIENT, CLIENT, CLIENT]);
+    expect(curlSources()).toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
 
     const v = await run(['verify']);
     expectCode(v, 0, 'verify through the proxy');
@@ -131,7 +104,7 @@ describe('jump host: the upstreams are reachable only through the proxy (DSR_LAB
     const bad = inventoryVariant((y) => y.replace('{ name: dev4, ssh_host: 172.16.0.14,', '{ name: dev4, ssh_host: 172.16.0.99, ssh: { connect_timeout: 3 },'));
     const r = await run(['apply', '--yes', '--json'], bad);
     expectCode(r, 1, 'apply with an unreachable upstream');
-    const dev4 = (r.json?.hosts ?? []).find((h: { host: string }) => h.host === 'dev4');
+    const dev4 = hostJson(r.json, 'dev4');
     expect(dev4?.error, show(r)).toMatch(/cannot connect to dev4 \(root@172\.16\.0\.99:22 via proxy root@10\.211\.\d+\.10:22\): proxy \(root@10\.211\.\d+\.10:22\) could not open a/);
     expectSnapshots(before, 'a failed connect changes nothing');
     expectNoLocks('after the failed connect');
@@ -171,7 +144,7 @@ describe('sudo: every host managed as the non-root user ops (DSR_LAB_SUDO=1)', (
     for (const h of HOSTS) expect(sshdLog(h), `${h} sshd.log`).toMatch(/Accepted publickey for ops from /);
     // the journal was written by root (through sudo), not by ops
     for (const h of HOSTS) expect(onHost(h, 'stat -c %U /var/lib/dsrctl/runs').stdout.trim(), h).toBe('root');
-    expect(curlSources()).toEqual([CLIENT, CLIENT, CLIENT, CLIENT]);
+    expect(curlSources()).toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
     const rb = await run(['rollback', '--yes']);
     runs.push(rb);
     expectCode(rb, 0, 'rollback as ops');
@@ -185,7 +158,7 @@ describe('sudo: every host managed as the non-root user ops (DSR_LAB_SUDO=1)', (
     runs.push(j);
     expectCode(j, 1, 'apply with a password-wanting sudo');
     expect(j.json?.result, show(j)).toBe('failed');
-    const dev2 = (j.json?.hosts ?? []).find((h: { host: string }) => h.host === 'dev2');
+    const dev2 = hostJson(j.json, 'dev2');
     expect(dev2?.error, show(j)).toMatch(/dev2 \(ops@10\.211\.\d+\.12:22\): sudo asks ops for a password \("sudo: a password is required"\); nothing was run\. Fix: .*NOPASSWD.*ssh\.sudo_password/);
     expect(j.json?.hosts.filter((h: { error?: string }) => h.error).map((h: { host: string }) => h.host)).toEqual(['dev2']);
     expectSnapshots(before, 'nothing changed');
@@ -218,7 +191,7 @@ describe('sudo: every host managed as the non-root user ops (DSR_LAB_SUDO=1)', (
     const r = await run(['apply', '--yes', '--json'], inv);
     runs.push(r);
     expectCode(r, 1, 'apply with a wrong sudo_password');
-    const dev2 = (r.json?.hosts ?? []).find((h: { host: string }) => h.host === 'dev2');
+    const dev2 = hostJson(r.json, 'dev2');
     expect(dev2?.error, show(r)).toMatch(/sudo did not accept the sudo_password given for ops/);
     expect(r.stdout + r.stderr).not.toContain(wrong);
     expectSnapshots(before, 'a wrong sudo_password changes nothing');

@@ -5,14 +5,8 @@
  *   npm run build && DSR_E2E_PREFIX=doc DSR_E2E_OCTET=6 npx vitest run --project e2e test/e2e/doctor.test.ts
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { HOSTS, LAB_INVENTORY, labUp, labDown, onHost, dsrctl, dsrctlLive, settledSnapshotAll, snapshotAll, curlSources, type CliResult } from './harness.js';
-
-const UPSTREAMS = ['dev1', 'dev2', 'dev3', 'dev4'];
-
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 8000 ? `[... ${s.length - 8000} chars]\n${s.slice(-8000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
+import { HOSTS, UPSTREAMS, LAB_INVENTORY, labUp, labDown, onHost, dsrctl, dsrctlLive, settledSnapshotAll, snapshotAll, curlSources, type CliResult } from './harness.js';
+import { show, expectJson } from './expect.js';
 
 interface Finding {
   id: string;
@@ -25,10 +19,10 @@ interface Finding {
 
 async function doctorJson(what: string): Promise<{ r: CliResult; findings: Finding[] }> {
   const r = await dsrctl(['doctor', '-i', LAB_INVENTORY, '--json']);
-  expect(r.json, show(r, `${what}: stdout is not one JSON document`)).toBeDefined();
-  expect(r.json.command).toBe('doctor');
-  expect(r.json.exitCode).toBe(r.code);
-  return { r, findings: r.json.findings as Finding[] };
+  const j = expectJson(r, what);
+  expect(j.command).toBe('doctor');
+  expect(j.exitCode).toBe(r.code);
+  return { r, findings: j.findings as Finding[] };
 }
 
 const get = (fs: Finding[], host: string, id: string) => fs.find((f) => f.host === host && f.id === id);

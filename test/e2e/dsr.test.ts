@@ -12,10 +12,10 @@
  * This kernel has no act_nat, so the stateless NAT is nftables netdev egress (nat.backend auto).
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { LAB_INVENTORY, HOSTS, labUp, labDown, onHost, dsrctl, snapshotAll, settledSnapshotAll, inventoryVariant, type CliResult } from './harness.js';
+import { HOSTS, UPSTREAMS, labUp, labDown, onHost, run, snapshotAll, settledSnapshotAll, inventoryVariant, inventoryReplacing, type CliResult } from './harness.js';
+import { show, expectCode, expectJson, noStack, expectSnapshots, hostJson, changeCounts } from './expect.js';
 import { digs, digFull, startCapture, stopCapture, PROXY_PUBLIC, UPSTREAM_IPS } from './net.js';
 
-const UPSTREAMS = ['dev1', 'dev2', 'dev3', 'dev4'];
 const STREAM_CONF = '/etc/nginx/dsrctl/stream.conf';
 /** the upstreams' DNS replies as the proxy would see them if they crossed it */
 const REPLY_FILTER = 'udp and src port 53 and src net 172.16.0.0/24';
@@ -23,34 +23,7 @@ const REPLY_FILTER = 'udp and src port 53 and src net 172.16.0.0/24';
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 6000 ? `[... ${s.length - 6000} chars]\n${s.slice(-6000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
-
-const run = (args: string[], inventory = LAB_INVENTORY) => dsrctl([...args, '-i', inventory]);
-
-function expectCode(r: CliResult, code: number, what: string): void {
-  expect(r.code, show(r, `${what}: expected exit ${code}`)).toBe(code);
-}
-
-function expectJson(r: CliResult, what: string): any {
-  expect(r.json, show(r, `${what}: stdout is not one JSON document`)).toBeDefined();
-  return r.json;
-}
-
-const hostJson = (j: any, host: string): any => (j.hosts as any[]).find((h) => h.host === host);
 const kinds = (j: any, host: string): string[] => (hostJson(j, host)?.changes ?? []).map((c: any) => c.kind).sort();
-const changeCounts = (j: any): Record<string, number> => Object.fromEntries((j.hosts as any[]).map((h) => [h.host, h.changes.length]));
-
-/** A lab inventory variant made by replacing text that must be there (so a changed lab.sh fails loudly here). */
-function variant(from: string | RegExp, to: string): string {
-  return inventoryVariant((y) => {
-    const out = y.replace(from, to);
-    if (out === y) throw new Error(`inventory variant: ${String(from)} not found in ${LAB_INVENTORY}`);
-    return out;
-  });
-}
 /** `nat:` is a top-level key: put it before `ssh:` */
 const withNat = (y: string, backend: string) => y.replace(/^ssh:/m, `nat:\n  backend: ${backend}\nssh:`);
 
@@ -69,20 +42,7 @@ function expectNoAnswer(port = 53, what = ''): void {
   expect(r.code, `${what}: dig exit code:\n${r.stdout}${r.stderr}`).not.toBe(0);
 }
 
-const noStack = (r: CliResult, what: string) => expect(r.stderr, show(r, `${what}: a stack trace reached the user`)).not.toMatch(/^\s+at \S/m);
 const NFT_NOTE = /stateless NAT backend: nft \(auto: .*no act_nat/;
-
-/** Compare every host's snapshot to `want`; on a difference, name the host and show its diff. */
-function expectSnapshots(want: Record<string, string>, what: string): void {
-  const now = snapshotAll();
-  for (const h of HOSTS) {
-    if (now[h] === want[h]) continue;
-    const a = want[h]!.split('\n');
-    const b = now[h]!.split('\n');
-    const diff = [...a.filter((l) => !b.includes(l)).map((l) => `- ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`)].join('\n');
-    expect(now[h], `${what}: ${h} differs from its snapshot:\n${diff}`).toBe(want[h]);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -231,7 +191,7 @@ function dsrSuite(mode: Mode): void {
     it('7. refusals: exit 2 with the reason, nothing touched (protocol http, tc with a port change, tc without act_nat, overlapping client network)', async () => {
       // state: pristine (every host has changes pending, so a run that touched anything would show)
       const cases: { name: string; file: string; code: number; says: RegExp }[] = [
-        { name: 'protocol http in a DSR mode', file: variant('protocol: udp', 'protocol: http'), code: 2, says: new RegExp(`service\\.protocol: ${mode} works for UDP only`) },
+        { name: 'protocol http in a DSR mode', file: inventoryReplacing('protocol: udp', 'protocol: http'), code: 2, says: new RegExp(`service\\.protocol: ${mode} works for UDP only`) },
         {
           name: 'listen_port 5353 with nat.backend tc',
           file: inventoryVariant((y) => withNat(y.replace(/listen_port: 53$/m, 'listen_port: 5353'), 'tc')),
@@ -240,7 +200,7 @@ function dsrSuite(mode: Mode): void {
         },
         {
           name: 'client_networks overlapping the upstreams',
-          file: variant(/^( {2}upstream_port: 53)$/m, '$1\n  client_networks: [172.16.0.0/24]'),
+          file: inventoryReplacing(/^( {2}upstream_port: 53)$/m, '$1\n  client_networks: [172.16.0.0/24]'),
           code: 2,
           says: /service\.client_networks\[0\]: 172\.16\.0\.0\/24 contains upstream dev1 .*must not overlap/,
         },
@@ -270,7 +230,7 @@ function dsrSuite(mode: Mode): void {
 
     it('8. listen_port 5353 -> upstream 53: nft rewrites the source port back; dig -p 5353 gets clean answers; rollback restores', async () => {
       // state: pristine
-      const file = variant(/listen_port: 53$/m, 'listen_port: 5353');
+      const file = inventoryReplacing(/listen_port: 53$/m, 'listen_port: 5353');
       const r = await run(['apply', '--yes', '--json'], file);
       expectCode(r, 0, 'apply with listen_port 5353');
       const j = expectJson(r, 'apply with listen_port 5353');
@@ -306,7 +266,7 @@ function dsrSuite(mode: Mode): void {
 
         it('9a. ip-transparency (udp) applies and answers; its MARK rules are on the proxy', async () => {
           // state: pristine
-          const it1 = await run(['apply', '--yes', '--json'], variant(/^mode: .*$/m, 'mode: ip-transparency'));
+          const it1 = await run(['apply', '--yes', '--json'], inventoryReplacing(/^mode: .*$/m, 'mode: ip-transparency'));
           expectCode(it1, 0, 'apply ip-transparency');
           const marks = onHost('proxy', 'iptables-save -t mangle | grep -c -- "-j MARK"').stdout.trim();
           expect(marks, 'four MARK rules (one per upstream)').toBe('4');

@@ -42,7 +42,6 @@ import {
   onHost,
   dsrctl,
   dsrctlLive,
-  snapshot,
   snapshotAll,
   settledSnapshotAll,
   inventoryVariant,
@@ -50,52 +49,25 @@ import {
   killSshSessions,
   sleep,
   waitUntil,
+  changedHosts,
   LAB_DIR,
   type CliResult,
   type LiveRun,
 } from './harness.js';
+import { show, output, expectSnapshots, snapshotDiff } from './expect.js';
+import { PROXY_PRIVATE } from './net.js';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-const PROXY_PRIVATE = '172.16.0.1';
-const CLIENT = '192.168.99.1';
 const SWITCH_S = 10;
 const UPSTREAMS_DONE = /^✔ apply changes on dev1, dev2, dev3, dev4$/;
 const PROXY_DONE = /^✔ apply \d+ change\(s\) on proxy$/;
-
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 8000 ? `[... ${s.length - 8000} chars]\n${s.slice(-8000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
-const out = (r: CliResult) => r.stdout + r.stderr;
 
 let before: Record<string, string>;
 /** the hosts after one clean apply of FAST */
 let applied: Record<string, string>;
 let FAST: string;
 const run = (args: string[], inv = FAST) => dsrctl([...args, '-i', inv]);
-
-/** Hosts that differ from `ref` right now. */
-function differing(ref: Record<string, string>, hosts: readonly string[] = HOSTS): string[] {
-  return hosts.filter((h) => snapshot(h) !== ref[h]);
-}
-
-function diffText(ref: Record<string, string>, hosts: readonly string[] = HOSTS): string {
-  const now = snapshotAll(hosts);
-  return hosts
-    .filter((h) => now[h] !== ref[h])
-    .map((h) => {
-      const a = new Set(ref[h]!.split('\n'));
-      const b = new Set(now[h]!.split('\n'));
-      return `${h}:\n  - ${[...a].filter((l) => !b.has(l)).join('\n  - ')}\n  + ${[...b].filter((l) => !a.has(l)).join('\n  + ')}`;
-    })
-    .join('\n');
-}
-
-function expectSame(ref: Record<string, string>, what: string, hosts: readonly string[] = HOSTS): void {
-  const d = differing(ref, hosts);
-  expect(d, `${what}: hosts that differ\n${d.length ? diffText(ref, d) : ''}`).toEqual([]);
-}
 
 const noLocks = () => Object.values(locks()).every((l) => l === '');
 
@@ -106,7 +78,7 @@ function record(fault: string, r: CliResult, outcome: string): void {
   // DSR_E2E_VERBOSE=1: also the run's own words about the failure
   if (process.env.DSR_E2E_VERBOSE)
     OUTCOMES.push(
-      ...out(r)
+      ...output(r)
         .split('\n')
         .filter((l) => /fail|rollback|rolled|dead-man|reach|lost|timed out/i.test(l) && !/^\s+undone /.test(l))
         .map((l) => `    | ${l.slice(0, 300)}`),
@@ -131,7 +103,7 @@ it('reference: a clean apply, then rollback', async () => {
   applied = snapshotAll();
   const rb = await run(['rollback', '--yes']);
   expect(rb.code, show(rb)).toBe(0);
-  expectSame(before, 'after rollback');
+  expectSnapshots(before, 'after rollback');
 });
 
 describe('the agent dies', () => {
@@ -147,24 +119,24 @@ describe('the agent dies', () => {
     expect(held.dev1, 'dev1 is still locked').toMatch(/^run=\S+ command=apply /);
 
     // the switches fire SWITCH_S seconds after each host's apply started
-    const reverted = await waitUntil(() => noLocks() && differing(before).length === 0, (SWITCH_S + 10) * 1000);
+    const reverted = await waitUntil(() => noLocks() && changedHosts(before, HOSTS).length === 0, (SWITCH_S + 10) * 1000);
     const took = (Date.now() - t0) / 1000;
-    expect(reverted, `every host reverts within ${SWITCH_S + 10} s of the kill\n${diffText(before)}\nlocks: ${JSON.stringify(locks())}`).toBe(true);
+    expect(reverted, `every host reverts within ${SWITCH_S + 10} s of the kill\n${snapshotDiff(before)}\nlocks: ${JSON.stringify(locks())}`).toBe(true);
     // loose: each poll snapshots five hosts, slow when the machine is busy
     expect(took).toBeLessThanOrEqual(SWITCH_S + 6);
 
     const v = await run(['verify']);
     expect(v.code, show(v, 'verify after the reverts')).toBe(1);
-    expect(out(v), show(v)).toMatch(/reverted/);
-    for (const h of HOSTS) expect(out(v), show(v, `${h}'s revert is reported`)).toMatch(new RegExp(`REVERTED ${h}: reverted run`));
+    expect(output(v), show(v)).toMatch(/reverted/);
+    for (const h of HOSTS) expect(output(v), show(v, `${h}'s revert is reported`)).toMatch(new RegExp(`REVERTED ${h}: reverted run`));
 
     const again = await run(['apply', '--yes']);
     expect(again.code, show(again, 'apply after the reverts')).toBe(0);
-    expect(out(again), show(again, 'the earlier revert is reported')).toMatch(/dev1: reverted run \S+ by itself/);
-    expectSame(applied, 'the new apply');
+    expect(output(again), show(again, 'the earlier revert is reported')).toMatch(/dev1: reverted run \S+ by itself/);
+    expectSnapshots(applied, 'the new apply');
     const rb = await run(['rollback', '--yes']);
     expect(rb.code, show(rb)).toBe(0);
-    expectSame(before, 'after rollback');
+    expectSnapshots(before, 'after rollback');
     expect(noLocks()).toBe(true);
     record('agent SIGKILLed after the upstream changes', r, `hosts reverted by their switches after ${took.toFixed(1)} s; verify exit ${v.code}; next apply exit ${again.code}`);
   });
@@ -181,28 +153,28 @@ describe('the management link of an upstream drops', () => {
     try {
       const r = await live.done;
       const took = (Date.now() - t0) / 1000;
-      const text = out(r);
+      const text = output(r);
       expect([1, 3], show(r, 'exit 3 (rollback incomplete on dev3) or 1')).toContain(r.code);
       expect(took, show(r, 'the run ends within 60 s')).toBeLessThanOrEqual(60);
       expect(text, show(r, 'dev3 is named as unreachable')).toMatch(/dev3\b[^\n]*(could not be reached|unreachable|not reachable|timed out|connection)/i);
       expect(text, show(r, "dev3's dead-man's switch is mentioned")).toMatch(/dead-man's switch/);
       if (r.code === 3) expect(text, show(r)).toMatch(/Rollback did not complete on [^\n]*dev3/);
       const others = HOSTS.filter((h) => h !== 'dev3');
-      expectSame(before, 'every other host at the end of the run', others);
+      expectSnapshots(before, 'every other host at the end of the run', others);
 
       // dev3's own switch reverts it, link or no link
       const wait = SWITCH_S * 1000 + 2000 - (Date.now() - t0);
       if (wait > 0) await sleep(wait);
       onHost('dev3', ['ip', 'link', 'set', 'mgmt0', 'up']);
       linkUp = true;
-      const ok = await waitUntil(() => differing(before, ['dev3']).length === 0, 10_000);
-      expect(ok, `dev3 reverted by itself\n${diffText(before, ['dev3'])}`).toBe(true);
+      const ok = await waitUntil(() => changedHosts(before, ['dev3']).length === 0, 10_000);
+      expect(ok, `dev3 reverted by itself\n${snapshotDiff(before, ['dev3'])}`).toBe(true);
       await waitUntil(() => onHost('dev3', 'ip -6 addr show tentative').stdout.trim() === '', 5000);
-      expectSame(before, 'every host once dev3 is back');
+      expectSnapshots(before, 'every host once dev3 is back');
 
       const v = await run(['verify']);
       expect(v.code, show(v)).toBe(1);
-      expect(out(v), show(v, "verify reports dev3's revert")).toMatch(/REVERTED dev3: reverted run/);
+      expect(output(v), show(v, "verify reports dev3's revert")).toMatch(/REVERTED dev3: reverted run/);
       expect(noLocks(), JSON.stringify(locks())).toBe(true);
       record("dev3's mgmt0 down after the upstream changes", r, `run ended after ${took.toFixed(1)} s; others rolled back; dev3 reverted by its switch`);
     } finally {
@@ -231,7 +203,7 @@ describe("an upstream's SSH connection is killed", () => {
       const r = await live.done;
       const took = (Date.now() - t0) / 1000;
       const atExit = snapshotAll();
-      const text = out(r);
+      const text = output(r);
       const dev2Run = onHost('dev2', `ls /var/lib/dsrctl/runs 2>/dev/null | tail -n 1`).stdout.trim();
       const dev2Status = dev2Run ? onHost('dev2', `cat /var/lib/dsrctl/runs/${dev2Run}/status 2>/dev/null`).stdout.trim() : '';
       let outcome: string;
@@ -243,7 +215,7 @@ describe("an upstream's SSH connection is killed", () => {
         outcome = 'applied and verified';
       } else if (r.code === 1) {
         const d = HOSTS.filter((h) => atExit[h] !== before[h]);
-        expect(d, show(r, `exit 1: every host must be as before at exit; differ: ${d}\n${diffText(before, d)}`)).toEqual([]);
+        expect(d, show(r, `exit 1: every host must be as before at exit; differ: ${d}\n${snapshotDiff(before, d)}`)).toEqual([]);
         expect(text, show(r)).toMatch(/rolled back|Nothing was changed/);
         outcome = 'every host as before at exit';
       } else {
@@ -259,8 +231,8 @@ describe("an upstream's SSH connection is killed", () => {
       // after the switch delay: nothing half-done anywhere
       await sleep(Math.max(0, SWITCH_S * 1000 + 2500 - (Date.now() - t0)));
       const ref = r.code === 0 ? applied : before;
-      const same = await waitUntil(() => differing(ref).length === 0, 5000);
-      expect(same, `${SWITCH_S} s later every host is ${r.code === 0 ? 'applied' : 'as before'}\n${diffText(ref)}\n${show(r)}`).toBe(true);
+      const same = await waitUntil(() => changedHosts(ref, HOSTS).length === 0, 5000);
+      expect(same, `${SWITCH_S} s later every host is ${r.code === 0 ? 'applied' : 'as before'}\n${snapshotDiff(ref)}\n${show(r)}`).toBe(true);
       // ... and no lock left behind: a lock nobody will release makes the next apply refuse
       const left = Object.entries(locks()).filter(([, l]) => l !== '');
       if (left.length) outcome += `; LOCK LEFT on ${left.map(([h, l]) => `${h} (${l.split(' ')[0]})`).join(', ')}`;
@@ -272,7 +244,7 @@ describe("an upstream's SSH connection is killed", () => {
       // clean slate for the next test, whatever happened (a left-over lock included)
       const rb = await run(['rollback', '--yes', '--break-lock']);
       expect(rb.code, show(rb)).toBe(0);
-      expectSame(before, 'after rollback');
+      expectSnapshots(before, 'after rollback');
       expect(noLocks(), JSON.stringify(locks())).toBe(true);
     }
   }
@@ -329,12 +301,12 @@ describe('a change fails on the proxy', () => {
       const ref = snapshotAll();
       const r = await run(['apply', '--yes']);
       expect(r.code, show(r)).toBe(1);
-      expect(out(r), show(r)).toMatch(/nginx -t rejected/);
-      expect(out(r), show(r)).toMatch(/rolled itself back proxy/);
+      expect(output(r), show(r)).toMatch(/nginx -t rejected/);
+      expect(output(r), show(r)).toMatch(/rolled itself back proxy/);
       expect(onHost('proxy', 'kill -0 $(cat /run/nginx.pid) && echo running').stdout.trim(), 'the proxy nginx is still running').toBe('running');
       const body = onHost('client', ['curl', '-sS', '--max-time', '3', 'http://192.168.99.10/']);
       expect(body.stdout, `the proxy still serves: ${body.stdout}${body.stderr}`).toMatch(new RegExp(`Hello from dev\\d\\. You connected from ${PROXY_PRIVATE.replace(/\./g, '\\.')}:`));
-      expectSame(ref, 'after the rejected config');
+      expectSnapshots(ref, 'after the rejected config');
       for (const h of HOSTS.filter((x) => x !== 'proxy'))
         expect(onHost(h, 'ls /var/lib/dsrctl/runs 2>/dev/null').stdout, `${h} ran no apply script`).toBe(runsBefore[h]);
       expect(noLocks(), JSON.stringify(locks())).toBe(true);
@@ -342,7 +314,7 @@ describe('a change fails on the proxy', () => {
     } finally {
       onHost('proxy', `rm -f ${conflict}`);
     }
-    expectSame(before, 'conflict file removed');
+    expectSnapshots(before, 'conflict file removed');
   });
 
   it('a command fails half-way through the proxy script: it rolls itself back, the upstreams are never touched', async () => {
@@ -353,14 +325,14 @@ describe('a change fails on the proxy', () => {
     try {
       const ref = snapshotAll();
       const r = await run(['apply', '--yes']);
-      const text = out(r);
+      const text = output(r);
       expect(r.code, show(r)).toBe(1);
       expect(text, show(r, 'the failing change is named')).toMatch(/change 5: add ip route local 0\.0\.0\.0\/0 dev lo table 100: .*File exists/);
       expect(text, show(r)).toMatch(/rolled itself back proxy/);
       for (const undone of [/undone add ip rule fwmark 0x1 lookup 100/, /undone set net\.ipv4\.ip_forward/, /undone .*app\.conf/, /undone .*nginx\.conf/])
         expect(text, show(r, `the self-rollback lists ${undone}`)).toMatch(undone);
       expect(text, show(r)).not.toMatch(/apply changes on dev/);
-      expectSame(ref, 'after the failed proxy script');
+      expectSnapshots(ref, 'after the failed proxy script');
       for (const h of HOSTS.filter((x) => x !== 'proxy'))
         expect(onHost(h, 'ls /var/lib/dsrctl/runs 2>/dev/null').stdout, `${h} ran no apply script`).toBe(runsBefore[h]);
       expect(noLocks(), JSON.stringify(locks())).toBe(true);
@@ -370,6 +342,6 @@ describe('a change fails on the proxy', () => {
     } finally {
       onHost('proxy', 'ip route del default via 192.168.99.254 table 100');
     }
-    expectSame(before, 'the extra route removed');
+    expectSnapshots(before, 'the extra route removed');
   });
 });

@@ -26,6 +26,7 @@ export const LAB_DIR = join(ROOT, `.lab-${PREFIX}`);
 export const LAB_INVENTORY = join(LAB_DIR, 'lab.yaml');
 export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: process.env.DSR_E2E_OCTET ?? String(100 + POOL) };
 export const HOSTS = ['proxy', 'dev1', 'dev2', 'dev3', 'dev4'] as const;
+export const UPSTREAMS: readonly string[] = ['dev1', 'dev2', 'dev3', 'dev4'];
 
 export function lab(args: string[], env: NodeJS.ProcessEnv = {}) {
   const r = spawnSync('bash', [LAB, ...args], { encoding: 'utf8', env: { ...process.env, ...LAB_ENV, ...env }, maxBuffer: 64 << 20 });
@@ -77,6 +78,11 @@ export function dsrctl(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
       resolve(res);
     });
   });
+}
+
+/** `dsrctl ARGS -i INVENTORY` (the lab's by default). */
+export function run(args: string[], inventory = LAB_INVENTORY, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return dsrctl([...args, '-i', inventory], { env });
 }
 
 /**
@@ -133,6 +139,15 @@ export function inventoryVariant(edit: (yaml: string) => string): string {
   const file = join(dir, 'inventory.yaml');
   writeFileSync(file, edit(readFileSync(LAB_INVENTORY, 'utf8')));
   return file;
+}
+
+/** A lab inventory variant made by replacing text that must be there (so a changed lab.sh fails loudly here). */
+export function inventoryReplacing(from: string | RegExp, to: string): string {
+  return inventoryVariant((y) => {
+    const out = y.replace(from, to);
+    if (out === y) throw new Error(`inventory variant: ${String(from)} not found in ${LAB_INVENTORY}`);
+    return out;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,50 +20,15 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HOSTS, LAB_INVENTORY, labUp, labDown, onHost, dsrctl, snapshotAll, curlSources, inventoryVariant, waitForIpv6Settled, type CliResult } from './harness.js';
-
-const CLIENT = '192.168.99.1';
-const PROXY_PRIVATE = '172.16.0.1';
-const UPSTREAMS = ['dev1', 'dev2', 'dev3', 'dev4'];
+import { HOSTS, UPSTREAMS, LAB_INVENTORY, labUp, labDown, onHost, run, snapshotAll, curlSources, inventoryReplacing, waitForIpv6Settled } from './harness.js';
+import { show, expectCode, expectJson, noStack, hostJson, changeCounts } from './expect.js';
+import { hello, CLIENT_IP, PROXY_PRIVATE } from './net.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-/** Everything a person needs when a CLI expectation fails. */
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 6000 ? `[... ${s.length - 6000} chars]\n${s.slice(-6000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
-
-async function run(args: string[], inventory = LAB_INVENTORY): Promise<CliResult> {
-  return dsrctl([...args, '-i', inventory]);
-}
-
-function expectCode(r: CliResult, code: number, what: string): void {
-  expect(r.code, show(r, `${what}: expected exit ${code}`)).toBe(code);
-}
-
-function expectJson(r: CliResult, what: string): any {
-  expect(r.json, show(r, `${what}: stdout is not one JSON document`)).toBeDefined();
-  return r.json;
-}
-
-/** Per host: how many changes the JSON (plan or apply) lists. */
-function changeCounts(json: any): Record<string, number> {
-  return Object.fromEntries((json.hosts as any[]).map((h) => [h.host, h.changes.length]));
-}
-
 function totalChanges(json: any): number {
   return (json.hosts as any[]).reduce((n, h) => n + h.changes.length, 0);
-}
-
-/** `n` requests from the client in one exec: who answered and whom they saw. */
-function hello(n = 4): { names: string[]; sources: string[]; raw: string } {
-  const r = onHost('client', `for i in $(seq ${n}); do curl -sS --max-time 3 http://192.168.99.10/ || echo "curl failed"; done`);
-  const raw = r.stdout + r.stderr;
-  const names = [...raw.matchAll(/Hello from ([^.\s]+)\./g)].map((m) => m[1]!);
-  const sources = [...raw.matchAll(/You connected from ([0-9.]+):/g)].map((m) => m[1]!);
-  return { names, sources, raw };
 }
 
 /** What dsrctl keeps on each host: its run journals and the last-run pointer (a run that really ran leaves one). */
@@ -71,15 +36,6 @@ function stateDirs(): Record<string, string> {
   return Object.fromEntries(
     HOSTS.map((h) => [h, onHost(h, 'ls -1 /var/lib/dsrctl/runs 2>/dev/null; echo "last-run: $(cat /var/lib/dsrctl/last-run 2>/dev/null)"').stdout]),
   );
-}
-
-/** A lab inventory variant made by replacing text that must be there (so a changed lab.sh fails loudly here). */
-function variant(from: string | RegExp, to: string): string {
-  return inventoryVariant((y) => {
-    const out = y.replace(from, to);
-    if (out === y) throw new Error(`inventory variant: ${String(from)} not found in ${LAB_INVENTORY}`);
-    return out;
-  });
 }
 
 const labInventoryText = () => readFileSync(LAB_INVENTORY, 'utf8');
@@ -104,8 +60,6 @@ function tmp(): string {
   tmpDirs.push(d);
   return d;
 }
-
-const noStack = (r: CliResult, what: string) => expect(r.stderr, show(r, `${what}: a stack trace reached the user`)).not.toMatch(/^\s+at \S/m);
 
 // ---------------------------------------------------------------------------------------------
 
@@ -138,15 +92,15 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     expect(Object.keys(counts).sort(), show(r, 'hosts in the JSON')).toEqual([...HOSTS].sort());
     for (const h of HOSTS) expect(counts[h], show(r, `${h} should have changes in the first apply`)).toBeGreaterThan(0);
     for (const u of UPSTREAMS)
-      expect(j.hosts.find((h: any) => h.host === u).changes.map((c: any) => c.kind), show(r, `${u}: its default route`)).toContain('default-route');
+      expect(hostJson(j, u).changes.map((c: any) => c.kind), show(r, `${u}: its default route`)).toContain('default-route');
 
-    expect(curlSources(), 'after apply every upstream must see the client\'s own address').toEqual([CLIENT, CLIENT, CLIENT, CLIENT]);
+    expect(curlSources(), 'after apply every upstream must see the client\'s own address').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
     // four requests, round robin: every upstream answers. nginx's round robin is per worker, so
     // allow a few more requests before calling an upstream missing.
     const first = hello(4);
     const more = new Set(first.names).size === 4 ? first : hello(12);
     expect(new Set(more.names), `answers from the client:\n${first.raw}${more === first ? '' : more.raw}`).toEqual(new Set(UPSTREAMS));
-    expect(new Set([...first.sources, ...more.sources]), first.raw).toEqual(new Set([CLIENT]));
+    expect(new Set([...first.sources, ...more.sources]), first.raw).toEqual(new Set([CLIENT_IP]));
   });
 
   it('3. a second apply changes nothing: 0 changes, at most 3 execs per host, hosts byte for byte the same', async () => {
@@ -193,12 +147,12 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     const before = snapshotAll();
     const runsBefore = stateDirs();
     const cases: { name: string; file: string; says: RegExp }[] = [
-      { name: 'upstream ip is a CIDR', file: variant('ip: 172.16.0.12,', 'ip: 172.16.0.0/24,'), says: /upstreams\[1\]\.ip/ },
-      { name: 'shell in an interface name', file: variant('public_interface: pub0', 'public_interface: "pub0; reboot"'), says: /proxy\.public_interface/ },
-      { name: 'duplicated upstream name', file: variant('name: dev3,', 'name: dev2,'), says: /upstreams\[2\]\.name.*dev2|dev2.*upstreams\[2\]\.name/ },
-      { name: 'listen_port out of range', file: variant(/listen_port: \d+/, 'listen_port: 70000'), says: /service\.listen_port/ },
-      { name: 'YAML that does not parse', file: variant(/^proxy:/m, 'proxy: [unclosed'), says: /YAML.*line \d+/i },
-      { name: 'dsr-router-nat with http', file: variant(/^mode: .*/m, 'mode: dsr-router-nat'), says: /service\.protocol|mode/ },
+      { name: 'upstream ip is a CIDR', file: inventoryReplacing('ip: 172.16.0.12,', 'ip: 172.16.0.0/24,'), says: /upstreams\[1\]\.ip/ },
+      { name: 'shell in an interface name', file: inventoryReplacing('public_interface: pub0', 'public_interface: "pub0; reboot"'), says: /proxy\.public_interface/ },
+      { name: 'duplicated upstream name', file: inventoryReplacing('name: dev3,', 'name: dev2,'), says: /upstreams\[2\]\.name.*dev2|dev2.*upstreams\[2\]\.name/ },
+      { name: 'listen_port out of range', file: inventoryReplacing(/listen_port: \d+/, 'listen_port: 70000'), says: /service\.listen_port/ },
+      { name: 'YAML that does not parse', file: inventoryReplacing(/^proxy:/m, 'proxy: [unclosed'), says: /YAML.*line \d+/i },
+      { name: 'dsr-router-nat with http', file: inventoryReplacing(/^mode: .*/m, 'mode: dsr-router-nat'), says: /service\.protocol|mode/ },
     ];
     // all at once: each is refused before any connection, so they cannot interfere
     const runs = cases.flatMap((c) => [['apply', '--yes'], ['plan']].map((args) => ({ c, args, r: run(args, c.file) })));
@@ -230,7 +184,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     const other = readFileSync(join(dir, 'other.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
     const wrong = join(dir, 'known_hosts.wrong-dev3');
     writeFileSync(wrong, real.replace(dev3Line!, `${dev3} ${other}`));
-    const mismatch = await run(['apply', '--yes'], variant(/known_hosts: \S+/, `known_hosts: ${wrong}`));
+    const mismatch = await run(['apply', '--yes'], inventoryReplacing(/known_hosts: \S+/, `known_hosts: ${wrong}`));
     const out = mismatch.stdout + mismatch.stderr;
     expect(mismatch.code, show(mismatch, 'apply with a wrong key for dev3 must fail')).not.toBe(0);
     expect([1, 2], show(mismatch, 'a refused run is exit 1 (failed, nothing changed) or 2 (bad input)')).toContain(mismatch.code);
@@ -244,7 +198,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     // dev4 missing from known_hosts
     const without = join(dir, 'known_hosts.without-dev4');
     writeFileSync(without, real.split('\n').filter((l) => !l.startsWith(`${sshHostOf('dev4')} `)).join('\n'));
-    const unknown = await run(['apply', '--yes'], variant(/known_hosts: \S+/, `known_hosts: ${without}`));
+    const unknown = await run(['apply', '--yes'], inventoryReplacing(/known_hosts: \S+/, `known_hosts: ${without}`));
     const out2 = unknown.stdout + unknown.stderr;
     expect([1, 2], show(unknown, 'apply with dev4 not in known_hosts must be refused')).toContain(unknown.code);
     expect(out2, show(unknown, 'must name dev4')).toMatch(/dev4/);
@@ -268,7 +222,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
       { name: 'known_hosts is a directory', path: join(dir, 'a-directory'), field: /known_hosts: \S+/, key: 'known_hosts' },
     ];
     expect(privateKeyPath()).toBeTruthy();
-    const results = await Promise.all(cases.map((c) => run(['apply', '--yes'], variant(c.field, `${c.key}: ${c.path}`))));
+    const results = await Promise.all(cases.map((c) => run(['apply', '--yes'], inventoryReplacing(c.field, `${c.key}: ${c.path}`))));
     for (const [i, c] of cases.entries()) {
       const r = results[i]!;
       const what = `${c.name} (${c.path})`;
@@ -294,10 +248,10 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     expectCode(p, 0, 'plan --json with drift');
     const pj = expectJson(p, 'plan --json with drift');
     expect(changeCounts(pj), show(p, 'exactly one change on the proxy and one on dev2')).toEqual({ proxy: 1, dev1: 0, dev2: 1, dev3: 0, dev4: 0 });
-    const proxyChange = pj.hosts.find((h: any) => h.host === 'proxy').changes[0];
+    const proxyChange = hostJson(pj, 'proxy').changes[0];
     expect(proxyChange.kind, show(p)).toBe('ip-rule');
     expect(proxyChange.summary, show(p)).toMatch(/fwmark 0x1 lookup 100/);
-    const dev2Change = pj.hosts.find((h: any) => h.host === 'dev2').changes[0];
+    const dev2Change = hostJson(pj, 'dev2').changes[0];
     expect(dev2Change.kind, show(p)).toBe('default-route');
     expect(dev2Change.summary, show(p)).toMatch(/172\.16\.0\.254.*->.*172\.16\.0\.1/);
 
@@ -306,7 +260,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     const r = await run(['apply', '--yes', '--json']);
     expectCode(r, 0, 'repair apply');
     expect(changeCounts(expectJson(r, 'repair apply')), show(r, 'the repair touches exactly the two drifted things')).toEqual({ proxy: 1, dev1: 0, dev2: 1, dev3: 0, dev4: 0 });
-    expect(curlSources(), 'after the repair the upstreams see the client again').toEqual([CLIENT, CLIENT, CLIENT, CLIENT]);
+    expect(curlSources(), 'after the repair the upstreams see the client again').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
     // (that nothing else is pending after the repair, 5b's plan shows: exactly its one change)
   });
 
@@ -319,7 +273,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     expectCode(p, 0, 'plan --json with nginx.conf drift');
     const pj = expectJson(p, 'plan --json with nginx.conf drift');
     expect(changeCounts(pj), show(p, 'exactly one change, on the proxy')).toEqual({ proxy: 1, dev1: 0, dev2: 0, dev3: 0, dev4: 0 });
-    const c = pj.hosts.find((h: any) => h.host === 'proxy').changes[0];
+    const c = hostJson(pj, 'proxy').changes[0];
     expect(c.id ?? c.summary, show(p)).toMatch(/\/etc\/nginx\/nginx\.conf/);
     expect(c.diff, show(p, 'the change must carry a diff')).toEqual(expect.stringContaining('-user www-data;'));
     expect(c.diff, show(p)).toEqual(expect.stringContaining('+user root;'));
@@ -332,7 +286,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     expect(totalChanges(expectJson(r, 'repair of nginx.conf')), show(r)).toBe(1);
     const g = onHost('proxy', "grep -c '^user root;' /etc/nginx/nginx.conf");
     expect(g.stdout.trim(), 'nginx.conf has user root; again').toBe('1');
-    expect(curlSources(), 'still transparent after the repair').toEqual([CLIENT, CLIENT, CLIENT, CLIENT]);
+    expect(curlSources(), 'still transparent after the repair').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
     expectCode(await run(['plan', '--detailed-exitcode']), 0, 'plan --detailed-exitcode after the nginx.conf repair');
   });
 

@@ -1,13 +1,14 @@
 /**
- * Packet-level helpers for the e2e files (dsr.test.ts, stream.test.ts): DNS queries from the
- * client and tcpdump captures inside lab hosts. Built on harness.ts's onHost; nothing here
- * changes a host's network state (a capture is a process writing to the host's private /tmp).
+ * Packet-level helpers for the e2e files: the lab's addresses, DNS and HTTP requests from the
+ * client, and tcpdump captures inside lab hosts. Built on harness.ts's onHost; nothing here changes
+ * a host's network state (a capture is a process writing to the host's private /tmp).
  */
 import { quote } from 'shell-quote';
 import { onHost } from './harness.js';
 
 export const PROXY_PUBLIC = '192.168.99.10';
 export const CLIENT_IP = '192.168.99.1';
+export const PROXY_PRIVATE = '172.16.0.1';
 export const UPSTREAM_IPS = ['172.16.0.11', '172.16.0.12', '172.16.0.13', '172.16.0.14'];
 
 export interface DigRun {
@@ -34,6 +35,13 @@ export function digs(n = 8, opts: { port?: number; server?: string; name?: strin
     return lines.length === 1 && /^\d+\.\d+\.\d+\.\d+$/.test(lines[0]!.trim()) ? lines[0]!.trim() : undefined;
   });
   return { answers, outputs, raw };
+}
+
+/** `n` HTTP requests from the client in one exec (`url`: the proxy's port 80 by default): who answered and whom they saw. */
+export function hello(n = 4, url = `http://${PROXY_PUBLIC}/`): { names: string[]; sources: string[]; raw: string } {
+  const r = onHost('client', `for i in $(seq ${n}); do curl -sS --max-time 3 ${url} || echo "curl failed"; done`);
+  const raw = r.stdout + r.stderr;
+  return { names: [...raw.matchAll(/Hello from ([^.\s]+)\./g)].map((m) => m[1]!), sources: [...raw.matchAll(/You connected from ([0-9.]+):/g)].map((m) => m[1]!), raw };
 }
 
 /** One full (not +short) dig from the client: what a person reads to see that nothing is odd. */

@@ -8,40 +8,9 @@
  * (the pre-dsrctl state, `before`), checked byte for byte with harness.snapshotAll().
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { LAB_INVENTORY, HOSTS, labUp, labDown, onHost, dsrctl, snapshotAll, inventoryVariant, locks, settledSnapshotAll, type CliResult } from './harness.js';
-
-const PROXY_PRIVATE = '172.16.0.1';
-const CLIENT = '192.168.99.1';
-const UPSTREAMS = ['dev1', 'dev2', 'dev3', 'dev4'];
-
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 6000 ? `[... ${s.length - 6000} chars]\n${s.slice(-6000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
-const out = (r: CliResult) => r.stdout + r.stderr;
-const run = (args: string[], inventory = LAB_INVENTORY) => dsrctl([...args, '-i', inventory]);
-
-function expectCode(r: CliResult, code: number, what: string): void {
-  expect(r.code, show(r, `${what}: expected exit ${code}`)).toBe(code);
-}
-
-/** Every host byte for byte as in `ref`; the message names the hosts that differ and shows a diff. */
-function expectSnapshots(ref: Record<string, string>, what: string): void {
-  const now = snapshotAll();
-  const diff = HOSTS.filter((h) => now[h] !== ref[h]);
-  const detail = diff
-    .map((h) => {
-      const a = new Set(ref[h]!.split('\n'));
-      const b = new Set(now[h]!.split('\n'));
-      return `${h}:\n  - ${[...a].filter((l) => !b.has(l)).join('\n  - ')}\n  + ${[...b].filter((l) => !a.has(l)).join('\n  + ')}`;
-    })
-    .join('\n');
-  expect(diff, `${what}: hosts that differ from the reference snapshot\n${detail}`).toEqual([]);
-}
-
-function expectNoLocks(what: string): void {
-  expect(locks(), `${what}: no host may keep a lock`).toEqual(Object.fromEntries(HOSTS.map((h) => [h, ''])));
-}
+import { HOSTS, UPSTREAMS, labUp, labDown, onHost, run, snapshotAll, inventoryReplacing, locks, settledSnapshotAll } from './harness.js';
+import { show, output, expectCode, expectSnapshots, expectNoLocks } from './expect.js';
+import { CLIENT_IP, PROXY_PRIVATE } from './net.js';
 
 let before: Record<string, string>;
 /** The hosts after one clean apply of the lab inventory. */
@@ -77,7 +46,7 @@ describe('verify', () => {
     const v = await run(['verify']);
     expectCode(v, 0, 'verify after apply');
     expect(v.stdout).toMatch(/Verification passed/);
-    expect(v.stdout).toContain(`You connected from ${CLIENT}:`);
+    expect(v.stdout).toContain(`You connected from ${CLIENT_IP}:`);
     expectNoLocks('after apply and verify');
   });
 });
@@ -112,14 +81,10 @@ describe('rollback', () => {
 
 describe('a failing check rolls every host back', () => {
   it('an unreachable ping target: exit 1, names the check, every host as before', async () => {
-    const inv = inventoryVariant((y) => {
-      const v = y.replace(/ping_targets: \[\]/, 'ping_targets: [192.168.99.77]');
-      if (v === y) throw new Error('lab inventory has no "ping_targets: []"');
-      return v;
-    });
+    const inv = inventoryReplacing(/ping_targets: \[\]/, 'ping_targets: [192.168.99.77]');
     const r = await run(['apply', '--yes'], inv);
     expectCode(r, 1, 'apply with an unreachable ping target');
-    const text = out(r);
+    const text = output(r);
     expect(text, show(r, 'the failed check is named')).toMatch(/FAIL dev1 reaches 192\.168\.99\.77/);
     expect(text, show(r, 'the failure summary names it')).toMatch(/verification failed: .*dev1 reaches 192\.168\.99\.77/);
     for (const h of HOSTS) expect(text, show(r, `${h} reported rolled back`)).toMatch(new RegExp(`^rolled back ${h}\\b`, 'm'));
@@ -144,13 +109,13 @@ describe('the run lock', () => {
     expect(winners.length, rs.map((r) => show(r)).join('\n')).toBeLessThanOrEqual(1);
     for (const l of losers) {
       expectCode(l, 1, 'the losing apply');
-      expect(out(l), show(l, 'the loser names the lock holder')).toMatch(/locked by run \d{8}T\d{6}Z-[a-z0-9]+ \(dsrctl apply/);
-      expect(out(l), show(l)).toContain('Nothing was changed on any host.');
+      expect(output(l), show(l, 'the loser names the lock holder')).toMatch(/locked by run \d{8}T\d{6}Z-[a-z0-9]+ \(dsrctl apply/);
+      expect(output(l), show(l)).toContain('Nothing was changed on any host.');
     }
     if (winners.length) {
       const winnerRun = /Applied run (\S+) and verified it/.exec(winners[0]!.stdout)?.[1];
       expect(winnerRun, show(winners[0]!)).toBeDefined();
-      expect(out(losers[0]!), 'the loser names the winner').toContain(`locked by run ${winnerRun} `);
+      expect(output(losers[0]!), 'the loser names the winner').toContain(`locked by run ${winnerRun} `);
       expectSnapshots(applied, 'the winner applied, the loser touched nothing');
       expectCode(await run(['verify']), 0, 'verify after the concurrent applies');
     } else expectSnapshots(before, 'neither run won: nothing changed');
@@ -172,7 +137,7 @@ describe('the run lock', () => {
       rounds.push(rs.map((r) => r.code).join('/'));
       const wins = rs.filter((r) => r.code === 0).length;
       if (wins !== 1) {
-        const held = rs.map((r) => [...out(r).matchAll(/^(\w+): locked by run (\S+)/gm)].map((m) => `${m[1]} by ${m[2]}`).join(', '));
+        const held = rs.map((r) => [...output(r).matchAll(/^(\w+): locked by run (\S+)/gm)].map((m) => `${m[1]} by ${m[2]}`).join(', '));
         expect.fail(`round ${i + 1}: ${wins} of 2 concurrent applies won (exit codes ${rounds.join(', ')}); locks refused: [${held.join('] [')}]`);
       }
       expectCode(await run(['rollback', '--yes']), 0, 'rollback between rounds');
@@ -185,8 +150,8 @@ describe('the run lock', () => {
     onHost('dev2', `mkdir -p /var/lib/dsrctl && printf '%s\\n' '${dead}' > /var/lib/dsrctl/lock`);
     const r = await run(['apply', '--yes']);
     expect(r.code, show(r, 'apply refuses a locked host')).not.toBe(0);
-    expect(out(r), show(r, 'names the holder')).toMatch(/dev2: locked by run 20200101T000000Z-dead00 \(dsrctl apply on gone, pid 999999/);
-    expect(out(r), show(r)).toMatch(/--break-lock/);
+    expect(output(r), show(r, 'names the holder')).toMatch(/dev2: locked by run 20200101T000000Z-dead00 \(dsrctl apply on gone, pid 999999/);
+    expect(output(r), show(r)).toMatch(/--break-lock/);
     expectSnapshots(before, 'a refused apply touches nothing');
     expect(locks(), 'the stale lock stays; no other host keeps a lock').toEqual({ ...Object.fromEntries(HOSTS.map((h) => [h, ''])), dev2: dead });
 

@@ -10,44 +10,17 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LAB_DIR, LAB_INVENTORY, HOSTS, labUp, labDown, onHost, dsrctl, snapshotAll, settledSnapshotAll, type CliResult } from './harness.js';
-import { digs, startCapture, stopCapture, CLIENT_IP, UPSTREAM_IPS } from './net.js';
+import { LAB_DIR, UPSTREAMS, labUp, labDown, onHost, run, settledSnapshotAll } from './harness.js';
+import { show, expectCode, expectSnapshots } from './expect.js';
+import { digs, hello, startCapture, stopCapture, CLIENT_IP, UPSTREAM_IPS } from './net.js';
 
-const UPSTREAMS = ['dev1', 'dev2', 'dev3', 'dev4'];
 const STREAM_CONF = '/etc/nginx/dsrctl/stream.conf';
-
-function show(r: CliResult, what = ''): string {
-  const cut = (s: string) => (s.length > 6000 ? `[... ${s.length - 6000} chars]\n${s.slice(-6000)}` : s);
-  return `${what}\nexit ${r.code}\n--- stdout ---\n${cut(r.stdout)}\n--- stderr ---\n${cut(r.stderr)}`;
-}
-const run = (args: string[]) => dsrctl([...args, '-i', LAB_INVENTORY]);
-function expectCode(r: CliResult, code: number, what: string): void {
-  expect(r.code, show(r, `${what}: expected exit ${code}`)).toBe(code);
-}
-
-function expectSnapshots(want: Record<string, string>, what: string): void {
-  const now = snapshotAll();
-  for (const h of HOSTS) {
-    if (now[h] === want[h]) continue;
-    const a = want[h]!.split('\n');
-    const b = now[h]!.split('\n');
-    const diff = [...a.filter((l) => !b.includes(l)).map((l) => `- ${l}`), ...b.filter((l) => !a.includes(l)).map((l) => `+ ${l}`)].join('\n');
-    expect(now[h], `${what}: ${h} differs from its snapshot:\n${diff}`).toBe(want[h]);
-  }
-}
 
 /** The iptables mangle MARK rules dsrctl adds on the proxy (iptables-save lines). */
 const markRules = () =>
   onHost('proxy', 'iptables-save -t mangle')
     .stdout.split('\n')
     .filter((l) => / -j MARK /.test(l));
-
-/** `n` requests from the client in one exec: who answered and whom they saw. */
-function hello(url: string, n = 4): { names: string[]; sources: string[]; raw: string } {
-  const r = onHost('client', `for i in $(seq ${n}); do curl -sS --max-time 3 ${url} || echo "curl failed"; done`);
-  const raw = r.stdout + r.stderr;
-  return { names: [...raw.matchAll(/Hello from ([^.\s]+)\./g)].map((m) => m[1]!), sources: [...raw.matchAll(/You connected from ([0-9.]+):/g)].map((m) => m[1]!), raw };
-}
 
 /** dnsmasq's query log of an upstream (lab.sh: log-facility=$LAB/hosts/<h>/dnsmasq.log, log-queries). */
 const dnsmasqLog = (h: string): string => {
@@ -121,7 +94,7 @@ describe('ip-transparency + udp (the guide\'s DNS demo through Method 1)', () =>
 describe('ip-transparency + tcp (:8081 -> the upstreams\' hello server on :8080)', () => {
   let before: Record<string, string>;
   /** the proxy's own http app.conf (:80 -> :8080), which dsrctl must leave working */
-  const app80 = () => hello('http://192.168.99.10/', 4);
+  const app80 = () => hello(4);
 
   beforeAll(async () => {
     labUp({ DSR_LAB_MODE: 'ip-transparency', DSR_LAB_PROTOCOL: 'tcp' });
@@ -150,8 +123,8 @@ describe('ip-transparency + tcp (:8081 -> the upstreams\' hello server on :8080)
     expect(rules.length, rules.join('\n')).toBe(4);
     for (const ip of UPSTREAM_IPS) expect(rules).toContain(`-A PREROUTING -s ${ip}/32 -p tcp -m tcp --sport 8080 -m comment --comment dsrctl -j MARK --set-xmark 0x1/0xffffffff`);
 
-    const first = hello('http://192.168.99.10:8081/', 4);
-    const h = new Set(first.names).size === 4 ? first : hello('http://192.168.99.10:8081/', 12);
+    const first = hello(4, 'http://192.168.99.10:8081/');
+    const h = new Set(first.names).size === 4 ? first : hello(12, 'http://192.168.99.10:8081/');
     expect(first.sources, `the upstreams see the client:\n${first.raw}`).toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
     expect(first.raw).toMatch(/You connected from 192\.168\.99\.1:\d+ to 172\.16\.0\.1[1-4]:8080/);
     expect(new Set(h.names), h.raw).toEqual(new Set(UPSTREAMS));

@@ -24,7 +24,7 @@ export async function rollbackVia(h: HostState, runId: string | undefined, lockR
       ok: false,
       nothing: false,
       lines: [],
-      error: `cannot reach it to roll back (${(e as Error).message}); if it changed, its dead-man's switch reverts it by itself within ${seconds} s of its apply, and releases its lock`,
+      error: `unreachable, so it cannot be rolled back from here (${(e as Error).message}); if it changed, its dead-man's switch reverts it by itself within ${seconds} s of its apply, and releases its lock`,
     };
   }
 }
