@@ -45,7 +45,7 @@ Examples:
   common(program.command('verify').description('run the pings and end-to-end probes (read-only)')).action(async (o) => {
     code = await (await import('./cli/commands/verify.js')).verifyCommand(o.inventory, o);
   });
-  common(program.command('rollback').description('undo the last applied run on every host, from their journals'))
+  common(program.command('rollback').description('undo what dsrctl applied on every host, from their own journals'))
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--break-lock', 'remove a lock left by a dead run before taking it')
     .action(async (o) => {
@@ -71,6 +71,20 @@ Examples:
     .action(async (action: string, o: { keep?: boolean }) => {
       code = await (await import('./cli/commands/lab.js')).labCommand(action, o);
     });
+
+  const examples: Record<string, string[]> = {
+    plan: ['dsrctl plan -i inventory/prod.yaml', 'dsrctl plan -i inventory/prod.yaml --detailed-exitcode   # 0: nothing to do, 4: changes pending', 'dsrctl plan -i inventory/prod.yaml --json | jq \'.hosts[].changes[].summary\''],
+    apply: ['dsrctl apply -i inventory/prod.yaml               # shows the plan, asks, applies, verifies', 'dsrctl apply -i inventory/prod.yaml --yes --json    # unattended, one JSON document', 'dsrctl apply -i inventory/prod.yaml --break-lock    # after checking that the lock holder is dead'],
+    verify: ['dsrctl verify -i inventory/prod.yaml', '*/5 * * * * dsrctl verify -i /etc/dsrctl/prod.yaml -q --json > /var/lib/dsrctl-health.json   # DSR active health checks from cron'],
+    rollback: ['dsrctl rollback -i inventory/prod.yaml', 'dsrctl rollback -i inventory/prod.yaml --yes --json'],
+    doctor: ['dsrctl doctor -i inventory/prod.yaml', 'dsrctl doctor -i inventory/prod.yaml --capture 5    # then send a few requests from a client'],
+    wizard: ['dsrctl wizard', 'dsrctl wizard -o inventory/edge.yaml'],
+    lab: ['dsrctl lab demo', 'dsrctl lab up && dsrctl apply -i inventory/lab.yaml --yes && dsrctl lab down', 'DSR_LAB_MODE=dsr-router-nat dsrctl lab up   # a udp/53 lab with DNS upstreams'],
+  };
+  for (const c of program.commands) {
+    const ex = examples[c.name()];
+    if (ex) c.addHelpText('after', `\nExamples:\n${ex.map((e) => `  ${e}`).join('\n')}`);
+  }
 
   try {
     await program.parseAsync(argv);

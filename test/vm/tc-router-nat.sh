@@ -67,11 +67,15 @@ show() { # LABEL FILE: print a file for the reader, framed
 
 # harness.ts's SNAPSHOT_SCRIPT itself (String.raw, so the text between the backticks is the script)
 SNAPSHOT_SCRIPT=$(awk '/^export const SNAPSHOT_SCRIPT = String.raw`/ { on = 1; next } on && /^`;/ { exit } on' test/e2e/harness.ts)
+[ -n "$SNAPSHOT_SCRIPT" ] || check snapshot-script fail "no SNAPSHOT_SCRIPT in test/e2e/harness.ts"
 snapshot() { # DIR HOST...: each host's SNAPSHOT_SCRIPT output in DIR/HOST (~4.5 s a host under TCG)
 	local d=$1 h
 	shift
 	mkdir -p "$d"
-	for h in "$@"; do on "$h" sh -c "$SNAPSHOT_SCRIPT" >"$d/$h" 2>"$d/$h.err" || echo "snapshot of $h failed: $(cat "$d/$h.err")"; done
+	for h in "$@"; do
+		on "$h" sh -c "$SNAPSHOT_SCRIPT" >"$d/$h" 2>"$d/$h.err" && grep -q '^## /etc/nginx$' "$d/$h" ||
+			check "snapshot-$h" fail "snapshot of $h failed: $(cat "$d/$h.err")"
+	done
 }
 same_snapshots() { # DIR-A DIR-B NAME [SED]: one check per host snapshot in DIR-A; SED normalises both sides first
 	local h a b
