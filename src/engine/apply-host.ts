@@ -11,6 +11,8 @@ import { isConnectionLoss } from './hosts.js';
 export interface HostApplyResult extends ApplyOutcome {
   host: string;
   stderr: string;
+  /** the script's own output (progress markers and what the commands printed), for --verbose */
+  stdout?: string;
   /** the connection broke during the apply: the script may have run on (it ignores hang-ups) */
   lost?: boolean;
 }
@@ -21,7 +23,7 @@ export async function applyHost(session: HostSession, plan: HostPlan, runId: str
   const outcome = parseApplyOutput(res.stdout);
   if (res.code === 0 && !outcome.ok) outcome.failure = 'apply script ended without reporting success';
   if (res.code !== 0 && !outcome.failure) outcome.failure = `apply script exited ${res.code}: ${res.stderr.trim()}`;
-  return { host: plan.host, ...outcome, ok: res.code === 0 && outcome.ok, stderr: res.stderr };
+  return { host: plan.host, ...outcome, ok: res.code === 0 && outcome.ok, stderr: res.stderr, stdout: res.stdout };
 }
 
 /**

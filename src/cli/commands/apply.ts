@@ -94,6 +94,11 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       }
     }
     if (changed.length) failure = await applyAll(prep, changed, runId, applied, opts);
+    if (opts.verbose)
+      for (const a of applied) {
+        const lines = [...(a.stdout ?? '').split('\n'), ...a.stderr.split('\n')].filter((l) => l.trim());
+        log(`${a.host}: apply output\n${lines.map((l) => `    ${l}`).join('\n')}`);
+      }
     if (!failure) {
       // a host without changes has nothing to confirm: its lock goes in the same exec as its checks
       const unchanged = locked().filter((h) => !h.plan!.changes.length);
@@ -161,7 +166,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
             hosts: prep.hosts.map((h) => ({
               ...(h.plan ? planJson(h.plan, runId) : { host: h.target.name, role: h.target.role, changes: [] }),
               error: prep.errors.get(h.target.name)?.message,
-              outcome: applied.find((a) => a.host === h.target.name) ?? null,
+              outcome: ((a) => (a ? { ...a, stdout: undefined } : null))(applied.find((a) => a.host === h.target.name)),
               rollback: rollbacks.find((r) => r.host === h.target.name) ?? null,
               execs: h.session?.execCount ?? 0,
             })),
