@@ -155,7 +155,7 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
     '  run iptables-save iptables-save',
     '  run nft nft list ruleset',
     // stateless NAT backends: act_nat for tc (loaded, built in, or a module on disk), nft for netdev egress
-    `  b nat-probe; printf 'act_nat_loaded=%s\\n' "$(grep -c '^act_nat ' /proc/modules 2>/dev/null)"; _k=$(uname -r); printf 'act_nat_builtin=%s\\n' "$(grep -c '/act_nat.ko' "/lib/modules/$_k/modules.builtin" 2>/dev/null)"; printf 'act_nat_module=%s\\n' "$(find "/lib/modules/$_k" -name 'act_nat.ko*' 2>/dev/null | head -n 1)"; printf 'tc=%s\\n' "$(command -v tc)"; printf 'nft=%s\\n' "$(command -v nft)"; e nat-probe 0`,
+    `  b nat-probe; printf 'act_nat_loaded=%s\\n' "$(grep -c '^act_nat ' /proc/modules 2>/dev/null)"; _k=$(uname -r); printf 'act_nat_builtin=%s\\n' "$(grep -c '/act_nat.ko' "/lib/modules/$_k/modules.builtin" 2>/dev/null)"; printf 'act_nat_module=%s\\n' "$(grep -o '[^ :]*/act_nat\\.ko[^ :]*' "/lib/modules/$_k/modules.dep" 2>/dev/null | head -n 1)"; printf 'tc=%s\\n' "$(command -v tc)"; printf 'nft=%s\\n' "$(command -v nft)"; e nat-probe 0`,
     ...(req.interfaces ?? []).map((i) => `  b tc; printf 'dev=%s\\n' ${q(checkIfname(i))}; tc qdisc show dev ${q(i)} 2>/dev/null; printf '%s\\n' '--filters--'; tc filter show dev ${q(i)} 2>/dev/null; e tc 0`),
     NGINX.replace(/^\n|\n$/g, ''),
     ...files.map((p) => `  fileinfo file ${q(p)}`),

@@ -77,16 +77,32 @@ function planNft(spec: Spec, rules: NatRule[], facts: HostFacts): Change | null 
   const name = nftTableName(spec.interface);
   const want = renderNftTable(spec.interface, rules);
   const have = facts.nft.tables[`netdev ${name}`];
-  if (have === want) return null;
+  const old = tcLeftover(spec.interface, rules, facts);
+  if (have === want && !old) return null;
   const del: Step = { run: ['nft', 'delete', 'table', 'netdev', name] };
+  if (have === want && old)
+    return { kind: 'stateless-nat', id: `tc nat on ${spec.interface}`, action: 'delete', summary: `remove the tc stateless NAT on ${spec.interface} (the nft backend does it now)`, do: old.do, undo: old.undo };
   return {
     kind: 'stateless-nat',
     id: `nft table netdev ${name}`,
     action: have ? 'update' : 'create',
     summary: `${have ? 'replace' : 'add'} nftables netdev egress NAT on ${spec.interface}: ${rules.map((r) => `${r.src}:${r.sport} -> ${r.to}${r.toPort ? `:${r.toPort}` : ''}`).join(', ')}`,
     diff: unifiedDiff(`nft table netdev ${name}`, have ?? null, want),
-    do: [...(have ? [del] : []), nftLoad(want)],
-    undo: [del, ...(have ? [nftLoad(have)] : [])],
+    // both backends at once would rewrite twice: an earlier run's tc NAT goes first
+    do: [...(old?.do ?? []), ...(have ? [del] : []), nftLoad(want)],
+    undo: [del, ...(have ? [nftLoad(have)] : []), ...(old?.undo ?? [])],
+  };
+}
+
+/** dsrctl's tc NAT on this interface (htb 10: with these rules' filters), to remove when nft takes over; exact undo. */
+function tcLeftover(iface: string, rules: NatRule[], facts: HostFacts): { do: Step[]; undo: Step[] } | null {
+  const tc = facts.tc[iface];
+  if (!tc || tc.rootQdisc?.kind !== 'htb' || tc.rootQdisc.handle !== TC_PARENT) return null;
+  const present = rules.filter((r) => tcHasRule(tc.filters, r));
+  if (!present.length) return null;
+  return {
+    do: [{ run: ['tc', 'qdisc', 'del', 'dev', iface, 'root'] }],
+    undo: [{ run: ['tc', 'qdisc', 'add', 'dev', iface, 'root', 'handle', TC_PARENT, 'htb'] }, ...present.flatMap((r) => tcFilterArgs(iface, r)).map((argv) => ({ run: argv }))],
   };
 }
 
@@ -134,19 +150,33 @@ function planTc(spec: Spec, rules: NatRule[], facts: HostFacts, ctx: PlanContext
       { usage: true },
     );
   const missing = rules.filter((r) => !tcHasRule(tc.filters, r));
-  if (ours && missing.length === 0) return null;
+  const present = rules.filter((r) => !missing.includes(r));
+  // an earlier run's nft NAT on this interface would rewrite a second time: it goes
+  const name = nftTableName(iface);
+  const nftOld = facts.nft.tables[`netdev ${name}`];
+  if (ours && missing.length === 0 && !nftOld) return null;
   const filters = missing.flatMap((r) => tcFilterArgs(iface, r)).map((argv) => ({ run: argv }));
   const qdisc = ours ? [] : [{ run: ['tc', 'qdisc', 'add', 'dev', iface, 'root', 'handle', TC_PARENT, 'htb'] }];
+  const nftDo: Step[] = nftOld ? [{ run: ['nft', 'delete', 'table', 'netdev', name] }] : [];
+  const nftUndo: Step[] = nftOld ? [nftLoad(nftOld)] : [];
+  const prios = [TC_PRIO, ...(rules.some((r) => r.excludeDst) ? [String(Number(TC_PRIO) - 1)] : [])];
   return {
     kind: 'stateless-nat',
     id: `tc nat on ${iface}`,
     action: ours ? 'update' : 'create',
-    summary: `${ours ? 'add to' : 'add'} tc stateless NAT on ${iface}: ${missing.map((r) => `${r.src}:${r.sport} -> ${r.to}`).join(', ')}`,
-    do: [...qdisc, ...filters],
-    // removing the qdisc this plan made removes its filters with it; in a qdisc that was there, only ours go
-    undo: ours
-      ? [{ run: ['tc', 'filter', 'del', 'dev', iface, 'parent', TC_PARENT, 'prio', TC_PRIO] }, ...(rules.some((r) => r.excludeDst) ? [{ run: ['tc', 'filter', 'del', 'dev', iface, 'parent', TC_PARENT, 'prio', String(Number(TC_PRIO) - 1)] }] : [])]
-      : [{ run: ['tc', 'qdisc', 'del', 'dev', iface, 'root'] }],
+    summary: `${ours ? 'add to' : 'add'} tc stateless NAT on ${iface}: ${missing.map((r) => `${r.src}:${r.sport} -> ${r.to}`).join(', ') || '(filters present)'}${nftOld ? `; remove nft table ${name}` : ''}`,
+    do: [...nftDo, ...qdisc, ...filters],
+    // removing the qdisc this plan made removes its filters with it; in a qdisc that was there, dsrctl's
+    // priorities are emptied and the filters that were there before are put back
+    undo: [
+      ...(ours
+        ? [
+            ...prios.map((p) => ({ run: ['tc', 'filter', 'del', 'dev', iface, 'parent', TC_PARENT, 'prio', p] })),
+            ...present.flatMap((r) => tcFilterArgs(iface, r)).map((argv) => ({ run: argv })),
+          ]
+        : [{ run: ['tc', 'qdisc', 'del', 'dev', iface, 'root'] }]),
+      ...nftUndo,
+    ],
   };
 }
 

@@ -95,7 +95,7 @@ echo '## ip route (all tables)'; ip route show table all
 echo '## ip -6 route (all tables)'; ip -6 route show table all
 echo '## iptables-save'; iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]/[0:0]/'
 echo '## nft list ruleset'; nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*/counter packets 0 bytes 0/'
-echo '## tc'; for d in $(ls /sys/class/net); do echo "# $d"; tc qdisc show dev "$d"; tc filter show dev "$d"; tc filter show dev "$d" egress 2>/dev/null; done
+echo '## tc'; for d in $(ls /sys/class/net); do echo "# $d"; tc qdisc show dev "$d" | sed 's/direct_packets_stat [0-9]*/direct_packets_stat 0/'; tc filter show dev "$d"; tc filter show dev "$d" egress 2>/dev/null; done
 echo '## sysctl'; sysctl net.ipv4.ip_forward net.ipv4.udp_early_demux net.ipv4.conf.all.rp_filter net.ipv4.conf.default.rp_filter
 echo '## /etc/nginx'; find /etc/nginx -type f -o -type l | sort | while read -r f; do echo "# $f $(stat -c '%a %U %G %s' "$f") $(sha256sum < "$f" | cut -c1-64)"; done
 `;

@@ -107,9 +107,23 @@ digs() { # N FILE: N queries from the client in one exec, one after the other (l
 		fi
 	done
 }
-note_of() { jq -r '[.hosts[] | select(.host == "proxy") | .notes[]] | join("; ")' "$1" 2>/dev/null; }
+run_dsrctl() { # NAME ARGS...: dsrctl ARGS > $OUT/NAME.json, stderr in NAME.err, exit code in NAME.rc
+	local name=$1
+	shift
+	timed "$name" dsrctl "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"
+	echo $? >"$OUT/$name.rc"
+}
 
 T0=$(now)
+[ -f dist/cli.js ] || { check dist fail "no dist/cli.js: run npm run build first"; exit 1; }
+# dist/ as it is now, for the whole run: `npm run build` on the host while the VM runs (the host's
+# files are shared live) would otherwise mix two builds' modules in one dsrctl run
+t=$(now)
+if mkdir -p "$OUT/dist" && cp -a dist/. "$OUT/dist/" && mount --bind "$OUT/dist" dist; then
+	echo "@@vmtime dist-copy $(since "$t")"
+else
+	echo "could not take a copy of dist/: using the live one"
+fi
 # Speed only. dsrctl's facts script runs `find /lib/modules/$(uname -r) -name 'act_nat.ko*'` on
 # every host; here that tree (~4000 files) is read through overlayfs over 9p, ~5 s a time under
 # TCG, and the 5 hosts' facts share one emulated CPU against dsrctl's fixed 30 s exec timeout.
@@ -141,32 +155,11 @@ timed snapshot snapshot "$OUT/before" "${HOSTS[@]}"
 on proxy tc qdisc show dev pub0 >"$OUT/qdisc-before.txt" 2>&1
 
 # ---------------------------------------------------------------- auto picks tc (read-only plan)
-timed plan-auto dsrctl plan -i "$LABDIR/auto.yaml" --json >"$OUT/plan-auto.json" 2>"$OUT/plan-auto.err"
-note=$(note_of "$OUT/plan-auto.json")
-if [[ $note == *"stateless NAT backend: tc (auto: act_nat is "* ]] && jq -e '[.hosts[] | select(.host == "proxy") | .changes[] | select(.kind == "stateless-nat" and .id == "tc nat on pub0")] | length == 1' "$OUT/plan-auto.json" >/dev/null; then
-	check auto-picks-tc ok "$note"
-else
-	check auto-picks-tc fail "proxy notes: ${note:-none}; $(head -c 400 "$OUT/plan-auto.err")"
-	show plan-auto.json "$OUT/plan-auto.json"
-	show plan-auto.err "$OUT/plan-auto.err"
-fi
+# (dsrctl's JSON is checked at the end, by json-checks.mjs: one node start instead of several)
+run_dsrctl plan-auto plan -i "$LABDIR/auto.yaml" --json
 
 # ---------------------------------------------------------------- apply with nat.backend tc
-timed apply-1 dsrctl apply -i "$LABDIR/tc.yaml" --yes --json >"$OUT/apply1.json" 2>"$OUT/apply1.err"
-rc=$?
-note=$(note_of "$OUT/apply1.json")
-nat=$(jq -r '[.hosts[] | select(.host == "proxy") | .changes[] | select(.kind == "stateless-nat") | "\(.id): \(.summary)"] | join("; ")' "$OUT/apply1.json" 2>/dev/null)
-if [ $rc = 0 ] && jq -e '.result == "applied"' "$OUT/apply1.json" >/dev/null 2>&1; then
-	check apply-tc ok "exit 0, result applied; $nat"
-else
-	check apply-tc fail "exit $rc: $(jq -r .result "$OUT/apply1.json" 2>/dev/null) $(tail -c 600 "$OUT/apply1.err")"
-	show apply1.json "$OUT/apply1.json"
-	show apply1.err "$OUT/apply1.err"
-fi
-if [[ $note == *"stateless NAT backend: tc (nat.backend: tc)"* ]]; then check apply-note-tc ok "$note"; else check apply-note-tc fail "proxy notes: ${note:-none}"; fi
-missing=
-for ip in "${UPSTREAM_IPS[@]}"; do [[ $nat == *"tc nat on pub0: "*"$ip:53 -> $PROXY_PUBLIC"* ]] || missing+=" $ip"; done
-if [ -z "$missing" ]; then check apply-tc-change ok "$nat"; else check apply-tc-change fail "no tc NAT for$missing in: ${nat:-no stateless-nat change}"; fi
+run_dsrctl apply1 apply -i "$LABDIR/tc.yaml" --yes --json
 
 # ---------------------------------------------------------------- on the proxy
 on proxy tc qdisc show dev pub0 >"$OUT/qdisc-applied.txt" 2>&1
@@ -191,7 +184,6 @@ for u in dev1 dev2 dev3 dev4; do
 done
 
 # ---------------------------------------------------------------- the guide's test: dig x8
-on proxy tc -s filter show dev pub0 >"$OUT/filters-before-dig.txt" 2>&1
 timed digs digs 8 "$OUT/digs.txt"
 i=0
 while read -r a; do i=$((i + 1)); echo "@@vmdig $i $a"; done <"$OUT/digs.txt"
@@ -211,29 +203,13 @@ if [ "$pkts" -ge 8 ]; then check tc-nat-counted ok "the nat actions rewrote $pkt
 # ---------------------------------------------------------------- a second apply: 0 changes
 # the proxy only: the JSON already shows 0 changes on every host, and each snapshot costs ~4.5 s
 timed snapshot snapshot "$OUT/applied" proxy
-timed apply-2 dsrctl apply -i "$LABDIR/tc.yaml" --yes --json >"$OUT/apply2.json" 2>"$OUT/apply2.err"
-rc=$?
-counts=$(jq -r '[.hosts[] | "\(.host)=\(.changes | length)"] | join(" ")' "$OUT/apply2.json" 2>/dev/null)
-if [ $rc = 0 ] && jq -e '.result == "no-changes" and all(.hosts[]; (.changes | length) == 0)' "$OUT/apply2.json" >/dev/null 2>&1; then
-	check second-apply-no-changes ok "exit 0, no-changes: $counts"
-else
-	check second-apply-no-changes fail "exit $rc, result $(jq -r .result "$OUT/apply2.json" 2>/dev/null): $counts; proxy: $(jq -r '[.hosts[] | select(.host == "proxy") | .changes[] | "\(.kind) \(.id): \(.summary)"] | join("; ")' "$OUT/apply2.json" 2>/dev/null) $(tail -c 400 "$OUT/apply2.err")"
-	show apply2.json "$OUT/apply2.json"
-fi
+run_dsrctl apply2 apply -i "$LABDIR/tc.yaml" --yes --json
 timed snapshot snapshot "$OUT/applied2" proxy
 # htb counts the packets it passed (direct_packets_stat), and the apply's own probe sent some
 same_snapshots "$OUT/applied" "$OUT/applied2" second-apply-untouched 's/direct_packets_stat [0-9]*/direct_packets_stat N/'
 
-
 # ---------------------------------------------------------------- rollback: back to before
-timed rollback dsrctl rollback -i "$LABDIR/tc.yaml" --yes --json >"$OUT/rollback.json" 2>"$OUT/rollback.err"
-rc=$?
-if [ $rc = 0 ] && jq -e '.ok == true' "$OUT/rollback.json" >/dev/null 2>&1; then
-	check rollback ok "exit 0, ok"
-else
-	check rollback fail "exit $rc: $(tail -c 600 "$OUT/rollback.err")"
-	show rollback.json "$OUT/rollback.json"
-fi
+run_dsrctl rollback rollback -i "$LABDIR/tc.yaml" --yes --json
 on proxy tc qdisc show dev pub0 >"$OUT/qdisc-after.txt" 2>&1
 if cmp -s "$OUT/qdisc-before.txt" "$OUT/qdisc-after.txt"; then
 	check rollback-qdisc ok "as before: $(cat "$OUT/qdisc-after.txt")"
@@ -245,6 +221,88 @@ same_snapshots "$OUT/before" "$OUT/after" rollback-snapshot
 out=$(on client dig +short +tries=1 +time=2 "@$PROXY_PUBLIC" www.example.com 2>&1)
 if [[ $out =~ (^|$'\n')[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+($'\n'|$) ]]; then check rollback-no-answer fail "dig still answered: $out"; else check rollback-no-answer ok "dig gets no answer after rollback"; fi
 
+# dsrctl's JSON: one node start for every check on it (no jq here: CI does not install it)
+cat >"$OUT/json-checks.mjs" <<'EOF'
+// dsrctl's JSON outputs (OUT/NAME.json, .err, .rc) -> @@vmcheck lines; exits 1 when one failed
+import { readFileSync } from 'node:fs';
+const dir = process.argv[2];
+const UPSTREAM_IPS = ['172.16.0.11', '172.16.0.12', '172.16.0.13', '172.16.0.14'];
+const PUBLIC = '192.168.99.10';
+let fails = 0;
+const oneLine = (s) => String(s).replace(/\s+/g, ' ').trim().slice(0, 600);
+function check(name, ok, detail) {
+  console.log(`@@vmcheck ${name} ${ok ? 'ok' : 'fail'} ${oneLine(detail)}`);
+  if (!ok) fails++;
+}
+const read = (f) => {
+  try {
+    return readFileSync(`${dir}/${f}`, 'utf8');
+  } catch {
+    return '';
+  }
+};
+function load(name) {
+  const r = { name, rc: Number(read(`${name}.rc`).trim() || -1), out: read(`${name}.json`), err: read(`${name}.err`) };
+  try {
+    r.j = JSON.parse(r.out);
+  } catch {
+    r.j = undefined;
+  }
+  r.proxy = r.j?.hosts?.find((h) => h.host === 'proxy');
+  r.notes = (r.proxy?.notes ?? []).join('; ');
+  r.nat = (r.proxy?.changes ?? []).filter((c) => c.kind === 'stateless-nat');
+  const errs = (r.j?.errors ?? []).map((e) => `${e.host}: ${e.error}`).join('; ');
+  const stderr = r.err.split('\n').filter((l) => !l.startsWith('[timing]')).join(' ').slice(-400);
+  r.why = `exit ${r.rc}${r.j ? `, result ${r.j.result ?? '-'}` : ', no JSON'}: ${r.j?.failure ?? ''} ${errs} ${stderr}`;
+  return r;
+}
+const shown = new Set();
+function show(r) { // the whole output once, for a person, when a check on it failed
+  if (shown.has(r.name)) return;
+  shown.add(r.name);
+  console.log(`---- ${r.name}.json (exit ${r.rc})\n${r.out}\n---- ${r.name}.err\n${r.err}\n---- end ${r.name}`);
+}
+function want(r, name, ok, okDetail, failDetail = r.why) {
+  check(name, ok, ok ? okDetail : failDetail);
+  if (!ok) show(r);
+}
+
+const plan = load('plan-auto');
+want(
+  plan,
+  'auto-picks-tc',
+  plan.rc === 0 && /stateless NAT backend: tc \(auto: act_nat is \w+\)/.test(plan.notes) && plan.nat.length === 1 && plan.nat[0].id === 'tc nat on pub0',
+  `${plan.notes}; ${plan.nat.map((c) => `${c.id}: ${c.commands.join(' && ')}`).join('; ')}`,
+  `proxy notes: ${plan.notes || 'none'}; ${plan.why}`,
+);
+
+const a1 = load('apply1');
+want(a1, 'apply-tc', a1.rc === 0 && a1.j?.result === 'applied', `exit 0, result applied; changes: ${(a1.j?.hosts ?? []).map((h) => `${h.host} ${h.changes.length}`).join(', ')}`);
+want(a1, 'apply-note-tc', /stateless NAT backend: tc \(nat\.backend: tc\)/.test(a1.notes), a1.notes, `proxy notes: ${a1.notes || 'none'}; ${a1.why}`);
+const summary = a1.nat.map((c) => `${c.id}: ${c.summary}`).join('; ');
+const one = a1.nat.length === 1 && a1.nat[0].id === 'tc nat on pub0';
+const missing = UPSTREAM_IPS.filter((ip) => !(one && a1.nat[0].summary.includes(`${ip}:53 -> ${PUBLIC}`)));
+want(a1, 'apply-tc-change', missing.length === 0, summary, `no tc NAT change for ${missing.join(' ')} in: ${summary || 'no stateless-nat change'}`);
+
+const a2 = load('apply2');
+const hosts2 = a2.j?.hosts ?? [];
+const counts = hosts2.map((h) => `${h.host}=${h.changes.length}`).join(' ');
+const left = hosts2.flatMap((h) => h.changes.map((c) => `${h.host}: ${c.kind} ${c.id}: ${c.summary}`)).join('; ');
+want(
+  a2,
+  'second-apply-no-changes',
+  a2.rc === 0 && a2.j?.result === 'no-changes' && hosts2.length === 5 && hosts2.every((h) => h.changes.length === 0),
+  `exit 0, no-changes: ${counts}; ${a2.notes}`,
+  `${a2.why}; changes: ${counts}; ${left}`,
+);
+
+const rb = load('rollback');
+want(rb, 'rollback', rb.rc === 0 && rb.j?.ok === true && rb.j?.nothingToUndo === false, `exit 0, ok, nothingToUndo false`);
+process.exit(fails ? 1 : 0);
+EOF
+t=$(now)
+node "$OUT/json-checks.mjs" "$OUT" || fails=$((fails + 1))
+echo "@@vmtime json-checks $(since "$t")"
 for f in plan-auto apply1 apply2 rollback; do
 	echo "---- DSRCTL_DEBUG=timing: $f"
 	grep -h '^\[timing\]' "$OUT/$f.err" 2>/dev/null
