@@ -7,6 +7,8 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['src/**/*.test.ts', 'test/unit/**/*.test.ts'],
+          // unit tests first, then the lab tests (projects with different maxWorkers need their own group)
+          sequence: { groupOrder: 0 },
           testTimeout: 20_000,
         },
       },
@@ -14,6 +16,7 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          sequence: { groupOrder: 1 },
           // each worker builds a lab of its own (test/e2e/harness.ts: prefix, state dir and
           // management net from VITEST_POOL_ID), so two files run side by side
           fileParallelism: true,
