@@ -18,7 +18,7 @@ export default defineConfig({
           include: ['test/e2e/**/*.test.ts'],
           sequence: { groupOrder: 1 },
           // each worker builds a lab of its own (test/e2e/harness.ts: prefix, state dir and
-          // management net from VITEST_POOL_ID), so two files run side by side
+          // management net from VITEST_WORKER_ID), so two files run side by side
           fileParallelism: true,
           maxWorkers: 2,
           testTimeout: 180_000,

@@ -14,7 +14,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { LAB_DIR, LAB_INVENTORY, HOSTS, UPSTREAMS, labUp, labDown, onHost, run, settledSnapshotAll, inventoryVariant, curlSources, type CliResult } from './harness.js';
+import { LAB_DIR, LAB_ENV, LAB_INVENTORY, HOSTS, UPSTREAMS, labUp, labDown, onHost, run, settledSnapshotAll, inventoryVariant, curlSources, type CliResult } from './harness.js';
 import { show, expectCode, expectSnapshots, expectNoLocks, hostJson } from './expect.js';
 import { CLIENT_IP } from './net.js';
 
@@ -64,18 +64,13 @@ describe('jump host: the upstreams are reachable only through the proxy (DSR_LAB
     for (const h of UPSTREAMS) expect(onHost(h, 'ip -br link show mgmt0').code, `${h} has no mgmt0`).not.toBe(0);
   });
 
-  it('without the jump the agent cannot reach them: no lab route to 172.16.0.0/24 here, and plan fails to connect', async () => {
+  it('without the jump the agent cannot reach them: no lab route to 172.16.0.0/24 here', () => {
+    // Only the routing decision is checked: a connection attempt would leave this machine by its
+    // own default route towards an address that is not the lab's, which lab traffic must never do.
     const get = spawnSync('ip', ['route', 'get', '172.16.0.11'], { encoding: 'utf8' });
-    // whatever the machine does with 172.16.0.11 (nothing, or its own default route), it is not the lab's
-    const prefix = process.env.DSR_E2E_PREFIX ?? 'e2e';
+    const prefix = String(LAB_ENV.DSR_LAB_PREFIX);
     expect(get.stdout, `root namespace route to 172.16.0.11: ${get.stdout}${get.stderr}`).not.toMatch(new RegExp(`dev ${prefix}-`));
-    const direct = inventoryVariant((y) => y.replace(/^ {2}jump: proxy$/m, '  jump: none\n  connect_timeout: 3'));
-    const r = await run(['plan', '--json'], direct);
-    expectCode(r, 1, 'plan without the jump');
-    const errors: { host: string; error: string }[] = r.json?.errors ?? [];
-    expect(errors.map((e) => e.host).sort(), show(r)).toEqual(UPSTREAMS);
-    for (const e of errors) expect(e.error).toMatch(new RegExp(`cannot connect to ${e.host} \\(root@172\\.16\\.0\\.1\\d:22\\): `));
-    expectSnapshots(before, 'plan changes nothing');
+    expect(readFileSync(LAB_INVENTORY, 'utf8')).not.toMatch(/ssh_host: 10\.211\.\d+\.1[1-4]\b/);
   });
 
   it('apply, verify and rollback work through the proxy, over one SSH connection to it', async () => {

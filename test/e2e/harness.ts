@@ -16,15 +16,16 @@ export const LAB = join(ROOT, 'test/lab/lab.sh');
  * with a lab a person (or the demo, or the benchmark) has up with the defaults.
  */
 /**
- * Each vitest worker runs one e2e file at a time and gets a lab of its own (prefix, state dir,
+ * Each e2e file runs in a worker of its own and gets a lab of its own (prefix, state dir,
  * management net), so files run in parallel without sharing namespaces or addresses.
- * DSR_E2E_PREFIX / DSR_E2E_OCTET override it (two people running e2e files by hand at once).
+ * VITEST_WORKER_ID is unique per file run; VITEST_POOL_ID is not (with several projects vitest
+ * gave every concurrent e2e file pool 1). DSR_E2E_PREFIX / DSR_E2E_OCTET override it.
  */
-const POOL = Number(process.env.VITEST_POOL_ID ?? '1');
-const PREFIX = process.env.DSR_E2E_PREFIX ?? `e2e${POOL}`;
+const WORKER = Number(process.env.VITEST_WORKER_ID ?? '1');
+const PREFIX = process.env.DSR_E2E_PREFIX ?? `e2e${WORKER}`;
 export const LAB_DIR = join(ROOT, `.lab-${PREFIX}`);
 export const LAB_INVENTORY = join(LAB_DIR, 'lab.yaml');
-export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: process.env.DSR_E2E_OCTET ?? String(100 + POOL) };
+export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: process.env.DSR_E2E_OCTET ?? String(100 + (WORKER % 150)) };
 export const HOSTS = ['proxy', 'dev1', 'dev2', 'dev3', 'dev4'] as const;
 export const UPSTREAMS: readonly string[] = ['dev1', 'dev2', 'dev3', 'dev4'];
 
