@@ -8,27 +8,24 @@
  * Every run uses the lab inventory with `rollback.timeout_seconds: 10` (the dead-man's switch
  * fires 10 s after a host's apply script starts unless the run confirms).
  *
- * Observed outcomes (lab, kernel 6.18, nginx 1.22, src as of commit 812e71f; runs print theirs at the
- * end, DSR_E2E_VERBOSE=1 adds dsrctl's own words):
+ * Observed outcomes (lab, kernel 6.18, nginx 1.22; a fresh-clone .ci/run on 2026-11-26; every run
+ * prints its own at the end, DSR_E2E_VERBOSE=1 adds dsrctl's own words):
  *
  * | fault                                                   | exit   | outcome                                                    |
  * |---------------------------------------------------------|--------|------------------------------------------------------------|
- * | agent SIGKILLed at "✔ apply changes on dev1..dev4"      | (kill) | every host reverted by its own switch 10.8-11.1 s after    |
- * |                                                         |        | the kill, locks removed; verify exit 1, "REVERTED <host>"  |
- * |                                                         |        | for all 5; the next apply exits 0 and reports the reverts  |
- * | dev3's mgmt0 down at the same moment                    | 3      | verify's exec on dev3 times out (17 s), its rollback fails |
- * |                                                         |        | (3 keepalives, 15 s): run ends 19-22 s after the drop;     |
- * |                                                         |        | proxy, dev1, dev2, dev4 rolled back; dev3 reverts by its   |
- * |                                                         |        | switch; verify then reports "REVERTED dev3"                |
- * | dev2's SSH sessions killed at "✔ apply 9 change(s) on   | 3 or 1 | timing: 3 when dev2's script had already run ("Rollback    |
- * | proxy"                                                  |        | did not complete on dev2", others restored, dev2 reverts   |
- * |                                                         |        | by its switch); 1 when it never started: hosts restored    |
- * |                                                         |        | but dev2's LOCK IS LEFT (BUG, test fails)                  |
- * | dev2's SSH sessions killed after the facts, before any  | 1      | hosts restored, dev2's LOCK IS LEFT: the next apply        |
- * | change                                                  |        | refuses until --break-lock (BUG, test fails)               |
- * | dev2's SSH sessions killed while its script runs (its   | 1      | BUG, test fails: "every changed host was rolled back", yet |
- * | `ip route add default` slowed by 3 s)                   |        | dev2 has no default route at exit, then routes via the     |
- * |                                                         |        | (rolled back) proxy until its switch fires; should be 3    |
+ * | agent SIGKILLed at "✔ apply changes on dev1..dev4"      | (kill) | every host reverted by its own switch 10.8 s later, locks  |
+ * |                                                         |        | removed; verify exit 1, "REVERTED <host>" for all 5; the   |
+ * |                                                         |        | next apply exits 0 and reports the reverts                 |
+ * | dev3's mgmt0 down at the same moment                    | 3      | verify's exec on dev3 times out, dev3 unreachable for its  |
+ * |                                                         |        | rollback (named, with its switch); proxy, dev1, dev2, dev4 |
+ * |                                                         |        | rolled back; dev3 reverts by its switch; verify then       |
+ * |                                                         |        | reports "REVERTED dev3"                                    |
+ * | dev2's SSH sessions killed at "✔ apply 9 change(s) on   | 1      | dsrctl reconnects to dev2, waits for its script, rolls it  |
+ * | proxy"                                                  |        | back from its journal and unlocks it; every host as before |
+ * | dev2's SSH sessions killed after the facts, before any  | 1      | every host as before; dev2 reconnected and unlocked        |
+ * | change                                                  |        |                                                            |
+ * | dev2's SSH sessions killed while its script runs (its   | 1      | the script runs on (it ignores hang-ups); dsrctl waits for |
+ * | `ip route add default` slowed by 3 s)                   |        | it over a new connection, then rolls dev2 back: as before  |
  * | nginx -t rejects the config (duplicate upstream name)   | 1      | proxy rolled itself back; nginx still serving the old      |
  * |                                                         |        | config; upstreams never touched                            |
  * | proxy script fails at change 5 (table 100 in use:       | 1      | proxy rolled itself back (4 changes undone, listed);       |
