@@ -22,9 +22,9 @@ const reason = (rc: number) => (rc === 127 ? 'command not found' : `exit status 
 export function parseFacts(stdout: string): HostFacts {
   const sections = splitSections(stdout);
   const single = new Map<SingleName, Section>();
-  const repeated: Record<'sysctl' | 'file' | 'tc', Section[]> = { sysctl: [], file: [], tc: [] };
+  const repeated: Record<'sysctl' | 'file' | 'tc' | 'rt-tables', Section[]> = { sysctl: [], file: [], tc: [], 'rt-tables': [] };
   for (const s of sections) {
-    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc') repeated[s.name].push(s);
+    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc' || s.name === 'rt-tables') repeated[s.name].push(s);
     else if ((SINGLE as readonly string[]).includes(s.name)) {
       if (single.has(s.name as SingleName)) throw new FactsParseError(s.name, `section appears twice (line ${s.line})`);
       single.set(s.name as SingleName, s);
@@ -57,6 +57,7 @@ export function parseFacts(stdout: string): HostFacts {
     return s.body;
   };
 
+  const tableNumbers = parseRtTables(repeated['rt-tables'].map((t) => t.body).join('\n'));
   const hostname = must('hostname').trim();
   const kernel = must('kernel').trim();
   const uidText = must('uid').trim();
@@ -112,8 +113,8 @@ export function parseFacts(stdout: string): HostFacts {
     uid: Number(uidText),
     hasSystemd: systemd === 'yes',
     interfaces: parseIpAddr(must('ip-addr')),
-    rules: parseIpRules(must('ip-rule')),
-    routes: parseIpRoutes(must('ip-route')),
+    rules: numericTables(parseIpRules(must('ip-rule')), tableNumbers),
+    routes: numericTables(parseIpRoutes(must('ip-route')), tableNumbers),
     sysctl,
     sysctlMissing,
     iptables,
@@ -125,4 +126,19 @@ export function parseFacts(stdout: string): HostFacts {
     dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
     incomplete,
   };
+}
+
+/** `rt_tables`: "100 transparent" lines -> name -> number (main, local and default keep their names). */
+export function parseRtTables(text: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*(\d+)\s+(\S+)/.exec(line);
+    if (m && !['main', 'local', 'default', 'unspec'].includes(m[2]!) && !map.has(m[2]!)) map.set(m[2]!, m[1]!);
+  }
+  return map;
+}
+
+/** A table named in rt_tables is the same table as its number: plans compare numbers. */
+function numericTables<T extends { table?: string }>(entries: T[], names: Map<string, string>): T[] {
+  return entries.map((e) => (e.table && names.has(e.table) ? { ...e, table: names.get(e.table)! } : e));
 }

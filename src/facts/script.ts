@@ -150,6 +150,8 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
     '  run ip-addr ip -j addr show',
     '  run ip-rule ip -j -4 rule show',
     '  run ip-route ip -j -4 route show table all',
+    // iproute2 prints a table by its name from rt_tables: the parser maps names back to numbers
+    `  b rt-tables; cat /etc/iproute2/rt_tables /etc/iproute2/rt_tables.d/*.conf /usr/share/iproute2/rt_tables /usr/lib/iproute2/rt_tables 2>/dev/null; e rt-tables 0`,
     ...sysctls.map(({ key, proc }) => `  sysctl_value ${q(key)} ${q(proc)}`),
     '  run iptables-version iptables -V',
     '  run iptables-save iptables-save',

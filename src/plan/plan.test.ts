@@ -53,7 +53,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     expect(host(targets, 'proxy').desired).toEqual([
       { kind: 'nginx-main-directive', spec: { directive: 'user', args: ['root'] } },
       { kind: 'nginx-managed-config', spec: {} },
-      { kind: 'sysctl', spec: { key: 'net.ipv4.ip_forward', value: '1' } },
+      { kind: 'sysctl', spec: { key: 'net.ipv4.ip_forward', value: '1', restore: ['net.ipv4.conf.all.accept_redirects'] } },
       { kind: 'ip-rule', spec: { fwmark: '0x1', table: '100' } },
       { kind: 'ip-route', spec: { type: 'local', dst: '0.0.0.0/0', dev: 'lo', table: '100' } },
       ...UPSTREAM_IPS.map((ip) => ({ kind: 'iptables-rule', spec: { table: 'mangle', chain: 'PREROUTING', rule: markRule(ip) } })),
@@ -96,7 +96,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
   it('asks the facts exec for the sysctl, the two nginx files and the managed file directory on the proxy, nothing extra on upstreams', () => {
     const inv = labInventory();
     const targets = desiredHosts(inv, pb);
-    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: ['net.ipv4.ip_forward'], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [] });
+    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects'], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [] });
     expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { ResourceKind } from './types.js';
+import { PlanError, type ResourceKind } from './types.js';
 import type { IpRoute } from '../facts/types.js';
 import { ipv4 } from '../inventory/schema.js';
 
@@ -29,8 +29,16 @@ const isMainDefault = (r: IpRoute) => (r.table ?? 'main') === 'main' && (r.type 
 export const defaultRoute: ResourceKind<Spec> = {
   kind: 'default-route',
   schema,
-  plan(spec, facts) {
+  plan(spec, facts, ctx) {
     const current = facts.routes.filter(isMainDefault);
+    // multipath, nexthop objects and route metrics cannot be put back exactly from `ip -j` here: refuse
+    const odd = current.find((r) => r.nexthops !== undefined || r.nhid !== undefined || r.metrics !== undefined);
+    if (odd)
+      throw new PlanError(
+        ctx.host,
+        `its default route (${JSON.stringify(odd)}) uses multipath, a nexthop object or route metrics, which dsrctl cannot restore exactly on rollback; replace it by a plain "default via GW dev IF" first`,
+        { usage: true },
+      );
     if (current.length === 1 && current[0]!.gateway === spec.via && !current[0]!.metric) return null;
     const newArgs = ['default', 'via', spec.via];
     const describe = current.length === 0 ? 'none' : current.map((r) => recreateArgs(r).slice(1).join(' ')).join('; ');

@@ -12,9 +12,16 @@ type Spec = z.infer<typeof schema>;
 const num = (s: string | undefined) => (s === undefined ? undefined : Number(s));
 
 /** `ip rule add fwmark 1 lookup 100`: matches a rule with exactly that mark (full mask) and table, from all. */
+const PLAIN_KEYS = new Set(['priority', 'src', 'fwmark', 'fwmask', 'table']);
+
+/**
+ * A rule that does what `ip rule add fwmark 1 lookup 100` does: exactly that mark (full mask) and
+ * table, from all, no other selector (`not`, iif, ...), and consulted before main (priority < 32766).
+ */
 export function matchesRule(r: IpRule, spec: Spec): boolean {
   const fullMask = r.fwmask === undefined || num(r.fwmask) === 0xffffffff;
-  return num(r.fwmark) === num(spec.fwmark) && fullMask && r.table === spec.table && (r.src === undefined || r.src === 'all');
+  const plain = Object.keys(r).every((k) => PLAIN_KEYS.has(k));
+  return plain && r.priority < 32766 && num(r.fwmark) === num(spec.fwmark) && fullMask && r.table === spec.table && (r.src === undefined || r.src === 'all');
 }
 
 export const ipRule: ResourceKind<Spec> = {

@@ -24,6 +24,8 @@ function plannedFile(facts: HostFacts, path: string, ctx: PlanContext): PlannedF
   if (known) return known;
   const fact = facts.files[path];
   if (!fact) throw new Error(`${ctx.host}: facts did not include ${path}`);
+  if (fact.exists && fact.type === 'file' && fact.content === undefined)
+    throw new PlanError(ctx.host, `${path} exists but its content could not be read (permissions, or no base64 on the host); dsrctl will not replace a file it has not read`);
   const pf = { fact, content: fact.exists ? (fact.content ?? '') : null, touched: false };
   ctx.shared.set(key, pf);
   return pf;
@@ -68,6 +70,8 @@ const directiveSchema = z.object({ directive: z.enum(['user']), args: z.array(z.
 
 function mainConf(facts: HostFacts, ctx: PlanContext): PlannedFile {
   const path = ctx.inventory.proxy.nginx_conf;
+  if (facts.nginx.installed && facts.nginx.confPath && facts.nginx.confPath !== path)
+    throw new PlanError(ctx.host, `proxy.nginx_conf is ${path}, but this nginx reads ${facts.nginx.confPath} (nginx -V --conf-path); nginx -t and reload would not see the edit`, { usage: true });
   const pf = plannedFile(facts, path, ctx);
   if (pf.content === null) throw new PlanError(ctx.host, `${path} does not exist (is nginx installed? set proxy.nginx_conf)`);
   return pf;

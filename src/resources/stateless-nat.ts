@@ -187,6 +187,13 @@ export const statelessNat: ResourceKind<Spec> = {
   plan(spec, facts, ctx) {
     if (!facts.interfaces.some((i) => i.name === spec.interface)) throw new PlanError(ctx.host, `interface ${spec.interface} does not exist on this host`, { usage: true });
     const rules = natRules(spec, ctx);
+    const viaProxy = facts.routes.find((r) => (r.table ?? 'main') === 'main' && r.dst === 'default' && r.gateway === ctx.inventory.proxy.private_ip);
+    if (spec.sources === 'self' && viaProxy)
+      throw new PlanError(
+        ctx.host,
+        `its default route goes via the proxy (${ctx.inventory.proxy.private_ip}), as an earlier ip-transparency or router-NAT run left it; origin NAT needs the upstream's own route to the clients: run dsrctl rollback with the earlier inventory first`,
+        { usage: true },
+      );
     const choice = chooseNatBackend(ctx.inventory.nat.backend, facts, rules.some((r) => r.toPort !== undefined), ctx.host);
     ctx.notes.push(`stateless NAT backend: ${choice.backend} (${choice.reason})`);
     return choice.backend === 'nft' ? planNft(spec, rules, facts) : planTc(spec, rules, facts, ctx);

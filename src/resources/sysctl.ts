@@ -1,13 +1,18 @@
 import { z } from 'zod';
 import { PlanError, type ResourceKind } from './types.js';
 
-const schema = z.object({ key: z.string().regex(/^[a-z0-9_.]+$/), value: z.string().regex(/^[0-9 ]+$/) });
+const schema = z.object({
+  key: z.string().regex(/^[a-z0-9_.]+$/),
+  value: z.string().regex(/^[0-9 ]+$/),
+  /** keys the kernel rewrites along with this one, put back on undo (ip_forward resets conf.all.accept_redirects) */
+  restore: z.array(z.string().regex(/^[a-z0-9_.]+$/)).default([]),
+});
 type Spec = z.infer<typeof schema>;
 
 export const sysctl: ResourceKind<Spec> = {
   kind: 'sysctl',
   schema,
-  facts: (spec) => ({ sysctls: [spec.key] }),
+  facts: (spec) => ({ sysctls: [spec.key, ...spec.restore] }),
   plan(spec, facts, ctx) {
     const current = facts.sysctl[spec.key];
     if (current === undefined) throw new PlanError(ctx.host, `sysctl ${spec.key} does not exist on this kernel`);
@@ -20,7 +25,10 @@ export const sysctl: ResourceKind<Spec> = {
       action: 'update',
       summary: `set ${spec.key} ${current} -> ${spec.value}`,
       do: [{ run: ['sysctl', '-q', '-w', `${spec.key}=${spec.value}`] }],
-      undo: [{ run: ['sysctl', '-q', '-w', `${spec.key}=${current}`] }],
+      undo: [
+        { run: ['sysctl', '-q', '-w', `${spec.key}=${current}`] },
+        ...spec.restore.filter((k) => facts.sysctl[k] !== undefined).map((k) => ({ run: ['sysctl', '-q', '-w', `${k}=${facts.sysctl[k]}`] })),
+      ],
     };
   },
 };

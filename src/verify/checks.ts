@@ -95,7 +95,7 @@ export function renderCheckScript(checks: Check[], inv: Inventory): string {
         // sequential on purpose: round robin then visits every upstream once per pass
         lines.push(
           `i=0; while [ $i -lt ${probe!.requests} ]; do`,
-          `  body=$(curl -sS --max-time ${t} ${quote([`http://${ip}:${port}/`])} 2>&1 | head -c 300 | tr '\\n' ' ')`,
+          `  body=$(curl -sS -f --max-time ${t} ${quote([`http://${ip}:${port}/`])} 2>&1 | head -c 300 | tr '\\n' ' ')`,
           `  echo "@@probe $body"; i=$((i+1))`,
           'done',
         );
@@ -137,7 +137,12 @@ export function judgeHttpProbe(bodies: string[], inv: Inventory): { ok: boolean;
   const expect = inv.verify.probe?.expect_source;
   if (bodies.length === 0) return { ok: false, detail: 'no response' };
   const detail = bodies.map((b) => b.replace(/\s+$/, '')).join(' | ');
-  const bad = expect ? bodies.filter((b) => HELLO.exec(b)?.[1] !== expect) : bodies.filter((b) => b === '' || /^curl: /.test(b));
+  // without an expected address: every request must succeed (curl -f: no 4xx/5xx, e.g. nginx's 502
+  // when the transparent bind fails), and an upstream that echoes must not see the proxy itself
+  const proxyIps = [inv.proxy.private_ip, inv.proxy.public_ip];
+  const bad = expect
+    ? bodies.filter((b) => HELLO.exec(b)?.[1] !== expect)
+    : bodies.filter((b) => b === '' || /^curl: /.test(b) || proxyIps.includes(HELLO.exec(b)?.[1] ?? ''));
   if (bad.length) return { ok: false, detail: `${bad.length} of ${bodies.length} responses ${expect ? `did not come from ${expect}` : 'failed'}: ${detail}` };
   return { ok: true, detail };
 }

@@ -39,9 +39,9 @@ export function parseTc(body: string): [string, TcFacts] {
   let rootQdisc: TcFacts['rootQdisc'] = null;
   for (const l of qdiscLines) {
     const m = /^qdisc (\S+) (\S+) root\b/.exec(l);
-    // the kernel's defaults are not a qdisc anyone owns
-    if (m && !['noqueue', 'pfifo_fast', 'mq', 'fq_codel'].includes(m[1]!)) rootQdisc = { kind: m[1]!, handle: m[2]! };
-    else if (m && m[2] !== '0:' && ['mq', 'fq_codel'].includes(m[1]!)) rootQdisc = { kind: m[1]!, handle: m[2]! };
+    // a root qdisc with handle 0: is the kernel's default (noqueue, pfifo_fast, mq, fq_codel, or
+    // whatever net.core.default_qdisc names): nobody's
+    if (m && m[2] !== '0:') rootQdisc = { kind: m[1]!, handle: m[2]! };
   }
   return [dev, { rootQdisc, qdiscs: qdiscLines.join('\n'), filters }];
 }
