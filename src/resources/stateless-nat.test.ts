@@ -205,3 +205,18 @@ describe('stateless-nat plan with act_nat as a module (a stock Debian kernel)', 
     }
   });
 });
+
+describe('stateless-nat tc: filters this inventory does not want', () => {
+  it('stops instead of leaving an old rewrite in front of the new ones', () => {
+    const inv = dsrInventory('tc');
+    inv.upstreams = inv.upstreams.slice(0, 3); // dev4 removed from the inventory, its filter still there
+    let err: unknown;
+    try {
+      planProxy(inv, proxyFacts(OUR_HTB, FILTERS));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PlanError);
+    expect((err as PlanError).message).toMatch(/pub0 has 1 tc nat filter\(s\) this inventory does not want/);
+  });
+});

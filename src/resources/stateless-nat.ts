@@ -151,6 +151,15 @@ function planTc(spec: Spec, rules: NatRule[], facts: HostFacts, ctx: PlanContext
     );
   const missing = rules.filter((r) => !tcHasRule(tc.filters, r));
   const present = rules.filter((r) => !missing.includes(r));
+  // nat filters this inventory does not want (an upstream removed, another public address) would
+  // still rewrite first: dsrctl does not guess how to rebuild them, it stops and says so
+  const natFilters = tc.filters.split(/\n(?=filter )/).filter((b) => / nat egress /.test(b)).length;
+  if (ours && natFilters > present.length)
+    throw new PlanError(
+      ctx.host,
+      `${iface} has ${natFilters - present.length} tc nat filter(s) this inventory does not want (from an earlier run with other upstreams, ports or public address); run dsrctl rollback with the earlier inventory first`,
+      { usage: true },
+    );
   // an earlier run's nft NAT on this interface would rewrite a second time: it goes
   const name = nftTableName(iface);
   const nftOld = facts.nft.tables[`netdev ${name}`];
