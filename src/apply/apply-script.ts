@@ -30,27 +30,31 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
     "trap '' HUP PIPE",
     HANDLER_FUNCTIONS,
     `run=${q(run)}`,
-    `mkdir -p ${q(STATE_DIR)} "$run/files" "$run/changes" || exit 1`,
-    writeB64(ROLLBACK_RUNNER_SCRIPT, ROLLBACK_RUNNER),
-    `echo applying > "$run/status"`,
+    `mkdir -p ${q(STATE_DIR)} "$run/files" "$run/changes" || { echo "@@dsrctl-failed cannot create $run"; exit 1; }`,
+    `${writeB64(ROLLBACK_RUNNER_SCRIPT, ROLLBACK_RUNNER)} || { echo "@@dsrctl-failed cannot write ${ROLLBACK_RUNNER} (disk full?)"; exit 1; }`,
+    `echo applying > "$run/status" || { echo "@@dsrctl-failed cannot write the journal (disk full?)"; exit 1; }`,
+    // a rollback from another connection waits for this script while it runs
+    `echo $$ > "$run/pid"`,
     `printf '%s\\n' ${q(`run=${runId} host=${plan.host}`)} > "$run/meta"`,
     `echo ${q(runId)} > ${q(LAST_RUN)}`,
     // a revert by an earlier switch was reported by the facts of this run
     `rm -f ${REVERTED_FILE}`,
     // armed before the first change: from here on the host reverts by itself unless the run confirms
+    // on failure the script rolls the host back itself, unless the switch already claimed the run
+    'dsrctl_fail() {',
+    '  echo "@@dsrctl-failed $1"',
+    `  if mkdir "$run/claimed" 2>/dev/null; then echo apply > "$run/claimed/by"; sh ${q(ROLLBACK_RUNNER)} "$run" "apply failed: $1"`,
+    '  else i=0; while [ "$(cat "$run/status")" = applying ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo "@@dsrctl-rollback-status $(cat "$run/status")"; fi',
+    '  rm -f "$run/pid"; exit 1',
+    '}',
     armSwitchScript(run, runId, opts.switchSeconds),
-    'dsrctl_fail() { echo "@@dsrctl-failed $1"; sh ' + q(ROLLBACK_RUNNER) + ' "$run" "apply failed: $1"; exit 1; }',
   ];
   plan.changes.forEach((change, i) => {
     const n = `$run/changes/${String(i + 1).padStart(3, '0')}`;
     lines.push(
       `# ${change.summary.replace(/\n/g, ' ')}`,
-      writeB64(renderUndo(change, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.undo`),
-      `printf '%s\\n' ${q(change.summary)} > "${n}.summary"`,
-      `printf '%s\\n' ${q(change.id)} > "${n}.id"`,
-      `echo ${change.action} > "${n}.action"`,
-      `printf '%s\\n' ${q((change.notify ?? []).join(' '))} > "${n}.notify"`,
-      `echo pending > "${n}.state"`,
+      // write-ahead: the undo is on disk before the change starts, or the change does not start
+      `{ ${writeB64(renderUndo(change, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.undo`)} && printf '%s\\n' ${q(change.summary)} > "${n}.summary" && printf '%s\\n' ${q(change.id)} > "${n}.id" && echo ${change.action} > "${n}.action" && printf '%s\\n' ${q((change.notify ?? []).join(' '))} > "${n}.notify" && echo pending > "${n}.state"; } || dsrctl_fail "cannot write the journal for change ${i + 1} (disk full?)"`,
       `{ ${change.do.map((s) => renderStep(s, run)).join(' && ')}; } 2>"${n}.err" || dsrctl_fail "change ${i + 1}: ${change.summary.replace(/["$`\\]/g, '')}: $(tr '\\n' ' ' < "${n}.err")"`,
       `echo done > "${n}.state"`,
       `echo "@@dsrctl-done ${i + 1}"`,
@@ -60,7 +64,7 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
   for (const h of handlers) {
     lines.push(`${HANDLER_CALL[h]} 2>"$run/handler.err" || dsrctl_fail "handler ${h}: $(tr '\\n' ' ' < "$run/handler.err")"`, `echo "@@dsrctl-handler ${h}"`);
   }
-  lines.push('echo applied > "$run/status"', 'echo "@@dsrctl-applied"', '');
+  lines.push('echo applied > "$run/status"', 'rm -f "$run/pid"', 'echo "@@dsrctl-applied"', '');
   return lines.join('\n');
 }
 

@@ -29,10 +29,21 @@ export function describeHolder(text: string): string {
  * Take the host's lock atomically (noclobber create), appended to the facts exec so it costs no
  * round trip. Prints `@@dsrctl-lock acquired` or `@@dsrctl-lock held <base64 holder>`.
  */
-export function acquireLockScript(info: string, breakLock: boolean): string {
+export function acquireLockScript(info: string, breakLock: boolean, breakArmed = false): string {
   return [
     `mkdir -p ${STATE_DIR} 2>/dev/null`,
-    breakLock ? `if [ -f ${LOCK_FILE} ]; then echo "@@dsrctl-lock broke $(base64 -w0 < ${LOCK_FILE})"; rm -f ${LOCK_FILE}; fi` : '',
+    // a lock whose run applied changes and still has its switch armed is not dead: that run's
+    // changes are unconfirmed and will revert by themselves; breaking it would let a new run build on them
+    breakLock
+      ? [
+          `if [ -f ${LOCK_FILE} ]; then`,
+          `  lr=$(sed -n 's/^run=\\([^ ]*\\) .*/\\1/p' ${LOCK_FILE}); lrd=${STATE_DIR}/runs/$lr`,
+          `  if ${breakArmed ? 'false' : 'true'} && [ -n "$lr" ] && [ -f "$lrd/switch" ] && [ ! -d "$lrd/claimed" ] && case "$(cat "$lrd/status" 2>/dev/null)" in applying|applied) true ;; *) false ;; esac; then`,
+          `    echo "@@dsrctl-lock armed $(base64 -w0 < ${LOCK_FILE})"`,
+          `  else echo "@@dsrctl-lock broke $(base64 -w0 < ${LOCK_FILE})"; rm -f ${LOCK_FILE}; fi`,
+          'fi',
+        ].join('\n')
+      : '',
     `if ( set -C; printf '%s\\n' ${quote([info])} > ${LOCK_FILE} ) 2>/dev/null; then echo "@@dsrctl-lock acquired";`,
     `else echo "@@dsrctl-lock held $(base64 -w0 < ${LOCK_FILE} 2>/dev/null)"; fi`,
   ].join('\n');
@@ -43,14 +54,16 @@ export function releaseLockScript(runId: string): string {
   return `if grep -q ${quote([`^run=${runId} `])} ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; fi`;
 }
 
-export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string } | { state: 'released' };
+export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string; armed?: boolean } | { state: 'released' };
 
 export function parseLockOutput(stdout: string): LockState | undefined {
   let broke: string | undefined;
+  let armed = false;
   for (const line of stdout.split('\n')) {
+    if (line.startsWith('@@dsrctl-lock armed ')) armed = true;
     if (line.startsWith('@@dsrctl-lock broke ')) broke = Buffer.from(line.slice(20), 'base64').toString('utf8');
     if (line === '@@dsrctl-lock acquired') return { state: 'acquired', broke };
-    if (line.startsWith('@@dsrctl-lock held')) return { state: 'held', holder: Buffer.from(line.slice(19).trim(), 'base64').toString('utf8') };
+    if (line.startsWith('@@dsrctl-lock held')) return { state: 'held', holder: Buffer.from(line.slice(19).trim(), 'base64').toString('utf8'), armed };
   }
   return undefined;
 }

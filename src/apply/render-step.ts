@@ -4,8 +4,16 @@ import type { Handler, Step } from '../plan/types.js';
 /** One step as one shell command line. Every value is quoted; no user text is ever interpreted by the shell. */
 export function renderStep(step: Step, run: string): string {
   if ('run' in step) return quote(step.run);
-  if ('backup' in step) return `cp -p -- ${quote([step.backup.path, `${run}/files/${step.backup.key}`])}`;
-  if ('restore' in step) return `cp -p -- ${quote([`${run}/files/${step.restore.key}`, step.restore.path])}`;
+  // a backup exists whole or not at all (copied aside, then renamed): a full disk cannot leave a
+  // partial copy that a restore would put over the intact original
+  if ('backup' in step) {
+    const b = `${run}/files/${step.backup.key}`;
+    return `cp -p -- ${quote([step.backup.path, `${b}.tmp`])} && mv -- ${quote([`${b}.tmp`, b])}`;
+  }
+  if ('restore' in step) {
+    const b = `${run}/files/${step.restore.key}`;
+    return `{ [ -f ${quote([b])} ] || { echo ${quote([`no backup of ${step.restore.path}`])} >&2; false; }; } && cp -p -- ${quote([b, step.restore.path])}`;
+  }
   if ('write' in step) {
     const b64 = Buffer.from(step.write.content, 'utf8').toString('base64');
     // truncate in place: an existing file keeps its owner and mode
@@ -22,13 +30,14 @@ export function renderStep(step: Step, run: string): string {
 export const HANDLER_FUNCTIONS = String.raw`
 dsrctl_nginx_reload() {
   nginx -t -q || { echo "nginx -t rejected the new configuration" >&2; return 1; }
-  if [ -d /run/systemd/system ] && systemctl is-active --quiet nginx 2>/dev/null; then
-    systemctl reload nginx; return $?
-  fi
   pidf=$(nginx -V 2>&1 | sed -n 's/.*--pid-path=\([^ ]*\).*/\1/p'); [ -n "$pidf" ] || pidf=/run/nginx.pid
   master=$(cat "$pidf" 2>/dev/null) || { echo "nginx is not running (no $pidf)" >&2; return 1; }
   old=$(ps -o pid= --ppid "$master" 2>/dev/null)
-  nginx -s reload || return 1
+  if [ -d /run/systemd/system ] && systemctl is-active --quiet nginx 2>/dev/null; then
+    systemctl reload nginx || return 1
+  else
+    nginx -s reload || return 1
+  fi
   i=0
   while [ $i -lt 100 ]; do
     busy=0

@@ -23,21 +23,38 @@ if [ "$1" = --all ]; then
     case "$(cat "$runs/$r/status" 2>/dev/null)" in applying|applied|committed|rollback-failed) active="$active $r" ;; esac
   done
   [ -n "$active" ] || { echo "@@dsrctl-nothing no run to undo on this host"; exit 0; }
-  rc=0
+  rc=0; deferred="$runs/.handlers"; : > "$deferred"
   for r in $active; do
     for idf in "$runs/$r"/changes/*.id; do
       [ -f "$idf" ] || continue
       n=\${idf%.id}
+      [ "$(cat "$n.state" 2>/dev/null)" = done ] || continue
       [ "$(cat "$n.action" 2>/dev/null)" = delete ] && continue
+      # the nearest older active run that changed the same resource decides: when it created or
+      # updated it, its undo returns it to the original and this run's undo must not run as well
+      found=""
       for o in $active; do
+        [ -z "$found" ] || break
         expr "$o" \\< "$r" >/dev/null || continue
         for oid in "$runs/$o"/changes/*.id; do
-          [ -f "$oid" ] && [ "$(cat "\${oid%.id}.action" 2>/dev/null)" != delete ] && cmp -s "$idf" "$oid" && [ "$(cat "\${oid%.id}.state" 2>/dev/null)" = done ] && [ "$(cat "$n.state")" = done ] && echo superseded > "$n.state"
+          if [ -f "$oid" ] && cmp -s "$idf" "$oid" && [ "$(cat "\${oid%.id}.state" 2>/dev/null)" = done ]; then found=$(cat "\${oid%.id}.action"); break; fi
         done
       done
+      case "$found" in ''|delete) ;; *) echo superseded > "$n.state" ;; esac
     done
-    sh "$0" "$runs/$r" "$reason" || rc=1
+    DSRCTL_DEFER_HANDLERS="$deferred" sh "$0" "$runs/$r" "$reason" || rc=1
   done
+  # handlers once, after every run is undone: an intermediate state (say, a stream include whose
+  # file an older run's undo removes next) must not be validated on its own
+  ${HANDLER_FUNCTIONS.trim().split('\n').join('\n  ')}
+  for h in $(sort -u "$deferred"); do
+    case "$h" in
+${Object.entries(HANDLER_CALL)
+  .map(([h, fn]) => `      ${h}) ${fn} || { rc=1; echo "@@dsrctl-undo-failed handler ${h}"; for r in $active; do echo rollback-failed > "$runs/$r/status"; done; } ;;`)
+  .join('\n')}
+    esac
+  done
+  rm -f "$deferred"
   exit $rc
 fi
 run=$1; reason=\${2:-rollback}
@@ -46,6 +63,13 @@ ${HANDLER_FUNCTIONS}
 status=$(cat "$run/status" 2>/dev/null)
 case "$status" in rolled-back|committed-rolled-back) echo "@@dsrctl-nothing run already rolled back"; exit 0 ;; esac
 fail=0; handlers=""
+# after a rollback that failed (say, nginx -t), the handlers of what it undid run again
+if [ "$status" = rollback-failed ]; then
+  for nf in "$run"/changes/*.notify; do
+    [ "$(cat "\${nf%.notify}.state" 2>/dev/null)" = undone ] || continue
+    for h in $(cat "$nf"); do case " $handlers " in *" $h "*) ;; *) handlers="$handlers $h" ;; esac; done
+  done
+fi
 for undo in $(ls -r "$run"/changes/*.undo 2>/dev/null); do
   n=\${undo%.undo}; state=$(cat "$n.state" 2>/dev/null)
   summary=$(cat "$n.summary" 2>/dev/null)
@@ -60,6 +84,9 @@ for undo in $(ls -r "$run"/changes/*.undo 2>/dev/null); do
   esac
   for h in $(cat "$n.notify" 2>/dev/null); do case " $handlers " in *" $h "*) ;; *) handlers="$handlers $h" ;; esac; done
 done
+if [ -n "\${DSRCTL_DEFER_HANDLERS:-}" ]; then
+  for h in $handlers; do echo "$h" >> "$DSRCTL_DEFER_HANDLERS"; done; handlers=""
+fi
 for h in $handlers; do
   case "$h" in
 ${Object.entries(HANDLER_CALL)

@@ -15,6 +15,9 @@ export function armSwitchScript(run: string, runId: string, seconds: number): st
     '#!/bin/sh',
     `# dsrctl dead-man's switch for run ${runId}`,
     `sleep ${seconds}`,
+    // the switch and the confirm (or an agent's rollback) claim the run atomically: only one acts
+    `mkdir ${quote([`${run}/claimed`])} 2>/dev/null || exit 0`,
+    `echo switch > ${quote([`${run}/claimed/by`])}`,
     `case "$(cat ${quote([`${run}/status`])} 2>/dev/null)" in`,
     '  applying|applied)',
     `    sh ${ROLLBACK_RUNNER} ${quote([run, `dead-man's switch: run not confirmed within ${seconds} s`])} > ${quote([`${run}/switch.log`])} 2>&1`,
@@ -30,7 +33,7 @@ export function armSwitchScript(run: string, runId: string, seconds: number): st
     'if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then',
     // the timer fires the remaining time after now; the sleep inside then returns at once
     `  sed -i 's/^sleep .*/sleep 0/' ${sw}`,
-    `  systemd-run --quiet --unit=${quote([`dsrctl-revert-${runId}`])} --on-active=${seconds}s --timer-property=AccuracySec=1s /bin/sh ${sw} || exit 1`,
+    `  systemd-run --quiet --unit=${quote([`dsrctl-revert-${runId}`])} --on-active=${seconds}s --timer-property=AccuracySec=1s /bin/sh ${sw} || dsrctl_fail "cannot arm the dead-man's switch (systemd-run)"`,
     `  echo ${quote([`systemd dsrctl-revert-${runId}`])} > ${quote([`${run}/switch`])}`,
     'else',
     `  setsid sh ${sw} </dev/null >/dev/null 2>&1 &`,
@@ -41,7 +44,25 @@ export function armSwitchScript(run: string, runId: string, seconds: number): st
 }
 
 /**
- * Stop the switch of a run, if it is still waiting. Safe to run twice.
+ * Claim a run for `who` (confirm, rollback): sets `claim=ok`, or `claim=lost` and `claim_by` when
+ * the switch (or an earlier claim) got it first, after waiting up to 60 s for a switch that is still
+ * rolling back. `runWord` is a shell word for the run directory.
+ */
+export function claimRunScript(runWord: string, who: string): string {
+  return [
+    `cl_run=${runWord}; claim=lost; claim_by=`,
+    'if mkdir "$cl_run/claimed" 2>/dev/null; then',
+    `  echo ${who} > "$cl_run/claimed/by"; claim=ok`,
+    'else',
+    '  i=0; while [ "$(cat "$cl_run/claimed/by" 2>/dev/null)" = switch ] && case "$(cat "$cl_run/status" 2>/dev/null)" in applying|applied) true ;; *) false ;; esac && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done',
+    '  claim_by=$(cat "$cl_run/claimed/by" 2>/dev/null)',
+    'fi',
+  ].join('\n');
+}
+
+/**
+ * Stop the switch of a run, if it is still waiting: only after claiming the run, so a switch that
+ * is already rolling back is never killed half-way. Safe to run twice.
  * `runWord` is a shell word for the run directory: a quoted path or "$run".
  */
 export function disarmSwitchScript(runWord: string): string {

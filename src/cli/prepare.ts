@@ -89,7 +89,12 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
           }
           task.title = `${h.target.name}: read facts`;
           const facts = await gatherFacts(h, inv, pb, lock).finally(() => h.target.role === 'proxy' && proxyDone());
-          if (h.lock?.state === 'held') throw new Error(`locked by ${describeHolder(h.lock.holder)}; if that run is dead, run again with --break-lock`);
+          if (h.lock?.state === 'held')
+            throw new Error(
+              h.lock.armed
+                ? `locked by ${describeHolder(h.lock.holder)}, whose changes were never confirmed and whose dead-man's switch is still armed: wait for it to revert them, or run dsrctl rollback --break-lock (apply --break-lock will not take this lock)`
+                : `locked by ${describeHolder(h.lock.holder)}; if that run is dead, run again with --break-lock`,
+            );
           if (h.lock?.state === 'acquired' && h.lock.broke) notices.push(`${h.target.name}: broke the lock of ${describeHolder(h.lock.broke)}`);
           if (doPlan) {
             const plan = planFor(h, inv, pb);

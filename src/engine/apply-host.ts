@@ -2,7 +2,7 @@ import type { HostSession } from '../ssh/types.js';
 import type { HostPlan } from '../plan/types.js';
 import { renderApplyScript, parseApplyOutput, type ApplyOutcome } from '../apply/apply-script.js';
 import { ROLLBACK_RUNNER, LAST_RUN, runDir } from '../apply/paths.js';
-import { disarmSwitchScript, REVERTED_FILE } from '../apply/switch.js';
+import { disarmSwitchScript, claimRunScript, REVERTED_FILE } from '../apply/switch.js';
 import { releaseLockScript } from '../apply/lock.js';
 import { quote } from 'shell-quote';
 import { timed } from '../util/debug.js';
@@ -33,8 +33,19 @@ export async function applyHost(session: HostSession, plan: HostPlan, runId: str
 export async function finishHost(session: HostSession, runId: string, changed: boolean): Promise<{ ok: boolean; detail?: string }> {
   const run = quote([runDir(runId)]);
   const script = [
-    changed ? disarmSwitchScript(run) : '',
-    changed ? `st=$(cat ${run}/status 2>/dev/null); if [ "$st" = applied ]; then echo committed > ${run}/status; echo "@@dsrctl-committed"; else echo "@@dsrctl-not-committed $st"; fi` : '',
+    ...(changed
+      ? [
+          claimRunScript(run, 'confirm'),
+          'st=$(cat "$cl_run/status" 2>/dev/null)',
+          // claimed: the switch is still asleep and can be stopped. Lost to our own earlier confirm
+          // (its reply was lost and this is the retry): committed already. Lost to the switch: it fired.
+          'if [ $claim = ok ]; then',
+          disarmSwitchScript(run),
+          '  if [ "$st" = applied ]; then echo committed > "$cl_run/status"; echo "@@dsrctl-committed"; else echo "@@dsrctl-not-committed $st"; fi',
+          'elif [ "$claim_by" = confirm ] && [ "$st" = committed ]; then echo "@@dsrctl-committed"',
+          'else echo "@@dsrctl-not-committed $st"; fi',
+        ]
+      : []),
     releaseLockScript(runId),
     'echo "@@dsrctl-finished"',
   ].join('\n');
@@ -74,10 +85,14 @@ export async function rollbackHost(session: HostSession, runId: string | undefin
     'run=/var/lib/dsrctl/runs/$id',
     `if [ -z "$id" ] || [ ! -f ${ROLLBACK_RUNNER} ] || [ ! -d "$run" ]; then echo "@@dsrctl-nothing no run recorded on this host"; rc=0`,
     `else`,
-    // an apply whose connection broke runs on (it ignores hang-ups): let it finish first
-    `  i=0; while [ "$(cat "$run/status" 2>/dev/null)" = applying ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done`,
-    // the last run's switch may still be waiting (an apply that never confirmed)
+    // an apply whose connection broke runs on (it ignores hang-ups): let it finish first (30 s at
+    // most; a script that died, say with the machine, leaves its pid behind and is not waited for)
+    `  i=0; while [ -f "$run/pid" ] && kill -0 "$(cat "$run/pid")" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done`,
+    // claim the last run first: a switch that is already rolling it back is waited for, never killed
+    claimRunScript('"$run"', 'rollback'),
+    '  if [ $claim = ok ]; then',
     disarmSwitchScript('"$run"'),
+    '  fi',
     runId ? `  sh ${ROLLBACK_RUNNER} "$run" "dsrctl apply: rolled back"; rc=$?` : `  sh ${ROLLBACK_RUNNER} --all "dsrctl rollback"; rc=$?`,
     'fi',
     // a revert reported earlier is history once the host is rolled back on purpose
@@ -86,7 +101,7 @@ export async function rollbackHost(session: HostSession, runId: string | undefin
     'exit $rc',
   ].join('\n');
   try {
-    const res = await session.exec(script, { timeoutMs: 60_000 });
+    const res = await session.exec(script, { timeoutMs: 150_000 });
     const lines = res.stdout.split('\n').filter((l) => l.startsWith('@@dsrctl-'));
     const nothing = lines.some((l) => l.startsWith('@@dsrctl-nothing')) || (res.code === 0 && !lines.some((l) => l.startsWith('@@dsrctl-undone')));
     const status = lines.find((l) => l.startsWith('@@dsrctl-rollback-status '))?.slice(25);

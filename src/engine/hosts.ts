@@ -28,6 +28,8 @@ export interface LockRequest {
   /** the holder line written into the lock */
   info: string;
   breakLock: boolean;
+  /** rollback may take the lock of an unconfirmed run whose switch is armed: it undoes that run anyway */
+  breakArmed?: boolean;
 }
 
 /** An SSH error that means the connection is gone (or hung): worth one reconnect. */
@@ -59,7 +61,7 @@ export async function connectHost(h: HostState): Promise<void> {
 
 /** One exec: the facts, and for changing commands the run lock in the same round trip. */
 export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lock?: LockRequest): Promise<HostFacts> {
-  const epilogue = lock ? acquireLockScript(lock.info, lock.breakLock) : '';
+  const epilogue = lock ? acquireLockScript(lock.info, lock.breakLock, lock.breakArmed) : '';
   const res = await timed(`${h.target.name} facts`, () => h.session!.exec(buildFactsScript(factsRequest(inv, pb, h.target), epilogue), { timeoutMs: 30_000 }));
   if (res.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${res.code}): ${res.stderr.trim()}`);
   if (lock) h.lock = parseLockOutput(res.stdout) ?? { state: 'held', holder: 'unknown (could not write the lock file; is the user root?)' };

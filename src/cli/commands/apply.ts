@@ -131,8 +131,13 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     if (toUndo.length) rollbacks = await rollbackRun(toUndo, runId, opts, seconds);
     const locksLeft = await releaseLocks(locked().filter((h) => !toUndo.includes(h)), runId);
     for (const host of locksLeft) log(red(`${host}: could not release its lock (unreachable); once it is checked, run again with --break-lock`));
-    const selfRolled = applied.filter((a) => !a.ok && !a.lost && a.done > 0);
-    const incomplete = [...rollbacks.filter((r) => !r.ok).map((r) => r.host), ...selfRolled.filter((a) => a.rollbackStatus !== 'rolled-back').map((a) => a.host)];
+    const selfRolled = applied.filter((a) => !a.ok && !a.lost && (a.done > 0 || a.rollback.length > 0 || (a.rollbackStatus !== undefined && a.rollbackStatus !== 'rolled-back')));
+    // a host whose own rollback did not finish as rolled-back (a full disk, an undo that failed) is left for a person
+    const incomplete = [
+      ...rollbacks.filter((r) => !r.ok).map((r) => r.host),
+      ...applied.filter((a) => !a.ok && !a.lost && a.rollbackStatus !== undefined && a.rollbackStatus !== 'rolled-back').map((a) => a.host),
+      ...selfRolled.filter((a) => a.rollbackStatus === undefined).map((a) => a.host),
+    ];
     for (const r of rollbacks)
       log(`${r.ok ? green('rolled back') : red('ROLLBACK FAILED')} ${r.host}${r.error ? `: ${r.error}` : ''}${r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''}`);
     for (const a of selfRolled) log(`${a.rollbackStatus === 'rolled-back' ? yellow('rolled itself back') : red('ROLLBACK FAILED')} ${a.host}:\n    ${a.rollback.join('\n    ')}`);
@@ -142,7 +147,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       result = 'rollback-failed';
       return finish(
         EXIT.rollbackIncomplete,
-        red(bold(`Rollback did not complete on ${incomplete.join(', ')}: a person must look. Each host's dead-man's switch reverts it by itself within ${timeout} s of its apply; check with dsrctl verify.`)),
+        red(bold(`Rollback did not complete on ${incomplete.join(', ')}: a person must look. A host that could not be reached still has its dead-man's switch armed and reverts by itself within ${timeout} s of its apply; one whose rollback ran and failed does not. Check with dsrctl verify, then dsrctl rollback.`)),
       );
     }
     result = changed.length ? 'rolled-back' : 'failed';

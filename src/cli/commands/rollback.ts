@@ -11,9 +11,9 @@ import { lockInfo } from '../../apply/lock.js';
 /** Undo the last applied run on every host, from each host's own journal. Twice is harmless. */
 export async function rollbackCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('rollback changes hosts: confirm on a terminal, or pass --yes when running unattended');
-  if (!opts.yes && !(await (await import('@inquirer/prompts')).confirm({ message: 'Undo the last dsrctl run on every host of this inventory?', default: false }))) return EXIT.ok;
+  if (!opts.yes && !(await (await import('@inquirer/prompts')).confirm({ message: 'Undo everything dsrctl applied on every host of this inventory (back to before its first apply)?', default: false }))) return EXIT.ok;
   const lockRun = newRunId();
-  const prep = await connectAndPlan(file, opts, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock });
+  const prep = await connectAndPlan(file, opts, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock, breakArmed: true });
   try {
     const results: HostRollbackResult[] = [];
     // upstreams first: their default route must leave before the proxy stops handling their replies
