@@ -16,6 +16,7 @@ export function lockInfo(runId: string, command: string): string {
   return `run=${runId} command=${command} agent=${hostname()} pid=${process.pid} time=${new Date().toISOString()}`;
 }
 
+/** `key=value key=value` lines, as the lock and the switch's `reverted` marker are written. */
 export function parseLockInfo(text: string): Partial<LockInfo> {
   return Object.fromEntries(text.trim().split(/\s+/).map((kv) => kv.split('=', 2) as [string, string]));
 }

@@ -16,6 +16,16 @@ import { HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
  */
 export const ROLLBACK_RUNNER_SCRIPT = `#!/bin/sh
 # dsrctl rollback runner (generated; do not edit). Usage: rollback.sh RUN_DIR [reason] | rollback.sh --all [reason]
+${HANDLER_FUNCTIONS}
+# dsrctl_handler NAME: run one handler; unknown names fail
+dsrctl_handler() {
+  case "$1" in
+${Object.entries(HANDLER_CALL)
+  .map(([h, fn]) => `    ${h}) ${fn} ;;`)
+  .join('\n')}
+    *) echo "unknown handler $1" >&2; return 1 ;;
+  esac
+}
 if [ "$1" = --all ]; then
   runs=/var/lib/dsrctl/runs; reason=\${2:-rollback}; active=""
   # run ids start with a UTC timestamp: reverse name order is newest first
@@ -46,20 +56,14 @@ if [ "$1" = --all ]; then
   done
   # handlers once, after every run is undone: an intermediate state (say, a stream include whose
   # file an older run's undo removes next) must not be validated on its own
-  ${HANDLER_FUNCTIONS.trim().split('\n').join('\n  ')}
   for h in $(sort -u "$deferred"); do
-    case "$h" in
-${Object.entries(HANDLER_CALL)
-  .map(([h, fn]) => `      ${h}) ${fn} || { rc=1; echo "@@dsrctl-undo-failed handler ${h}"; for r in $active; do echo rollback-failed > "$runs/$r/status"; done; } ;;`)
-  .join('\n')}
-    esac
+    dsrctl_handler "$h" || { rc=1; echo "@@dsrctl-undo-failed handler $h"; for r in $active; do echo rollback-failed > "$runs/$r/status"; done; }
   done
   rm -f "$deferred"
   exit $rc
 fi
 run=$1; reason=\${2:-rollback}
 [ -d "$run/changes" ] || { echo "no journal at $run"; exit 0; }
-${HANDLER_FUNCTIONS}
 status=$(cat "$run/status" 2>/dev/null)
 case "$status" in rolled-back|committed-rolled-back) echo "@@dsrctl-nothing run already rolled back"; exit 0 ;; esac
 fail=0; handlers=""
@@ -88,11 +92,7 @@ if [ -n "\${DSRCTL_DEFER_HANDLERS:-}" ]; then
   for h in $handlers; do echo "$h" >> "$DSRCTL_DEFER_HANDLERS"; done; handlers=""
 fi
 for h in $handlers; do
-  case "$h" in
-${Object.entries(HANDLER_CALL)
-  .map(([h, fn]) => `    ${h}) ${fn} || { fail=1; echo "@@dsrctl-undo-failed handler ${h}"; } ;;`)
-  .join('\n')}
-  esac
+  dsrctl_handler "$h" || { fail=1; echo "@@dsrctl-undo-failed handler $h"; }
 done
 if [ $fail = 0 ]; then echo rolled-back > "$run/status"; else echo rollback-failed > "$run/status"; fi
 echo "$reason $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$run/rollback-reason"

@@ -1,7 +1,7 @@
 import type { HostFacts } from '../facts/types.js';
 import type { Change } from './types.js';
 import type { Desired } from './desired.js';
-import { nftTableName } from '../resources/stateless-nat.js';
+import { nftTableName, nftLoad } from '../resources/stateless-nat.js';
 
 /** iptables-save quotes a comment only when it needs to; dsrctl's is the bare word. */
 const TAG = /(^| )-m comment --comment dsrctl( |$)/;
@@ -59,7 +59,7 @@ export function pruneChanges(desired: Desired[], facts: HostFacts): Change[] {
       action: 'delete',
       summary: `remove nft table ${key} (left by an earlier dsrctl run; not wanted by this inventory)`,
       do: [{ run: ['nft', 'delete', 'table', family, name] }],
-      undo: [{ sh: `printf '%s' '${Buffer.from(text).toString('base64')}' | base64 -d | nft -f /dev/stdin`, display: `nft -f - (table ${key} as it was)` }],
+      undo: [nftLoad(text, `nft -f - (table ${key} as it was)`)],
     });
   }
   return changes;

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { quote } from 'shell-quote';
 import { PlanError, type ResourceKind, type PlanContext } from './types.js';
 import type { Change, Step } from '../plan/types.js';
 import type { HostFacts } from '../facts/types.js';
@@ -67,10 +66,10 @@ export function renderNftTable(iface: string, rules: NatRule[]): string {
   ].join('\n');
 }
 
-/** nft -f from stdin: the table text is built by dsrctl from validated addresses and ports. */
-const nftLoad = (text: string): Step => ({
-  sh: `printf '%s' ${quote([Buffer.from(text).toString('base64')])} | base64 -d | nft -f /dev/stdin`,
-  display: `nft -f - <<'EOF' (the table shown below)`,
+/** nft -f from stdin: the table text travels as base64, whose alphabet needs no quoting beyond '…'. */
+export const nftLoad = (text: string, display = `nft -f - <<'EOF' (the table shown below)`): Step => ({
+  sh: `printf '%s' '${Buffer.from(text).toString('base64')}' | base64 -d | nft -f /dev/stdin`,
+  display,
 });
 
 function planNft(spec: Spec, rules: NatRule[], facts: HostFacts): Change | null {

@@ -9,7 +9,6 @@ import { formatPlan, formatChecks, planJson, red, green, yellow, bold } from '..
 import { EXIT, UserError } from '../../util/errors.js';
 import { verifyHosts } from './verify.js';
 import type { CheckResult } from '../../verify/checks.js';
-import type { HostPlan } from '../../plan/types.js';
 import { revertNotes } from '../reverted.js';
 
 type Result = 'no-changes' | 'applied' | 'cancelled' | 'failed' | 'rolled-back' | 'rollback-failed';
@@ -222,4 +221,3 @@ async function applyAll(prep: Prepared, changed: HostState[], runId: string, app
   return failure;
 }
 
-export type { HostPlan };
