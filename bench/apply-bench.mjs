@@ -3,7 +3,7 @@
  * dsrctl apply benchmark on the lab (needs root):  npm run bench
  *
  * Brings up its own lab (test/lab/lab.sh, prefix "dsrbench", management net 10.211.213.0/24,
- * state in .lab-bench/), so it never tears down a lab someone else is using; then times
+ * state in /var/lib/dsrctl-lab/dsrbench/), so it never tears down a lab someone else is using; then times
  *   (a) the first `apply --yes --json`, (b) a no-op apply (5 runs, median), (c) `plan --json`,
  *   (d) `rollback --yes --json`
  * with process.hrtime.bigint(), reads each JSON document's per-host `execs` (SSH exec requests on
@@ -14,7 +14,7 @@
  * its median wall time stays under node start-up + 1000 ms.
  *
  * Environment: DSRCTL_CLI (default dist/cli.js), DSR_LAB_PREFIX / DSR_LAB_MGMT_OCTET / DSR_LAB_DIR
- * (defaults dsrbench / 213 / .lab-bench), BENCH_NOOP_RUNS (default 5).
+ * (defaults dsrbench / 213 / /var/lib/dsrctl-lab/dsrbench), BENCH_NOOP_RUNS (default 5).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = resolve(REPO, process.env.DSRCTL_CLI ?? 'dist/cli.js');
-const LAB_DIR = resolve(REPO, process.env.DSR_LAB_DIR ?? '.lab-bench');
+const LAB_DIR = resolve(REPO, process.env.DSR_LAB_DIR ?? '/var/lib/dsrctl-lab/dsrbench');
 const INVENTORY = join(LAB_DIR, 'inventory.yaml');
 const LAB_ENV = {
   ...process.env,

@@ -22,10 +22,17 @@ export const LAB = join(ROOT, 'test/lab/lab.sh');
  * gave every concurrent e2e file pool 1). DSR_E2E_PREFIX / DSR_E2E_OCTET override it.
  */
 const WORKER = Number(process.env.VITEST_WORKER_ID ?? '1');
-const PREFIX = process.env.DSR_E2E_PREFIX ?? `e2e${WORKER}`;
-export const LAB_DIR = join(ROOT, `.lab-${PREFIX}`);
+/**
+ * DSR_E2E_TAG and DSR_E2E_OCTET_BASE let two test runs (two checkouts) share the machine: each
+ * run's labs get prefixes e2e<tag><worker> and management nets 10.211.<base+worker>.0/24.
+ */
+const TAG = process.env.DSR_E2E_TAG ?? '';
+const PREFIX = process.env.DSR_E2E_PREFIX ?? `e2e${TAG}${WORKER}`;
+const OCTET = process.env.DSR_E2E_OCTET ?? String((Number(process.env.DSR_E2E_OCTET_BASE ?? '100') + WORKER) % 250);
+/** Lab state lives outside the checkout: each lab host mounts its own /root and /tmp over it. */
+export const LAB_DIR = `/var/lib/dsrctl-lab/${PREFIX}`;
 export const LAB_INVENTORY = join(LAB_DIR, 'lab.yaml');
-export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: process.env.DSR_E2E_OCTET ?? String(100 + (WORKER % 150)) };
+export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: OCTET };
 export const HOSTS = ['proxy', 'dev1', 'dev2', 'dev3', 'dev4'] as const;
 export const UPSTREAMS: readonly string[] = ['dev1', 'dev2', 'dev3', 'dev4'];
 

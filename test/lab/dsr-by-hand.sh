@@ -29,7 +29,7 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 LABSH=$here/lab.sh
-LAB=$(realpath -m "${DSR_LAB_DIR:-$repo/.lab}")
+LAB=$(realpath -m "${DSR_LAB_DIR:-/var/lib/dsrctl-lab/${DSR_LAB_PREFIX:-dsr}}")
 STATE=$LAB/dsr-by-hand
 DEVS=(dev1 dev2 dev3 dev4)
 declare -A DEV_IP=([dev1]=172.16.0.11 [dev2]=172.16.0.12 [dev3]=172.16.0.13 [dev4]=172.16.0.14)

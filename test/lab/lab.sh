@@ -8,7 +8,8 @@
 #   lab.sh pids HOST             print HOST's sshd PID (the router's anchor PID for "router")
 #
 # Environment:
-#   DSR_LAB_DIR        state directory (default <repo>/.lab)
+#   DSR_LAB_DIR        state directory (default /var/lib/dsrctl-lab/<prefix>: outside the checkout,
+#                      because each lab host mounts its own /root and /tmp, where checkouts live)
 #   DSR_LAB_PREFIX     namespace/link name prefix (default dsr, at most 10 characters)
 #   DSR_LAB_MODE       mode written to the inventory (default ip-transparency)
 #   DSR_LAB_PROTOCOL   service protocol written to the inventory (default http; udp when
@@ -45,8 +46,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-LAB=$(realpath -m "${DSR_LAB_DIR:-$repo/.lab}")
 P=${DSR_LAB_PREFIX:-dsr}
+LAB=$(realpath -m "${DSR_LAB_DIR:-/var/lib/dsrctl-lab/$P}")
 MODE=${DSR_LAB_MODE:-ip-transparency}
 case $MODE in dsr-*) PROTOCOL=${DSR_LAB_PROTOCOL:-udp} ;; *) PROTOCOL=${DSR_LAB_PROTOCOL:-http} ;; esac
 INVENTORY=${DSR_LAB_INVENTORY:-$repo/inventory/lab.yaml}
@@ -83,7 +84,7 @@ die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 [[ $P =~ ^[A-Za-z0-9_]([A-Za-z0-9_-]{0,9})$ ]] || die "DSR_LAB_PREFIX must be 1-10 letters, digits, '_' or '-' (interface names are at most 15 characters)"
 [[ $LAB =~ ^[A-Za-z0-9_./@+-]+$ ]] || die "DSR_LAB_DIR must not contain spaces or special characters: $LAB"
 # Each host bind-mounts its own copy over these, so inside a host a lab dir below them would vanish.
-for d in /tmp /run /etc/nginx /var/log/nginx /var/lib/nginx /var/lib/dsrctl; do
+for d in /tmp /run /root /etc/nginx /var/log/nginx /var/lib/nginx /var/lib/dsrctl; do
   [[ $LAB == "$d" || $LAB == "$d"/* ]] && die "DSR_LAB_DIR must not be below $d (each lab host mounts its own $d): $LAB"
 done
 
@@ -201,6 +202,18 @@ teardown() {
     ns_exists "$ns" && { ip netns del "$ns" 2>/dev/null || true; }
   done
   rm -rf "$LAB/hosts" "$LAB/pids" "$LAB/known_hosts" "$LAB/authorized_keys"
+  remove_mountpoints
+}
+
+# The machine's mount points made by prepare_files go once no lab is left: a lab still up has
+# them mounted over in its hosts' mount namespaces, and removing them would detach its mounts.
+MOUNTPOINTS_MADE=/var/lib/dsrctl-lab/.mountpoints-made
+remove_mountpoints() {
+  [[ -s $MOUNTPOINTS_MADE ]] || return 0
+  local d mp
+  for d in /var/lib/dsrctl-lab/*/pids; do [[ -d $d ]] && return 0; done
+  while read -r mp; do [[ -n $mp ]] && rmdir "$mp" 2>/dev/null; done <"$MOUNTPOINTS_MADE"
+  rm -f "$MOUNTPOINTS_MADE"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +229,13 @@ prepare_files() {
   chmod 600 "$LAB/authorized_keys"
 
   # Mount points on the machine for the per-host bind mounts (empty; nothing is mounted there).
-  mkdir -p /var/lib/dsrctl /var/log/nginx /var/lib/nginx
+  # The ones made here are listed so that the last lab's teardown removes them again.
+  local mp
+  mkdir -p /var/lib/dsrctl-lab
+  for mp in /var/lib/dsrctl /var/log/nginx /var/lib/nginx; do
+    [[ -d $mp ]] && continue
+    mkdir -p "$mp" && echo "$mp" >>"$MOUNTPOINTS_MADE"
+  done
 
   local h hd
   : >"$LAB/known_hosts"

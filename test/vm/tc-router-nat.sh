@@ -21,7 +21,7 @@ set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo" || exit 2
 # The VM's root is a tmpfs overlay over the host's read-only root: this dir exists in the VM only.
-LABDIR=$repo/.lab-vm
+LABDIR=/var/lib/dsrctl-lab/vm
 INV=$LABDIR/lab.yaml
 export DSR_LAB_MODE=dsr-router-nat DSR_LAB_PROTOCOL=udp DSR_LAB_PREFIX=vm DSR_LAB_DIR=$LABDIR DSR_LAB_INVENTORY=$INV DSR_LAB_MGMT_OCTET=0
 export NO_COLOR=1
