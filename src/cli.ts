@@ -91,8 +91,9 @@ Examples:
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
     const { describeError } = await import('./cli/describe-error.js');
+    const { escapeControls } = await import('./cli/terminal.js');
     const { message, exitCode, stack } = describeError(e);
-    process.stderr.write(`dsrctl: ${message}\n`);
+    process.stderr.write(`dsrctl: ${escapeControls(message)}\n`);
     if (stack && process.env.DSRCTL_DEBUG) process.stderr.write(stack + '\n');
     return exitCode;
   }

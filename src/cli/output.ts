@@ -2,9 +2,11 @@ import type { HostPlan, Step } from '../plan/types.js';
 import type { CheckResult } from '../verify/checks.js';
 import { renderStep } from '../apply/render-step.js';
 import { runDir } from '../apply/paths.js';
+import { COLOR_MARK } from './terminal.js';
 
 const useColor = () => process.stdout.isTTY && !process.env.NO_COLOR;
-const paint = (code: string) => (s: string) => (useColor() ? `\x1b[${code}m${s}\x1b[0m` : s);
+// colours are marks until the output boundary (terminal.ts) has made the text around them safe
+const paint = (code: string) => (s: string) => (useColor() ? `${COLOR_MARK}${code}m${s}${COLOR_MARK}0m` : s);
 export const green = paint('32');
 export const red = paint('31');
 export const yellow = paint('33');

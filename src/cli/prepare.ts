@@ -11,6 +11,7 @@ import { EXIT } from '../util/errors.js';
 import { probeTarget } from '../ssh/targets.js';
 import { connect } from '../ssh/session.js';
 import type { HostSession } from '../ssh/types.js';
+import { escapeControls, safeError } from './terminal.js';
 
 export interface GlobalOptions {
   json?: boolean;
@@ -65,7 +66,7 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
               task.title = `probe: connected to ${pt.user}@${pt.host}`;
             } catch (e) {
               errors.set('probe', e as Error);
-              throw e;
+              throw safeError(e);
             }
           },
         },
@@ -98,12 +99,12 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
           if (h.lock?.state === 'acquired' && h.lock.broke) notices.push(`${h.target.name}: broke the lock of ${describeHolder(h.lock.broke)}`);
           if (doPlan) {
             const plan = planFor(h, inv, pb);
-            task.title = `${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${facts.hostname}, kernel ${facts.kernel})`;
-          } else task.title = `${h.target.name}: connected (${facts.hostname})`;
+            task.title = `${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${escapeControls(facts.hostname)}, kernel ${escapeControls(facts.kernel)})`;
+          } else task.title = `${h.target.name}: connected (${escapeControls(facts.hostname)})`;
         } catch (e) {
           if (h.target.role === 'proxy') proxyDone();
           errors.set(h.target.name, e as Error);
-          throw e;
+          throw safeError(e);
         }
       },
     }))],

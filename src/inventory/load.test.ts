@@ -59,6 +59,29 @@ describe('inventory loading', () => {
     expect(errorOf(text, {})).toMatch(/ssh\.private_key: \$\{DSR_TEST_KEY\} is not set/);
   });
 
+  it('never prints a value that came from ${VAR}, even in a field not named like a secret', () => {
+    const secret = 'S3cr3t-Pw!x';
+    const e = { ...env, DSRCTL_SUDO_PASSWORD: secret };
+    const inUser = errorOf(edit(['ssh', 'user'], '${DSRCTL_SUDO_PASSWORD}'), e);
+    expect(inUser).toMatch(/ssh\.user: must be a Unix user name.*\(got the value of \$\{DSRCTL_SUDO_PASSWORD\}\)/);
+    expect(inUser).not.toContain(secret);
+    // a message that quotes the value itself ("... is listed twice")
+    const doc = parseDocument(text);
+    doc.setIn(['upstreams', 0, 'name'], '${N}');
+    doc.setIn(['upstreams', 1, 'name'], '${N}');
+    const twice = errorOf(doc.toString(), { ...env, N: secret });
+    expect(twice).toMatch(/upstreams\[1\]\.name: "<the value of \$\{N\}>" is listed twice/);
+    expect(twice).not.toContain(secret);
+    // a whole object whose member came from the environment
+    const obj = errorOf(edit(['upstreams', 0], { name: '${N}', ip: 'x' }), { ...env, N: secret });
+    expect(obj).not.toContain(secret);
+  });
+
+  it('rejects a YAML alias that contains itself with exit 2, not a stack overflow', () => {
+    expect(errorOf('a: &a [*a]\n')).toMatch(/inv\.yaml: a\[0\]: a YAML alias refers to a node that contains it/);
+    expect(errorOf(`${text}x: &x { y: *x }\n`)).toMatch(/x\.y: a YAML alias refers to a node that contains it/);
+  });
+
   it('lists every problem at once', () => {
     const yaml = edit(['service', 'upstream_port'], 0).replace('public_ip: 192.168.99.10', 'public_ip: 300.1.1.1');
     const msg = errorOf(yaml);

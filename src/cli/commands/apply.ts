@@ -10,6 +10,7 @@ import { EXIT, UserError } from '../../util/errors.js';
 import { verifyHosts } from './verify.js';
 import type { CheckResult } from '../../verify/checks.js';
 import { revertNotes } from '../reverted.js';
+import { print, printErr, toJson, safeError } from '../terminal.js';
 
 type Result = 'no-changes' | 'applied' | 'cancelled' | 'failed' | 'rolled-back' | 'rollback-failed';
 
@@ -67,7 +68,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   let result: Result = 'no-changes';
   let failure: string | undefined;
   const log = (s: string) => {
-    if (!opts.json && !opts.quiet) console.log(s);
+    if (!opts.json && !opts.quiet) print(s);
   };
   const locked = () => prep.hosts.filter((h) => h.lock?.state === 'acquired' && h.session);
   const warnings = [...prep.notices, ...revertNotes(prep.hosts)];
@@ -158,7 +159,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   function finish(code: number, message: string): number {
     if (opts.json) {
       process.stdout.write(
-        JSON.stringify(
+        toJson(
           {
             command: 'apply',
             runId,
@@ -176,14 +177,12 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
             })),
             verification: checks,
           },
-          null,
-          2,
         ) + '\n',
       );
     } else if (code === EXIT.ok) log(`\n${message}`);
     else {
-      if (failure && (opts.quiet || result === 'failed')) console.error(red(failure));
-      console.error(message);
+      if (failure && (opts.quiet || result === 'failed')) printErr(red(failure));
+      printErr(message);
     }
     return code;
   }
@@ -202,7 +201,7 @@ async function applyAll(prep: Prepared, changed: HostState[], runId: string, app
     );
     applied.push(...res);
     const bad = res.filter((r) => !r.ok);
-    if (bad.length) throw new Error(bad.map((r) => `${r.host}: ${r.failure}`).join('; '));
+    if (bad.length) throw safeError(new Error(bad.map((r) => `${r.host}: ${r.failure}`).join('; ')));
   };
   const proxy = changed.filter((h) => h.target.role === 'proxy');
   const ups = changed.filter((h) => h.target.role === 'upstream');

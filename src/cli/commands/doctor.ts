@@ -14,6 +14,7 @@ import { diagnose, type HostEvidence } from '../../doctor/findings.js';
 import { formatFindings } from '../../doctor/report.js';
 import { buildCaptureScript, buildReadyScript, buildStopScript, captureFilter, captureNotes, formatTimeline, mergeTimeline, parseCaptureOutput, parseReady, type HostCapture } from '../../doctor/capture.js';
 import type { Finding } from '../../doctor/types.js';
+import { print, printErr, toJson, safeError } from '../terminal.js';
 
 export interface DoctorOptions extends GlobalOptions {
   capture?: string | boolean;
@@ -130,14 +131,14 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
           const err = prep.errors.get(h.target.name);
           if (err || !h.session || !h.facts) {
             ev.error = err?.message ?? 'not connected';
-            throw new Error(ev.error);
+            throw safeError(new Error(ev.error));
           }
           ev.facts = h.facts;
           try {
             ev.doctor = await collectDoctor(h.session, doctorRequest(inv, h.target.role, h.facts));
           } catch (e) {
             ev.error = (e as Error).message;
-            throw e;
+            throw safeError(e);
           }
         },
       })),
@@ -166,7 +167,7 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
           unreachable.set('probe', (e as Error).message);
         }
       }
-      const say = (s: string) => (opts.json ? process.stderr.write(`${s}\n`) : opts.quiet ? undefined : console.log(s));
+      const say = (s: string) => (opts.json ? printErr(s) : opts.quiet ? undefined : print(s));
       if (!opts.json) say('');
       capture = await runCapture(inv, hosts, unreachable, seconds, say);
       if (!opts.json) printCapture(capture, opts);
@@ -192,7 +193,7 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
             }
           : {}),
       };
-      process.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+      process.stdout.write(toJson(doc) + '\n');
     }
     return exitCode;
   } finally {
@@ -208,17 +209,17 @@ function printFindings(findings: Finding[], hostOrder: string[], opts: DoctorOpt
     paint: { error: red, warn: yellow, ok: green, bold, dim },
   });
   if (opts.quiet && !findings.some((f) => f.severity === 'error' || f.severity === 'warn')) return;
-  console.log(text);
+  print(text);
 }
 
 function printCapture(c: CaptureResult, opts: DoctorOptions): void {
   if (opts.quiet) return;
   const merged = mergeTimeline(c.hosts);
-  console.log('');
+  print('');
   if (merged.length) {
     const t0 = new Date(merged[0]!.time * 1000).toISOString();
-    console.log(bold(`timeline: ${merged.length} packets, times relative to the first (${t0}, each host's own clock)`));
-    for (const l of formatTimeline(merged)) console.log(`  ${l}`);
-  } else console.log(bold('timeline: no packet matched on any host (was traffic sent during the capture?)'));
-  for (const n of captureNotes(c.hosts)) console.log(`  ${/not captured|failed/.test(n) ? yellow(n) : n}`);
+    print(bold(`timeline: ${merged.length} packets, times relative to the first (${t0}, each host's own clock)`));
+    for (const l of formatTimeline(merged)) print(`  ${l}`);
+  } else print(bold('timeline: no packet matched on any host (was traffic sent during the capture?)'));
+  for (const n of captureNotes(c.hosts)) print(`  ${/not captured|failed/.test(n) ? yellow(n) : n}`);
 }

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { labScript, curlFromClient, LAB_INVENTORY } from '../../lab/lab.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { bold, green } from '../output.js';
+import { print } from '../terminal.js';
 
 const CLI = fileURLToPath(new URL('../../cli.js', import.meta.url));
 
@@ -22,26 +23,26 @@ export async function labCommand(action: string, opts: { keep?: boolean }): Prom
 }
 
 async function demo(keep: boolean): Promise<number> {
-  console.log(bold('Building the lab: client 192.168.99.1, proxy 192.168.99.10 / 172.16.0.1, upstreams dev1-dev4 172.16.0.11-14'));
+  print(bold('Building the lab: client 192.168.99.1, proxy 192.168.99.10 / 172.16.0.1, upstreams dev1-dev4 172.16.0.11-14'));
   const up = labScript(['up'], { inherit: true });
   if (up.status !== 0) return up.status ?? 1;
   try {
-    console.log(bold('\nBefore: the upstreams see the proxy\'s address'));
-    console.log('$ for i in {1..4}; do curl http://192.168.99.10 ; done');
-    for (const line of curlFromClient()) console.log(line);
-    console.log(bold(`\n$ dsrctl apply -i ${LAB_INVENTORY} --yes`));
+    print(bold('\nBefore: the upstreams see the proxy\'s address'));
+    print('$ for i in {1..4}; do curl http://192.168.99.10 ; done');
+    for (const line of curlFromClient()) print(line);
+    print(bold(`\n$ dsrctl apply -i ${LAB_INVENTORY} --yes`));
     const apply = spawnSync(process.execPath, [CLI, 'apply', '-i', LAB_INVENTORY, '--yes'], { stdio: 'inherit' });
     if (apply.status !== 0) return apply.status ?? 1;
-    console.log(bold('\nAfter: the upstreams see the client\'s own address'));
-    console.log('$ for i in {1..4}; do curl http://192.168.99.10 ; done');
-    for (const line of curlFromClient()) console.log(line);
-    console.log(bold(`\n$ dsrctl apply -i ${LAB_INVENTORY} --yes   # again: nothing to do`));
+    print(bold('\nAfter: the upstreams see the client\'s own address'));
+    print('$ for i in {1..4}; do curl http://192.168.99.10 ; done');
+    for (const line of curlFromClient()) print(line);
+    print(bold(`\n$ dsrctl apply -i ${LAB_INVENTORY} --yes   # again: nothing to do`));
     const again = spawnSync(process.execPath, [CLI, 'apply', '-i', LAB_INVENTORY, '--yes'], { stdio: 'inherit' });
     if (again.status !== 0) return again.status ?? 1;
-    console.log(green('\nDemo complete.'));
+    print(green('\nDemo complete.'));
     return EXIT.ok;
   } finally {
-    if (keep) console.log(`The lab is still up (inventory: ${LAB_INVENTORY}); remove it with: dsrctl lab down`);
+    if (keep) print(`The lab is still up (inventory: ${LAB_INVENTORY}); remove it with: dsrctl lab down`);
     else labScript(['down'], { inherit: true });
   }
 }

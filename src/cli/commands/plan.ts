@@ -4,6 +4,7 @@ import { closeAll } from '../../engine/hosts.js';
 import { formatPlan, planJson, red } from '../output.js';
 import { EXIT } from '../../util/errors.js';
 import type { HostPlan } from '../../plan/types.js';
+import { print, printErr, toJson } from '../terminal.js';
 
 export interface PlanOptions extends GlobalOptions {
   detailedExitcode?: boolean;
@@ -17,10 +18,10 @@ export async function planCommand(file: string, opts: PlanOptions): Promise<numb
     const pending = plans.some((p) => p.changes.length > 0);
     const code = failed.length ? preflightExit([...prep.errors.values()]) : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
     if (opts.json) {
-      process.stdout.write(JSON.stringify({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, 'RUN')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }, null, 2) + '\n');
+      process.stdout.write(toJson({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, 'RUN')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }) + '\n');
     } else {
-      if (!opts.quiet) console.log('\n' + formatPlan(plans, { commands: true }));
-      for (const f of failed) console.error(red(f.error));
+      if (!opts.quiet) print('\n' + formatPlan(plans, { commands: true }));
+      for (const f of failed) printErr(red(f.error));
     }
     return code;
   } finally {

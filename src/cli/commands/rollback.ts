@@ -7,6 +7,7 @@ import { green, red } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { newRunId } from '../../apply/paths.js';
 import { lockInfo } from '../../apply/lock.js';
+import { print, toJson } from '../terminal.js';
 
 /** Undo the last applied run on every host, from each host's own journal. Twice is harmless. */
 export async function rollbackCommand(file: string, opts: GlobalOptions): Promise<number> {
@@ -25,15 +26,15 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
     const all = [...results, ...errors];
     const ok = all.every((r) => r.ok);
     const code = ok ? EXIT.ok : EXIT.rollbackIncomplete;
-    if (opts.json) process.stdout.write(JSON.stringify({ command: 'rollback', ok, nothingToUndo: all.every((r) => r.nothing), hosts: all, exitCode: code }, null, 2) + '\n');
+    if (opts.json) process.stdout.write(toJson({ command: 'rollback', ok, nothingToUndo: all.every((r) => r.nothing), hosts: all, exitCode: code }) + '\n');
     else if (!opts.quiet) {
-      for (const n of prep.notices) console.log(n);
+      for (const n of prep.notices) print(n);
       for (const r of all) {
-        if (!r.ok) console.log(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));
-        else if (r.nothing) console.log(`${r.host}: nothing to undo`);
-        else console.log(green(`${r.host}: rolled back`) + (r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''));
+        if (!r.ok) print(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));
+        else if (r.nothing) print(`${r.host}: nothing to undo`);
+        else print(green(`${r.host}: rolled back`) + (r.lines.length ? '\n    ' + r.lines.join('\n    ') : ''));
       }
-      if (all.every((r) => r.nothing && r.ok)) console.log('Nothing to undo on any host.');
+      if (all.every((r) => r.nothing && r.ok)) print('Nothing to undo on any host.');
     }
     return code;
   } finally {

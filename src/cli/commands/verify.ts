@@ -7,6 +7,7 @@ import type { HostSession } from '../../ssh/types.js';
 import { formatChecks, green, red } from '../output.js';
 import { EXIT } from '../../util/errors.js';
 import { revertNotes } from '../reverted.js';
+import { print, toJson } from '../terminal.js';
 
 /** Run the checks on connected hosts and the probe host (connected by connectAndPlan). */
 export async function verifyHosts(prep: Prepared, _opts: GlobalOptions, epilogues?: Map<string, string>): Promise<CheckResult[]> {
@@ -26,12 +27,12 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
     // a host that reverted by itself is not in the applied state, whatever the pings say
     const reverted = revertNotes(prep.hosts);
     const ok = checks.every((c) => c.ok) && errors.length === 0 && reverted.length === 0;
-    if (opts.json) process.stdout.write(JSON.stringify({ command: 'verify', ok, checks, errors, reverted, exitCode: ok ? 0 : 1 }, null, 2) + '\n');
+    if (opts.json) process.stdout.write(toJson({ command: 'verify', ok, checks, errors, reverted, exitCode: ok ? 0 : 1 }) + '\n');
     else if (!opts.quiet) {
-      for (const r of reverted) console.log(red(`  REVERTED ${r}`));
-      console.log(formatChecks(checks));
-      for (const e of errors) console.log(red(`  FAIL ${e.host}: ${e.error}`));
-      console.log(ok ? green('Verification passed.') : red(`Verification failed: ${checks.filter((c) => !c.ok).length + errors.length} check(s)${reverted.length ? `, ${reverted.length} host(s) reverted by their dead-man's switch` : ''}.`));
+      for (const r of reverted) print(red(`  REVERTED ${r}`));
+      print(formatChecks(checks));
+      for (const e of errors) print(red(`  FAIL ${e.host}: ${e.error}`));
+      print(ok ? green('Verification passed.') : red(`Verification failed: ${checks.filter((c) => !c.ok).length + errors.length} check(s)${reverted.length ? `, ${reverted.length} host(s) reverted by their dead-man's switch` : ''}.`));
     }
     return ok ? EXIT.ok : EXIT.failedRolledBack;
   } finally {

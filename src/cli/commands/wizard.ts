@@ -14,6 +14,7 @@ import { runWizard, newState, type Prompter, type WizardIo } from '../../wizard/
 import { readFactsOverSsh } from '../../wizard/facts.js';
 import { planCommand } from './plan.js';
 import { applyCommand } from './apply.js';
+import { escapeControls } from '../terminal.js';
 
 /** 128 + SIGINT, what shells report for a command stopped by Ctrl-C. */
 export const EXIT_CANCELLED = 130;
@@ -43,7 +44,7 @@ export async function wizardCommand(opts: { output?: string }): Promise<number> 
       return await fn();
     } catch (e) {
       const { message, exitCode } = describeError(e);
-      process.stderr.write(`dsrctl: ${message}\n`);
+      process.stderr.write(`dsrctl: ${escapeControls(message)}\n`);
       return exitCode;
     }
   };
