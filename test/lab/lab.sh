@@ -207,13 +207,18 @@ teardown() {
 
 # The machine's mount points made by prepare_files go once no lab is left: a lab still up has
 # them mounted over in its hosts' mount namespaces, and removing them would detach its mounts.
+# A lab being built holds MOUNTPOINTS_LOCK shared until its hosts have mounted, so a teardown
+# elsewhere never removes a mount point between its check and its mount.
 MOUNTPOINTS_MADE=/var/lib/dsrctl-lab/.mountpoints-made
+MOUNTPOINTS_LOCK=/var/lib/dsrctl-lab/.mountpoints.lock
 remove_mountpoints() {
   [[ -s $MOUNTPOINTS_MADE ]] || return 0
-  local d mp
-  for d in /var/lib/dsrctl-lab/*/pids; do [[ -d $d ]] && return 0; done
-  while read -r mp; do [[ -n $mp ]] && rmdir "$mp" 2>/dev/null; done <"$MOUNTPOINTS_MADE"
-  rm -f "$MOUNTPOINTS_MADE"
+  (
+    flock -x -n 7 || exit 0
+    for d in /var/lib/dsrctl-lab/*/pids; do [[ -d $d ]] && exit 0; done
+    while read -r mp; do [[ -n $mp ]] && rmdir "$mp" 2>/dev/null; done <"$MOUNTPOINTS_MADE"
+    rm -f "$MOUNTPOINTS_MADE"
+  ) 7>"$MOUNTPOINTS_LOCK"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -437,7 +442,7 @@ start_hosts() {
   local h pids=() rc=0
   for h in "${HOSTS[@]}"; do
     setsid -w ip netns exec "$(ns_of "$h")" unshare --mount --uts --propagation private -- \
-      bash "$here/host-init.sh" "$h" "$LAB" </dev/null >"$LAB/hosts/$h/init.log" 2>&1 9>&- &
+      bash "$here/host-init.sh" "$h" "$LAB" </dev/null >"$LAB/hosts/$h/init.log" 2>&1 9>&- 8>&- &
     pids+=($!)
   done
   for i in "${!pids[@]}"; do
@@ -578,9 +583,13 @@ cmd_up() {
   local t0=$SECONDS
   trap 'rc=$?; set +e; if ((rc != 0)); then log "up failed (exit $rc); tearing down"; teardown; fi' EXIT
   trap 'exit 130' INT TERM
+  mkdir -p /var/lib/dsrctl-lab
+  exec 8>"$MOUNTPOINTS_LOCK"
+  flock -s 8
   prepare_files
   build_network
   start_hosts
+  exec 8>&-
   [[ -z $SUDO ]] || setup_users
   wait_ready
   mkdir -p "$(dirname "$INVENTORY")"
@@ -595,6 +604,11 @@ cmd_down() {
   set +e
   with_lock 2>/dev/null || log "could not take $LAB/.lock; tearing down anyway"
   teardown
+  # a lab in the default place leaves nothing behind (its key is made again by the next up)
+  if [[ $LAB == /var/lib/dsrctl-lab/* ]]; then
+    rm -rf "$LAB"
+    rmdir /var/lib/dsrctl-lab 2>/dev/null || true
+  fi
   echo "lab down"
   exit 0
 }
