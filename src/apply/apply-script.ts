@@ -4,13 +4,34 @@ import { renderStep, HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
 import { ROLLBACK_RUNNER_SCRIPT } from './rollback-runner.js';
 import { STATE_DIR, ROLLBACK_RUNNER, LAST_RUN, runDir } from './paths.js';
 import { armSwitchScript, REVERTED_FILE } from './switch.js';
+import { REMOTE_PATH } from '../util/remote-env.js';
 
 const b64 = (s: string) => quote([Buffer.from(s, 'utf8').toString('base64')]);
 const writeB64 = (content: string, path: string) => `printf '%s' ${b64(content)} | base64 -d > ${quote([path])}`;
 
 /** An undo script for one change: every step runs, the first failure sets the exit status. */
 export function renderUndo(change: Change, run: string): string {
-  return ['rc=0', ...change.undo.map((s) => `${renderStep(s, run)} || rc=1`), 'exit $rc', ''].join('\n');
+  // the highest status wins: 3 (a backup that could not be put back) over 1
+  return ['rc=0', ...change.undo.map((s) => `${renderStep(s, run)} || { r=$?; [ $r -gt $rc ] && rc=$r; }`), 'exit $rc', ''].join('\n');
+}
+
+/**
+ * Before anything happens: every file is still what the plan read (same bytes, same resolved
+ * path, still absent), or the host is refused with nothing changed. The plan may be minutes old
+ * (a confirmation prompt), and someone may have edited nginx.conf meanwhile.
+ */
+function preconditionLines(plan: HostPlan): string[] {
+  const q = (s: string) => quote([s]);
+  return (plan.preconditions ?? []).map((p) => {
+    const drift = (what: string) => `{ echo ${q(`@@dsrctl-drift ${p.path} ${what} since the plan read it; nothing was changed on ${plan.host}: run dsrctl plan again`)}; exit 1; }`;
+    const checks = [
+      p.sha256
+        ? `[ "$(sha256sum < ${q(p.path)} 2>/dev/null | cut -c1-64)" = ${q(p.sha256)} ] || ${drift('changed')}`
+        : `{ [ ! -e ${q(p.path)} ] && [ ! -L ${q(p.path)} ]; } || ${drift('was created')}`,
+    ];
+    if (p.realpath) checks.push(`[ "$(realpath -m -- ${q(p.path)} 2>/dev/null || readlink -f -- ${q(p.path)})" = ${q(p.realpath)} ] || ${drift('now resolves elsewhere')}`);
+    return checks.join('\n');
+  });
 }
 
 /**
@@ -25,12 +46,17 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
     '#!/bin/sh',
     `# dsrctl apply: run ${runId} on ${plan.host}`,
     'set -u',
-    'umask 022',
+    `PATH=${REMOTE_PATH}; export PATH`,
+    // the journal holds backups of root's files: root's alone (files 0600, directories 0700)
+    'umask 077',
     // a dropped SSH session must not stop the script half-way: it finishes or rolls back by itself
     "trap '' HUP PIPE",
     HANDLER_FUNCTIONS,
     `run=${q(run)}`,
+    ...preconditionLines(plan),
     `mkdir -p ${q(STATE_DIR)} "$run/files" "$run/changes" || { echo "@@dsrctl-failed cannot create $run"; exit 1; }`,
+    // a journal from before umask 077 (or made by hand) becomes private too; backups keep their own mode (restored with them)
+    `chmod 700 ${q(STATE_DIR)} ${q(`${STATE_DIR}/runs`)} "$run" "$run/files" "$run/changes" && for d in ${q(`${STATE_DIR}/runs`)}/*/; do chmod 700 "$d" "$d"changes "$d"files 2>/dev/null; done; for f in ${q(STATE_DIR)}/*; do [ -f "$f" ] && chmod 600 "$f"; done; true`,
     `${writeB64(ROLLBACK_RUNNER_SCRIPT, ROLLBACK_RUNNER)} || { echo "@@dsrctl-failed cannot write ${ROLLBACK_RUNNER} (disk full?)"; exit 1; }`,
     `echo applying > "$run/status" || { echo "@@dsrctl-failed cannot write the journal (disk full?)"; exit 1; }`,
     // a rollback from another connection waits for this script while it runs
@@ -86,6 +112,7 @@ export function parseApplyOutput(stdout: string): ApplyOutcome {
     else if (line.startsWith('@@dsrctl-failed ')) out.failure = line.slice(16).trim();
     else if (line.startsWith('@@dsrctl-undone') || line.startsWith('@@dsrctl-undo-failed')) out.rollback.push(line.slice(9));
     else if (line.startsWith('@@dsrctl-rollback-status ')) out.rollbackStatus = line.slice(25);
+    else if (line.startsWith('@@dsrctl-drift ')) out.failure = line.slice(15).trim();
   }
   return out;
 }

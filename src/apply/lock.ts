@@ -32,7 +32,8 @@ export function describeHolder(text: string): string {
  */
 export function acquireLockScript(info: string, breakLock: boolean, breakArmed = false): string {
   return [
-    `mkdir -p ${STATE_DIR} 2>/dev/null`,
+    // made private from the start (the facts exec runs under the login's umask)
+    `(umask 077 && mkdir -p ${STATE_DIR}) 2>/dev/null`,
     // a lock whose run applied changes and still has its switch armed is not dead: that run's
     // changes are unconfirmed and will revert by themselves; breaking it would let a new run build on them
     breakLock
@@ -45,7 +46,7 @@ export function acquireLockScript(info: string, breakLock: boolean, breakArmed =
           'fi',
         ].join('\n')
       : '',
-    `if ( set -C; printf '%s\\n' ${quote([info])} > ${LOCK_FILE} ) 2>/dev/null; then echo "@@dsrctl-lock acquired";`,
+    `if ( set -C; umask 077; printf '%s\\n' ${quote([info])} > ${LOCK_FILE} ) 2>/dev/null; then echo "@@dsrctl-lock acquired";`,
     `else echo "@@dsrctl-lock held $(base64 -w0 < ${LOCK_FILE} 2>/dev/null)"; fi`,
   ].join('\n');
 }

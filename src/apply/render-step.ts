@@ -4,20 +4,25 @@ import type { Handler, Step } from '../plan/types.js';
 /** One step as one shell command line. Every value is quoted; no user text is ever interpreted by the shell. */
 export function renderStep(step: Step, run: string): string {
   if ('run' in step) return quote(step.run);
-  // a backup exists whole or not at all (copied aside, then renamed): a full disk cannot leave a
-  // partial copy that a restore would put over the intact original
+  // a backup exists whole or not at all (copied aside, then linked into place): a full disk cannot
+  // leave a partial copy that a restore would put over the intact original, and `ln` refuses to
+  // replace a backup that exists (one backup can never destroy another)
   if ('backup' in step) {
     const b = `${run}/files/${step.backup.key}`;
-    return `cp -p -- ${quote([step.backup.path, `${b}.tmp`])} && mv -- ${quote([`${b}.tmp`, b])}`;
+    return `cp -p -- ${quote([step.backup.path, `${b}.tmp`])} && ln -- ${quote([`${b}.tmp`, b])} && rm -f -- ${quote([`${b}.tmp`])}`;
   }
+  // a backup that exists but cannot be put back is exit status 3: a failed rollback even for a
+  // half-applied change, whose other undo steps may fail harmlessly
   if ('restore' in step) {
     const b = `${run}/files/${step.restore.key}`;
-    return `{ [ -f ${quote([b])} ] || { echo ${quote([`no backup of ${step.restore.path}`])} >&2; false; }; } && cp -p -- ${quote([b, step.restore.path])}`;
+    return `{ [ -f ${quote([b])} ] || { echo ${quote([`no backup of ${step.restore.path}`])} >&2; false; }; } && { cp -p -- ${quote([b, step.restore.path])} || { echo ${quote([`cannot restore ${step.restore.path} from ${b}`])} >&2; (exit 3); }; }`;
   }
   if ('write' in step) {
-    const b64 = Buffer.from(step.write.content, 'utf8').toString('base64');
-    // truncate in place: an existing file keeps its owner and mode
-    return `printf '%s' ${quote([b64])} | base64 -d > ${quote([step.write.path])}`;
+    // the exact bytes (content is a latin1 byte string)
+    const b64 = Buffer.from(step.write.content, 'latin1').toString('base64');
+    // truncate in place: an existing file keeps its owner and mode; a new one is made for the
+    // program that reads it (nginx, systemd-networkd), not under the journal's umask 077
+    return `( umask 022 && printf '%s' ${quote([b64])} | base64 -d > ${quote([step.write.path])} )`;
   }
   if ('remove' in step) return `rm -f -- ${quote([step.remove.path])}`;
   return step.sh;

@@ -1,4 +1,5 @@
 import { HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
+import { REMOTE_PATH } from '../util/remote-env.js';
 
 /**
  * The rollback runner, installed on every host at /var/lib/dsrctl/rollback.sh. It needs nothing but
@@ -16,6 +17,8 @@ import { HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
  */
 export const ROLLBACK_RUNNER_SCRIPT = `#!/bin/sh
 # dsrctl rollback runner (generated; do not edit). Usage: rollback.sh RUN_DIR [reason] | rollback.sh --all [reason]
+PATH=${REMOTE_PATH}; export PATH
+umask 077
 ${HANDLER_FUNCTIONS}
 # dsrctl_handler NAME: run one handler; unknown names fail
 dsrctl_handler() {
@@ -82,8 +85,11 @@ for undo in $(ls -r "$run"/changes/*.undo 2>/dev/null); do
       if sh "$undo" >"$n.undo.log" 2>&1; then echo undone > "$n.state"; echo "@@dsrctl-undone $summary"
       else fail=1; echo "@@dsrctl-undo-failed $summary: $(tr '\\n' ' ' < "$n.undo.log")"; fi ;;
     pending)
-      # half-applied: every undo step is tried, failures of steps that never happened are expected
-      sh "$undo" >"$n.undo.log" 2>&1; echo undone > "$n.state"; echo "@@dsrctl-undone (partial) $summary" ;;
+      # half-applied: every undo step is tried, failures of steps that never happened are expected;
+      # status 3 is a backup that exists and could not be put back: that is a failed rollback
+      sh "$undo" >"$n.undo.log" 2>&1
+      if [ $? -ge 3 ]; then fail=1; echo "@@dsrctl-undo-failed $summary: $(tr '\\n' ' ' < "$n.undo.log")"
+      else echo undone > "$n.state"; echo "@@dsrctl-undone (partial) $summary"; fi ;;
     *) continue ;;
   esac
   for h in $(cat "$n.notify" 2>/dev/null); do case " $handlers " in *" $h "*) ;; *) handlers="$handlers $h" ;; esac; done

@@ -9,6 +9,7 @@
  */
 import { quote } from 'shell-quote';
 import type { Inventory } from '../inventory/schema.js';
+import { REMOTE_PATH } from '../util/remote-env.js';
 
 /** tcpdump stops after this many packets per host (-c), so a busy service cannot flood the run. */
 export const MAX_PACKETS_PER_HOST = 5000;
@@ -58,7 +59,7 @@ function checkToken(token: string): string {
   return token;
 }
 
-const SH_HEAD = ['PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"', 'LC_ALL=C', 'export PATH LC_ALL'];
+const SH_HEAD = [`PATH=${REMOTE_PATH}`, 'LC_ALL=C', 'export PATH LC_ALL'];
 
 /**
  * The script one host runs on its capture connection: tcpdump for at most `maxSeconds` (the

@@ -1,3 +1,4 @@
+import { REMOTE_PATH } from '../util/remote-env.js';
 /**
  * Wire format of the facts script's stdout, shared by the script builder and the parser.
  *
@@ -25,7 +26,7 @@ export const endMarker = (name: string, rc: number | string) => `${MARKER_PREFIX
  * tools, the C locale, `b NAME` / `e NAME RC` (the only writers of marker lines) and `have CMD`.
  * Each script puts its own comment line before it and its own helpers after it.
  */
-export const SHELL_PRELUDE = String.raw`PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin"
+export const SHELL_PRELUDE = String.raw`PATH=${REMOTE_PATH}
 LC_ALL=C
 export PATH LC_ALL
 b() { printf '%sbegin %s@@\n' '${MARKER_PREFIX}' "$1"; }

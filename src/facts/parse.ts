@@ -96,6 +96,9 @@ export function parseFacts(stdout: string): HostFacts {
   const unreadable = (f: FileFact, section: string) => {
     if (f.exists && f.type === 'file' && f.readable === false) incomplete.push({ section, reason: `${f.path}: unreadable` });
   };
+  // from a facts script that reads it (an optional section: older fixtures lack it)
+  const stateSection = sections.find((s) => s.name === 'dsrctl-state');
+  const stateDir = stateSection ? parseFileSection(stateSection.body, 'dsrctl-state') : null;
   for (const s of repeated.file) {
     const f = parseFileSection(s.body);
     files[f.path] = f;
@@ -123,6 +126,7 @@ export function parseFacts(stdout: string): HostFacts {
     nft: parseNft(get('nft')),
     nat: parseNatProbe(get('nat-probe').body),
     tc: Object.fromEntries(repeated.tc.map((t) => parseTc(t.body))),
+    stateDir,
     dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
     incomplete,
   };

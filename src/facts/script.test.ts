@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -86,11 +86,28 @@ describe.runIf(dash)('the script under dash (live, read-only)', () => {
     expect(facts.files[odd]).toMatchObject({ exists: true, type: 'file', content: tricky, mode: '644' });
     expect(Buffer.from(facts.files[join(dir, 'bin')]!.contentBase64!, 'base64').equals(bin)).toBe(true);
     expect(facts.files[join(dir, 'empty')]).toMatchObject({ exists: true, content: '', sha256: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855' });
-    expect(facts.files[join(dir, 'missing')]).toEqual({ path: join(dir, 'missing'), exists: false });
+    expect(facts.files[join(dir, 'missing')]).toEqual({ path: join(dir, 'missing'), exists: false, realpath: join(dir, 'missing'), dir: { path: dir, uid: process.getuid!(), gid: process.getgid!(), mode: '700' } });
+    // bytes that are not UTF-8 come back one char per byte, so an edit keeps them
+    expect(Buffer.from(facts.files[join(dir, 'bin')]!.content!, 'latin1').equals(bin)).toBe(true);
     expect(facts.files[dir]).toMatchObject({ exists: true, type: 'dir', mode: '700' });
     expect(facts.files[dir]!.content).toBeUndefined();
     expect(facts.sysctl['net.ipv4.ip_forward']).toMatch(/^[01]$/);
     expect(facts.sysctlMissing).toEqual(['net.ipv4.nope_nope']);
+  });
+
+  it('resolves second spellings and symlinks, and tells a symlink to nothing, a FIFO and a directory apart', () => {
+    const conf = join(dir, 'real.conf');
+    writeFileSync(conf, 'user www-data;\n');
+    symlinkSync(conf, join(dir, 'link.conf'));
+    symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling.conf'));
+    spawnSync('mkfifo', [join(dir, 'fifo')]);
+    const spellings = [`${dir}/./real.conf`, `/${dir}//real.conf`, join(dir, 'link.conf'), join(dir, 'dangling.conf'), join(dir, 'fifo')];
+    const facts = parseFacts(run(buildFactsScript({ sysctls: [], files: spellings })).stdout);
+    for (const p of spellings.slice(0, 3)) expect(facts.files[p]).toMatchObject({ exists: true, type: 'file', realpath: conf });
+    expect(facts.files[join(dir, 'link.conf')]).toMatchObject({ link: true, linkDir: { path: dir } });
+    expect(facts.files[join(dir, 'dangling.conf')]).toMatchObject({ exists: true, type: 'dangling', link: true });
+    expect(facts.files[join(dir, 'fifo')]).toMatchObject({ exists: true, type: 'other' });
+    expect(facts.stateDir).toMatchObject({ path: '/var/lib/dsrctl', dir: { path: '/var/lib' } });
   });
 
   const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
@@ -106,7 +123,8 @@ describe.runIf(dash)('the script under dash (live, read-only)', () => {
     expect(r.status).toBe(0);
     const facts = parseFacts(r.stdout);
     expect(facts.uid).toBe(65534);
-    expect(facts.files[join(pub, 'secret')]).toEqual({ path: join(pub, 'secret'), exists: true, type: 'file', mode: '600', readable: false });
+    expect(facts.files[join(pub, 'secret')]).toMatchObject({ path: join(pub, 'secret'), exists: true, type: 'file', mode: '600', readable: false, owner: { uid: 0, gid: 0 } });
+    expect(facts.files[join(pub, 'secret')]!.content).toBeUndefined();
     expect(facts.incomplete).toContainEqual({ section: 'file', reason: `${join(pub, 'secret')}: unreadable` });
   });
 });

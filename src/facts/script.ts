@@ -10,6 +10,9 @@ export const DSRCTL_STATE_FILES = {
   reverted: '/var/lib/dsrctl/reverted',
 } as const;
 
+/** dsrctl's journal directory: root's alone, or backups and undo scripts could be redirected or read. */
+export const DSRCTL_STATE_DIR = '/var/lib/dsrctl';
+
 const SYSCTL_KEY_RE = /^[a-z0-9_.\-/]+$/;
 
 /**
@@ -56,15 +59,30 @@ if base64 -w0 </dev/null >/dev/null 2>&1; then
 else
   b64() { base64 | tr -d '\n'; }
 fi
-# fileinfo NAME PATH: exists, type, mode, sha256 and base64 content of one file
+# fileinfo NAME PATH: exists, type, mode, sha256 and base64 content of one file; the path resolved
+# (symlinks, ".", "//"), whether it is a symlink, and owner and mode of the nearest existing
+# directory above the resolved path (and above the path itself, when it is a symlink)
+dirstat() {
+  _d=$1; while [ -n "$_d" ] && [ ! -d "$_d" ]; do _d=${'$'}{_d%/*}; done; [ -n "$_d" ] || _d=/
+  stat -c "%u %g %a $_d" "$_d" 2>/dev/null
+}
 fileinfo() {
   b "$1"
   printf 'path=%s\n' "$2"
-  if [ -e "$2" ]; then
+  if _rp=$(realpath -m -- "$2" 2>/dev/null) || _rp=$(readlink -f -- "$2" 2>/dev/null); then printf 'realpath=%s\n' "$_rp"; else _rp=$2; fi
+  if _s=$(dirstat "${'$'}{_rp%/*}"); then printf 'dir=%s\n' "$_s"; fi
+  if [ -L "$2" ]; then
+    printf 'link=1\n'
+    if _s=$(dirstat "${'$'}{2%/*}"); then printf 'link_dir=%s\n' "$_s"; fi
+  fi
+  if [ -L "$2" ] && [ ! -e "$2" ]; then
+    printf 'exists=1\ntype=dangling\n'
+  elif [ -e "$2" ]; then
     printf 'exists=1\n'
     if [ -f "$2" ]; then _t=file; elif [ -d "$2" ]; then _t=dir; else _t=other; fi
     printf 'type=%s\n' "$_t"
     if _m=$(stat -L -c %a "$2" 2>/dev/null); then printf 'mode=%s\n' "$_m"; fi
+    if _o=$(stat -L -c '%u %g' "$2" 2>/dev/null); then printf 'owner=%s\n' "$_o"; fi
     if [ "$_t" = file ]; then
       if [ -r "$2" ]; then
         if _h=$(sha256sum <"$2" 2>/dev/null); then printf 'sha256=%s\n' "${'$'}{_h%% *}"; fi
@@ -164,6 +182,7 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
     `  fileinfo dsrctl-journal ${q(DSRCTL_STATE_FILES.journal)}`,
     `  fileinfo dsrctl-lock ${q(DSRCTL_STATE_FILES.lock)}`,
     `  fileinfo dsrctl-reverted ${q(DSRCTL_STATE_FILES.reverted)}`,
+    `  fileinfo dsrctl-state ${q(DSRCTL_STATE_DIR)}`,
     '  b done; e done 0',
   ];
   // Everything runs inside one function called with stdin from /dev/null: the shell reads the whole

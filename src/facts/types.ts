@@ -45,17 +45,35 @@ export interface InterfaceFact {
   linkType?: string;
 }
 
+export interface DirStat {
+  path: string;
+  uid: number;
+  gid: number;
+  mode: string;
+}
+
 export interface FileFact {
   path: string;
   exists: boolean;
-  /** utf8 content; undefined when absent, not a regular file, or unreadable */
+  /** the exact bytes as a latin1 string (one char per byte, so edits keep every byte that is not
+   *  edited); undefined when absent, not a regular file, or unreadable */
   content?: string;
   /** the exact bytes, base64 (what `content` decodes from; use it for non-utf8 files) */
   contentBase64?: string;
   sha256?: string;
   mode?: string; // octal, e.g. "644"
-  /** "file", "dir" or "other" when it exists (symlinks are followed) */
-  type?: 'file' | 'dir' | 'other';
+  /** "file", "dir" or "other" when it exists (symlinks are followed); "dangling" for a symlink to nothing */
+  type?: 'file' | 'dir' | 'other' | 'dangling';
+  /** the path with symlinks, ".", ".." and "//" resolved on the host (realpath -m) */
+  realpath?: string;
+  /** the path itself is a symlink */
+  link?: boolean;
+  /** owner uid and gid of the file (when it exists) */
+  owner?: { uid: number; gid: number };
+  /** the nearest existing directory above the resolved path: who can create, replace or redirect the file */
+  dir?: DirStat;
+  /** for a symlink: the nearest existing directory above the link itself */
+  linkDir?: DirStat;
   /** false when it exists but the facts user could not read it (content then unknown, not empty) */
   readable?: boolean;
 }
@@ -105,6 +123,8 @@ export interface HostFacts {
   nat: NatBackendFacts;
   /** per requested interface */
   tc: Record<string, TcFacts>;
+  /** /var/lib/dsrctl itself (owner, mode, its parent); null from an older facts script */
+  stateDir?: FileFact | null;
   /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
   dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
   /** sections whose command was missing or failed, so that part of the facts is unknown

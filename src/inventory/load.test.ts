@@ -50,6 +50,8 @@ describe('inventory loading', () => {
     ['a misspelt field', edit(['proxy', 'public_iface'], 'eth0'), /proxy: unknown field "public_iface"/],
     ['DSR with http', edit(['mode'], 'dsr-router-nat'), /service\.protocol: dsr-router-nat works for UDP only/],
     ['YAML that does not parse', 'mode: ip-transparency\nservice: [unclosed\n', /inv\.yaml: YAML does not parse \(line \d+, column \d+\)/],
+    ['nginx.conf as managed_config under a second spelling', edit(['proxy', 'managed_config'], '/etc/nginx/./nginx.conf'), /proxy\.managed_config: is proxy\.nginx_conf \(\/etc\/nginx\/nginx\.conf\) under another spelling/],
+    ['nginx.conf as managed_config with a double slash', edit(['proxy', 'managed_config'], '//etc//nginx/nginx.conf'), /proxy\.managed_config: is proxy\.nginx_conf/],
     ['a document that is not a mapping', '- just\n- a list\n', /must be a YAML mapping/],
   ])('rejects %s, naming the field', (_name, yaml, pattern) => {
     expect(errorOf(yaml)).toMatch(pattern);

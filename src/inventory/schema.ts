@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import { z } from 'zod';
 import ipaddr from 'ipaddr.js';
 
@@ -175,8 +176,9 @@ export const inventorySchema = z
         path: ['proxy', 'ssh', 'jump'],
         message: 'the proxy cannot be its own jump host ("proxy" means "through the proxy\'s SSH connection"); use a bastion { ssh_host: ... } or leave it out',
       });
-    if (inv.proxy.managed_config !== undefined && inv.proxy.managed_config === inv.proxy.nginx_conf)
-      ctx.addIssue({ code: 'custom', path: ['proxy', 'managed_config'], message: 'must not be nginx_conf: dsrctl replaces the managed file whole' });
+    // "/etc/nginx/./nginx.conf" and "//etc/nginx/nginx.conf" are nginx.conf too (symlinks are resolved on the host)
+    if (inv.proxy.managed_config !== undefined && posix.normalize(inv.proxy.managed_config) === posix.normalize(inv.proxy.nginx_conf))
+      ctx.addIssue({ code: 'custom', path: ['proxy', 'managed_config'], message: `is proxy.nginx_conf (${inv.proxy.nginx_conf}) under another spelling: dsrctl replaces the managed file whole; give it a file of its own` });
     if (inv.proxy.public_ip === inv.proxy.private_ip)
       ctx.addIssue({ code: 'custom', path: ['proxy', 'private_ip'], message: 'must differ from proxy.public_ip' });
     if (inv.mode !== 'ip-transparency' && inv.nat.backend === 'tc' && inv.service.listen_port !== inv.service.upstream_port)

@@ -5,6 +5,8 @@ import type { HostPlan } from './types.js';
 import { RESOURCE_KINDS } from '../resources/index.js';
 import { planContext, type HostTarget } from './desired.js';
 import { pruneChanges } from './prune.js';
+import { unsafeDir } from '../resources/nginx-files.js';
+import { PlanError } from '../resources/types.js';
 
 /** desired × Facts -> the changes of one host, in playbook order. Pure. */
 export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts: HostFacts): HostPlan {
@@ -19,5 +21,18 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
   if (target.role === 'proxy' && pb.health_checks === 'active')
     notes.push('DSR: nginx never sees the replies, so passive health checks cannot work; run `dsrctl verify` on a schedule for active checks.');
   if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root (set ssh.sudo: true, or log in as root)`);
-  return { host: target.name, role: target.role, changes, notes };
+  const preconditions = (ctx.shared.get('preconditions') as HostPlan['preconditions']) ?? [];
+  if (changes.length > 0) {
+    // the journal holds backups of root's files and the undo scripts run as root
+    const state = facts.stateDir;
+    let bad: string | undefined;
+    if (state?.exists) {
+      if (state.type !== 'dir') bad = `${state.path} is not a directory`;
+      else if (state.owner && state.mode) bad = unsafeDir({ path: state.path, uid: state.owner.uid, gid: state.owner.gid, mode: state.mode });
+    }
+    // /var/lib itself: whoever can write it can replace /var/lib/dsrctl
+    bad ??= state?.dir && unsafeDir(state.dir);
+    if (bad) throw new PlanError(target.name, `${bad}: dsrctl keeps backups and undo scripts there and runs them as root; fix its owner and mode (root, 0700) first`);
+  }
+  return { host: target.name, role: target.role, changes, notes, ...(preconditions.length ? { preconditions } : {}) };
 }

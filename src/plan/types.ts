@@ -6,7 +6,7 @@ export type Step =
   | { backup: { path: string; key: string } }
   /** put back a file saved by `backup` under the same key, byte for byte */
   | { restore: { path: string; key: string } }
-  /** write utf8 content to a file (truncate-in-place keeps owner and mode of an existing file) */
+  /** write content (a latin1 byte string) to a file (truncate-in-place keeps owner and mode of an existing file) */
   | { write: { path: string; content: string; mode?: string } }
   /** remove a file (absent is fine) */
   | { remove: { path: string } }
@@ -38,4 +38,6 @@ export interface HostPlan {
   changes: Change[];
   /** notes the user should read (e.g. DSR gives up passive health checks) */
   notes: string[];
+  /** files as the plan read them: the apply script checks each before it changes anything */
+  preconditions?: { path: string; sha256?: string; realpath?: string }[];
 }

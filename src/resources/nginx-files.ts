@@ -2,65 +2,109 @@ import { z } from 'zod';
 import { dirname } from 'node:path';
 import { PlanError, type ResourceKind, type PlanContext } from './types.js';
 import type { Change, Step } from '../plan/types.js';
-import type { FileFact, HostFacts } from '../facts/types.js';
+import type { DirStat, FileFact, HostFacts } from '../facts/types.js';
 import { setMainDirective, ensureStreamContext } from './nginx/main-directive.js';
 import { renderManagedConfig } from './nginx/render.js';
 import { unifiedDiff } from './nginx/diff.js';
 
 /**
  * A file as this plan has left it so far. Several resources may edit one file (nginx.conf gets
- * `user root` and a stream block): each edits the previous one's result, and each undo puts back
- * exactly the content it replaced, so undoing in reverse order ends byte for byte at the original.
+ * `user root` and a stream block): each edits the previous one's result and backs that up first,
+ * so undoing in reverse order ends byte for byte at the original. Content is a latin1 string: one
+ * char per byte, so bytes that are not UTF-8 pass through an edit unchanged.
  */
 interface PlannedFile {
   fact: FileFact;
+  /** the inventory field that names it, for messages */
+  field: string;
   content: string | null;
   touched: boolean;
 }
 
-function plannedFile(facts: HostFacts, path: string, ctx: PlanContext): PlannedFile {
-  const key = `file:${path}`;
-  const known = ctx.shared.get(key) as PlannedFile | undefined;
-  if (known) return known;
+/** What the apply script checks before it changes anything: the file is still what the plan read. */
+export interface FilePrecondition {
+  path: string;
+  /** sha256 of the bytes the plan read; absent: the file must still not exist */
+  sha256?: string;
+  /** the resolved path the plan saw (a symlink must still point there) */
+  realpath?: string;
+}
+
+const octal = (m: string) => parseInt(m, 8);
+
+/** A directory a non-root user can write lets them swap the file (or a symlink) under dsrctl's backup and restore. */
+export function unsafeDir(d: DirStat): string | undefined {
+  const mode = octal(d.mode);
+  if (d.uid !== 0) return `${d.path} is owned by uid ${d.uid}, not root`;
+  if (mode & 0o002) return `${d.path} is writable by every user (mode ${d.mode})`;
+  if (mode & 0o020 && d.gid !== 0) return `${d.path} is writable by group ${d.gid} (mode ${d.mode})`;
+  return undefined;
+}
+
+/** Injective: distinct paths never share a backup name ("/" and every byte outside [A-Za-z0-9._-] as %XX). */
+export function encodePath(path: string): string {
+  return [...Buffer.from(path, 'utf8')].map((b) => (/[A-Za-z0-9._-]/.test(String.fromCharCode(b)) && b < 0x80 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`)).join('');
+}
+
+/** Text dsrctl renders (UTF-8) as the latin1 byte string file contents are kept in. */
+export const asBytes = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+/** A byte string for a person to read (diffs, summaries): UTF-8 where it is, U+FFFD where not. */
+export const forDisplay = (bytes: string) => Buffer.from(bytes, 'latin1').toString('utf8');
+
+function plannedFile(facts: HostFacts, path: string, ctx: PlanContext, field: string): PlannedFile {
   const fact = facts.files[path];
   if (!fact) throw new Error(`${ctx.host}: facts did not include ${path}`);
+  // one file, one key, whatever its spelling: "/etc/nginx/./nginx.conf", "//", a symlink
+  const real = fact.realpath ?? path;
+  const key = `file:${real}`;
+  const known = ctx.shared.get(key) as PlannedFile | undefined;
+  if (known) {
+    if (known.field === field) return known;
+    const same = real === path && real === known.fact.path ? '' : ` (both are ${real} on this host)`;
+    throw new PlanError(ctx.host, `${field} (${path}) and ${known.field} (${known.fact.path}) are the same file${same}: dsrctl replaces ${field === 'proxy.managed_config' || known.field === 'proxy.managed_config' ? 'proxy.managed_config' : field} whole; give it a file of its own`, { usage: true });
+  }
+  if (fact.type === 'dangling') throw new PlanError(ctx.host, `${field}: ${path} is a symlink to nothing (${real}); point it at a file, or remove it`, { usage: true });
+  if (fact.exists && fact.type !== 'file')
+    throw new PlanError(ctx.host, `${field}: ${path} is ${fact.type === 'dir' ? 'a directory' : 'not a regular file (a FIFO, socket or device)'}; dsrctl writes regular files only`, { usage: true });
+  for (const d of [fact.dir, fact.linkDir]) {
+    const bad = d && unsafeDir(d);
+    if (bad) throw new PlanError(ctx.host, `${field}: ${bad}; a non-root user could redirect dsrctl's backup, write and restore of ${path}. Fix the directory's owner or mode first`);
+  }
   if (fact.exists && fact.type === 'file' && fact.content === undefined)
     throw new PlanError(ctx.host, `${path} exists but its content could not be read (permissions, or no base64 on the host); dsrctl will not replace a file it has not read`);
-  const pf = { fact, content: fact.exists ? (fact.content ?? '') : null, touched: false };
+  const pf = { fact, field, content: fact.exists ? (fact.content ?? '') : null, touched: false };
   ctx.shared.set(key, pf);
   return pf;
 }
 
-/** Replace a whole file: back it up (or remember it was absent) so undo restores it byte for byte. */
-export function fileChange(kind: string, pf: PlannedFile, content: string, summary: string, extra: { before?: Step[]; afterUndo?: Step[] } = {}): Change {
+function preconditions(ctx: PlanContext): FilePrecondition[] {
+  let list = ctx.shared.get('preconditions') as FilePrecondition[] | undefined;
+  if (!list) ctx.shared.set('preconditions', (list = []));
+  return list;
+}
+
+/**
+ * Replace a whole file: back it up first (or remember it was absent), so undo restores it byte for
+ * byte. Every change of a file has its own backup, named by its place in the plan and the encoded
+ * path: two changes never share one, and no undo carries file contents.
+ */
+export function fileChange(kind: string, pf: PlannedFile, content: string, summary: string, ctx: PlanContext, extra: { before?: Step[]; afterUndo?: Step[] } = {}): Change {
   const { path } = pf.fact;
-  const key = path.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+/, '');
-  let change: Change;
-  if (pf.touched) {
-    // an earlier change of this plan already saved the original
-    change = {
-      kind,
-      id: `file ${path} (${kind})`,
-      action: 'update',
-      summary,
-      diff: unifiedDiff(path, pf.content, content),
-      do: [{ write: { path, content } }],
-      undo: pf.content === null ? [{ remove: { path } }] : [{ write: { path, content: pf.content } }],
-      notify: ['nginx-reload'],
-    };
-  } else {
-    const existed = pf.fact.exists;
-    change = {
-      kind,
-      id: `file ${path}`,
-      action: existed ? 'update' : 'create',
-      summary,
-      diff: unifiedDiff(path, existed ? pf.content : null, content),
-      do: [...(extra.before ?? []), ...(existed ? [{ backup: { path, key } }] : []), { write: { path, content } }],
-      undo: [existed ? { restore: { path, key } } : { remove: { path } }, ...(extra.afterUndo ?? [])],
-      notify: ['nginx-reload'],
-    };
-  }
+  const seq = ((ctx.shared.get('backups') as number | undefined) ?? 0) + 1;
+  ctx.shared.set('backups', seq);
+  const key = `${String(seq).padStart(3, '0')}-${encodePath(path)}`;
+  const existed = pf.content !== null;
+  if (!pf.touched) preconditions(ctx).push({ path, ...(pf.fact.sha256 ? { sha256: pf.fact.sha256 } : {}), ...(pf.fact.realpath ? { realpath: pf.fact.realpath } : {}) });
+  const change: Change = {
+    kind,
+    id: pf.touched ? `file ${path} (${kind})` : `file ${path}`,
+    action: existed ? 'update' : 'create',
+    summary,
+    diff: unifiedDiff(path, pf.content === null ? null : forDisplay(pf.content), forDisplay(content)),
+    do: [...(pf.touched ? [] : (extra.before ?? [])), ...(existed ? [{ backup: { path, key } }] : []), { write: { path, content } }],
+    undo: [existed ? { restore: { path, key } } : { remove: { path } }, ...(pf.touched ? [] : (extra.afterUndo ?? []))],
+    notify: ['nginx-reload'],
+  };
   pf.content = content;
   pf.touched = true;
   return change;
@@ -72,7 +116,7 @@ function mainConf(facts: HostFacts, ctx: PlanContext): PlannedFile {
   const path = ctx.inventory.proxy.nginx_conf;
   if (facts.nginx.installed && facts.nginx.confPath && facts.nginx.confPath !== path)
     throw new PlanError(ctx.host, `proxy.nginx_conf is ${path}, but this nginx reads ${facts.nginx.confPath} (nginx -V --conf-path); nginx -t and reload would not see the edit`, { usage: true });
-  const pf = plannedFile(facts, path, ctx);
+  const pf = plannedFile(facts, path, ctx, 'proxy.nginx_conf');
   if (pf.content === null) throw new PlanError(ctx.host, `${path} does not exist (is nginx installed? set proxy.nginx_conf)`);
   return pf;
 }
@@ -94,7 +138,7 @@ export const nginxMainDirective: ResourceKind<z.infer<typeof directiveSchema>> =
     const pf = mainConf(facts, ctx);
     const result = nginxEdit(ctx, pf.fact.path, () => setMainDirective(pf.content!, spec.directive, spec.args));
     if (!result.changed) return null;
-    return fileChange('nginx-main-directive', pf, result.content, `${pf.fact.path}: ${result.before ?? `(no ${spec.directive})`} -> ${spec.directive} ${spec.args.join(' ')};`);
+    return fileChange('nginx-main-directive', pf, result.content, `${pf.fact.path}: ${result.before === undefined || result.before === null ? `(no ${spec.directive})` : forDisplay(result.before)} -> ${spec.directive} ${spec.args.join(' ')};`, ctx);
   },
 };
 
@@ -108,9 +152,9 @@ export const nginxStreamContext: ResourceKind<Record<string, never>> = {
       throw new PlanError(ctx.host, `nginx has no stream module loaded (needed for ${ctx.inventory.service.protocol}); on Debian or Ubuntu install libnginx-mod-stream, elsewhere add load_module for ngx_stream_module.so`);
     const pf = mainConf(facts, ctx);
     const include = ctx.inventory.proxy.managed_config;
-    const result = nginxEdit(ctx, pf.fact.path, () => ensureStreamContext(pf.content!, include));
+    const result = nginxEdit(ctx, pf.fact.path, () => ensureStreamContext(pf.content!, asBytes(include)));
     if (!result.changed) return null;
-    return fileChange('nginx-stream-context', pf, result.content, `${pf.fact.path}: ${result.hadStream ? 'add' : 'add a stream { } block with'} include ${include};`);
+    return fileChange('nginx-stream-context', pf, result.content, `${pf.fact.path}: ${result.hadStream ? 'add' : 'add a stream { } block with'} include ${include};`, ctx);
   },
 };
 
@@ -125,8 +169,8 @@ export const nginxManagedConfig: ResourceKind<Record<string, never>> = {
     if (!facts.nginx.installed) throw new PlanError(ctx.host, 'nginx is not installed');
     if (inv.service.protocol !== 'http' && !facts.nginx.modules.includes('stream'))
       throw new PlanError(ctx.host, `nginx has no stream module loaded (needed for ${inv.service.protocol}); on Debian or Ubuntu install libnginx-mod-stream`);
-    const pf = plannedFile(facts, path, ctx);
-    const content = renderManagedConfig({
+    const pf = plannedFile(facts, path, ctx, 'proxy.managed_config');
+    const content = asBytes(renderManagedConfig({
       mode: inv.mode,
       protocol: inv.service.protocol,
       listenPort: inv.service.listen_port,
@@ -134,7 +178,7 @@ export const nginxManagedConfig: ResourceKind<Record<string, never>> = {
       upstreams: inv.upstreams.map((u) => ({ name: u.name, ip: u.ip })),
       proxyBind: playbook.nginx.proxy_bind,
       extra: inv.service.protocol === 'udp' ? playbook.nginx.udp_directives : [],
-    });
+    }));
     if (pf.content === content) return null;
     // a new directory for the stream config (e.g. /etc/nginx/dsrctl) goes again on undo
     const dir = dirname(path);
@@ -146,6 +190,7 @@ export const nginxManagedConfig: ResourceKind<Record<string, never>> = {
       pf,
       content,
       `${pf.fact.exists ? 'rewrite' : 'create'} ${path} (${inv.service.protocol} service on :${inv.service.listen_port}, proxy_bind ${playbook.nginx.proxy_bind}${playbook.nginx.udp_directives.length && inv.service.protocol === 'udp' ? `, ${playbook.nginx.udp_directives.join(' ')}` : ''})`,
+      ctx,
       mkdir ? { before: [{ run: ['mkdir', '-p', '-m', '755', dir] }], afterUndo: [{ run: ['rmdir', dir] }] } : {},
     );
   },

@@ -73,7 +73,7 @@ function buildFacts(c: Case, dir: string): HostFacts {
   const facts = { ...fixtureFacts(c.facts.fixture), ...structuredClone(c.facts.replace ?? {}) } as HostFacts;
   for (const f of Object.values(facts.files) as (FileFact & { contentFile?: string })[]) {
     if (f.contentFile) {
-      f.content = readFileSync(join(dir, f.contentFile), 'utf8');
+      f.content = readFileSync(join(dir, f.contentFile), 'latin1');
       delete f.contentFile;
     }
   }
@@ -83,7 +83,7 @@ function buildFacts(c: Case, dir: string): HostFacts {
 function expectedLine(e: Expected, dir: string): string {
   if (typeof e === 'string') return e;
   const b64 = readFileSync(join(dir, e.contentFile)).toString('base64');
-  return `printf '%s' ${quote([b64])} | base64 -d > ${quote([e.write])}`;
+  return `( umask 022 && printf '%s' ${quote([b64])} | base64 -d > ${quote([e.write])} )`;
 }
 
 function planCase(kind: string, c: Case, dir: string): Change | null {

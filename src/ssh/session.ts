@@ -34,6 +34,7 @@ import {
 } from './errors.js';
 import { checkHostKey, preferredHostKeyAlgorithms } from './known-hosts.js';
 import type { ConnectOptions, ConnectTarget, ExecOptions, ExecResult, HostSession } from './types.js';
+import { SET_PATH } from '../util/remote-env.js';
 
 const { Client, utils } = ssh2;
 type SshClient = InstanceType<typeof Client>;
@@ -975,7 +976,7 @@ class SshConnection {
             }
             if (head.includes(SUDO_READY + '\n') && prompts <= 1) {
               sudoReady = true;
-              ch.end(PGID_PREAMBLE + script);
+              ch.end(`${PGID_PREAMBLE}${SET_PATH}; ${script}`);
             }
           }
         });
@@ -984,7 +985,7 @@ class SshConnection {
           if (code === null && signal) exitSignal = signal;
         });
         // sudo -S: the script follows once sudo has started sh (see the stderr handler)
-        if (!withPassword) ch.end(PGID_PREAMBLE + script);
+        if (!withPassword) ch.end(`${PGID_PREAMBLE}${SET_PATH}; ${script}`);
       });
     } catch (err) {
       // ssh2 throws 'Not connected' synchronously once the socket is gone

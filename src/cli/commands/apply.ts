@@ -150,8 +150,10 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
         red(bold(`Rollback did not complete on ${incomplete.join(', ')}: a person must look. A host that could not be reached still has its dead-man's switch armed and reverts by itself within ${timeout} s of its apply; one whose rollback ran and failed does not. Check with dsrctl verify, then dsrctl rollback.`)),
       );
     }
-    result = changed.length ? 'rolled-back' : 'failed';
-    return finish(EXIT.failedRolledBack, bold(`Run ${runId} failed; ${changed.length ? 'every changed host was rolled back' : 'nothing was changed'}.`));
+    // a host refused before its first change (its files drifted since the plan) changed nothing
+    const touched = applied.some((a) => a.ok || a.lost || a.done > 0 || a.rollback.length > 0);
+    result = touched ? 'rolled-back' : 'failed';
+    return finish(EXIT.failedRolledBack, bold(`Run ${runId} failed; ${touched ? 'every changed host was rolled back' : 'nothing was changed'}.`));
   } finally {
     await closeAll([...prep.hosts, { session: prep.probe }]);
   }

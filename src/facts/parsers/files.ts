@@ -1,6 +1,26 @@
 import { createHash } from 'node:crypto';
 import { FactsParseError, parseKeyValues } from '../format.js';
-import type { FileFact } from '../types.js';
+import type { DirStat, FileFact } from '../types.js';
+
+function dirStat(section: string, path: string, text: string | undefined, raw: string): DirStat | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+) (\d+) ([0-7]{1,4}) (\/.*)$/.exec(text);
+  if (!m) throw new FactsParseError(section, `${path}: bad directory owner/mode`, raw);
+  return { uid: Number(m[1]), gid: Number(m[2]), mode: m[3]!, path: m[4]! };
+}
+
+/** realpath=, link=1, dir= and link_dir= (present whether or not the file exists). */
+function locationOf(section: string, path: string, kv: Map<string, string>, line: (k: string) => string): Partial<FileFact> {
+  const out: Partial<FileFact> = {};
+  const rp = kv.get('realpath');
+  if (rp !== undefined) out.realpath = rp;
+  if (kv.get('link') === '1') out.link = true;
+  const dir = dirStat(section, path, kv.get('dir'), line('dir'));
+  if (dir) out.dir = dir;
+  const linkDir = dirStat(section, path, kv.get('link_dir'), line('link_dir'));
+  if (linkDir) out.linkDir = linkDir;
+  return out;
+}
 
 const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -16,17 +36,24 @@ export function parseFileSection(body: string, section = 'file'): FileFact {
   const path = kv.get('path');
   if (!path) throw new FactsParseError(section, 'no path= line', lines[0] ?? '');
   const exists = kv.get('exists');
-  if (exists === '0') return { path, exists: false };
+  if (exists === '0') return { path, exists: false, ...locationOf(section, path, kv, line) };
   if (exists !== '1') throw new FactsParseError(section, `${path}: bad exists=`, line('exists') || lines[1] || '');
 
   const fact: FileFact = { path, exists: true };
+  Object.assign(fact, locationOf(section, path, kv, line));
   const type = kv.get('type');
-  if (type === 'file' || type === 'dir' || type === 'other') fact.type = type;
+  if (type === 'file' || type === 'dir' || type === 'other' || type === 'dangling') fact.type = type;
   else if (type !== undefined) throw new FactsParseError(section, `${path}: bad type=`, line('type'));
   const mode = kv.get('mode');
   if (mode !== undefined) {
     if (!/^[0-7]{1,4}$/.test(mode)) throw new FactsParseError(section, `${path}: bad mode=`, line('mode'));
     fact.mode = mode;
+  }
+  const owner = kv.get('owner');
+  if (owner !== undefined) {
+    const m = /^(\d+) (\d+)$/.exec(owner);
+    if (!m) throw new FactsParseError(section, `${path}: bad owner=`, line('owner'));
+    fact.owner = { uid: Number(m[1]), gid: Number(m[2]) };
   }
   if (fact.type !== 'file') return fact;
 
@@ -48,7 +75,8 @@ export function parseFileSection(body: string, section = 'file'): FileFact {
     throw new FactsParseError(section, `${path}: sha256 of the content does not match (file changed while being read?)`, line('sha256'));
   }
   fact.readable = true;
-  fact.content = bytes.toString('utf8');
+  // latin1: one char per byte, so bytes that are not UTF-8 survive an edit and the write back
+  fact.content = bytes.toString('latin1');
   fact.contentBase64 = b64;
   fact.sha256 = sha256;
   return fact;
