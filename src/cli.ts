@@ -19,7 +19,8 @@ async function main(argv: string[]): Promise<number> {
       `
 Exit codes: 0 success or nothing to do; 1 the run failed and every host was rolled back;
             2 bad input or usage, nothing touched; 3 rollback could not complete (a person must look);
-            4 plan --detailed-exitcode: changes pending; 130 wizard cancelled with Ctrl-C (nothing written).
+            4 plan --detailed-exitcode: changes pending;
+            130 interrupted before any change (locks released), or wizard cancelled (nothing written).
 
 Examples:
   dsrctl plan -i inventory/prod.yaml

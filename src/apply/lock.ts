@@ -69,3 +69,24 @@ export function parseLockOutput(stdout: string): LockState | undefined {
   }
   return undefined;
 }
+
+/**
+ * True when the holder is a dsrctl process of this machine that no longer exists. A holder from
+ * another machine, or whose pid is alive (even if reused), is never called dead.
+ */
+export function holderIsDeadHere(holder: string, here = hostname(), alive = pidAlive): boolean {
+  const l = parseLockInfo(holder);
+  if (l.agent !== here || !l.pid || !/^\d+$/.test(l.pid)) return false;
+  const pid = Number(l.pid);
+  // beyond the largest pid Linux hands out (pid_max is at most 2^22): no process can have it
+  return pid > 4194304 || !alive(pid);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,15 +1,16 @@
-import { Listr } from 'listr2';
+import { Listr, ListrLogger, ProcessOutput } from 'listr2';
 import type { Inventory } from '../inventory/schema.js';
 import { loadInventory } from '../inventory/load.js';
 import { loadPlaybook, type Playbook } from '../playbook/load.js';
 import { desiredHosts } from '../plan/desired.js';
 import { inventoryTargets } from '../ssh/targets.js';
 import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } from '../engine/hosts.js';
-import { describeHolder } from '../apply/lock.js';
+import { describeHolder, holderIsDeadHere, type LockState } from '../apply/lock.js';
 import { PlanError } from '../resources/types.js';
 import { EXIT } from '../util/errors.js';
 import { probeTarget } from '../ssh/targets.js';
 import { connect } from '../ssh/session.js';
+import { checkLocalFiles } from '../ssh/local-files.js';
 import type { HostSession } from '../ssh/types.js';
 import { escapeControls, safeError } from './terminal.js';
 
@@ -21,9 +22,18 @@ export interface GlobalOptions {
   breakLock?: boolean;
 }
 
-export function rendererFor(opts: GlobalOptions): 'default' | 'simple' | 'silent' {
-  if (opts.json || opts.quiet) return 'silent';
-  return process.stdout.isTTY ? 'default' : 'simple';
+/**
+ * listr2 options for every task tree: progress goes to stderr (stdout holds only results, so
+ * `dsrctl plan > file` holds the plan alone), and listr2 registers no signal listeners (its SIGINT
+ * handler exits 127 at once, which left hosts locked; src/cli/interrupt.ts decides instead).
+ */
+export function listrOptions(opts: GlobalOptions) {
+  const renderer: 'default' | 'simple' | 'silent' = opts.json || opts.quiet ? 'silent' : process.stderr.isTTY ? 'default' : 'simple';
+  return {
+    renderer,
+    registerSignalListeners: false,
+    rendererOptions: { logger: new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) }) },
+  } as const;
 }
 
 export interface Prepared {
@@ -39,18 +49,19 @@ export interface Prepared {
 }
 
 /** Pure input stage: inventory, playbook, desired resources, SSH targets. Throws UserError on bad input. */
-export function loadAll(file: string): { inv: Inventory; pb: Playbook; hosts: HostState[] } {
+export function loadAll(file: string, withProbe = false): { inv: Inventory; pb: Playbook; hosts: HostState[] } {
   const { inventory: inv } = loadInventory(file);
   const pb = loadPlaybook(inv.mode);
   if (!pb.protocols.includes(inv.service.protocol)) throw new Error(`${inv.mode} does not support ${inv.service.protocol}`);
   const targets = inventoryTargets(inv);
+  checkLocalFiles([...targets, ...(withProbe ? [probeTarget(inv)].filter((t): t is NonNullable<typeof t> => !!t) : [])]);
   const hosts = desiredHosts(inv, pb).map((target, i) => ({ target, ssh: targets[i]! }));
   return { inv, pb, hosts };
 }
 
 /** Connect to every host, read facts, plan: one listr2 branch per host, all in parallel. */
 export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true, lock?: LockRequest, withProbe = false): Promise<Prepared> {
-  const { inv, pb, hosts } = loadAll(file);
+  const { inv, pb, hosts } = loadAll(file, withProbe);
   const errors = new Map<string, Error>();
   const notices: string[] = [];
   const pt = withProbe ? probeTarget(inv) : undefined;
@@ -89,7 +100,20 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
             if (p?.lock?.state !== 'acquired') throw new Error(`not read: the proxy ${p?.lock?.state === 'held' ? 'is locked by another run' : 'could not be locked'}`);
           }
           task.title = `${h.target.name}: read facts`;
-          const facts = await gatherFacts(h, inv, pb, lock).finally(() => h.target.role === 'proxy' && proxyDone());
+          let facts = await gatherFacts(h, inv, pb, lock);
+          // a lock left by a dsrctl on this machine whose process is gone needs no person (the
+          // lock script still refuses one whose run has its switch armed)
+          if (lock && h.lock?.state === 'held' && !h.lock.armed && holderIsDeadHere(h.lock.holder)) {
+            const dead = h.lock.holder;
+            facts = await gatherFacts(h, inv, pb, { ...lock, breakLock: true });
+            const now = h.lock as LockState | undefined;
+            if (now?.state === 'acquired') {
+              now.broke = undefined;
+              notices.push(`${h.target.name}: took over the lock of ${describeHolder(dead)}: that process is gone`);
+            }
+          }
+          // the upstreams wait for the proxy's lock (taken over or not) before they read theirs
+          if (h.target.role === 'proxy') proxyDone();
           if (h.lock?.state === 'held')
             throw new Error(
               h.lock.armed
@@ -108,7 +132,7 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
         }
       },
     }))],
-    { concurrent: true, exitOnError: false, renderer: rendererFor(opts), collectErrors: false },
+    { concurrent: true, exitOnError: false, collectErrors: false, ...listrOptions(opts) },
   ).run();
   return { inv, pb, hosts, errors, probe, notices };
 }

@@ -37,6 +37,10 @@ export function connectTarget(
     agent: o.agent ?? (o.private_key || o.password ? undefined : process.env.SSH_AUTH_SOCK),
     knownHosts: o.known_hosts,
     connectTimeoutMs: (o.connect_timeout ?? 10) * 1000,
+    fields: {
+      privateKey: own?.private_key !== undefined ? `${fieldPrefix}.private_key` : 'ssh.private_key',
+      knownHosts: own?.known_hosts !== undefined ? `${fieldPrefix}.known_hosts` : 'ssh.known_hosts',
+    },
   };
   if (o.sudo) {
     t.sudo = true;

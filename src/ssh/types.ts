@@ -37,6 +37,8 @@ export interface ConnectTarget {
   user: string;
   /** path to a private key file */
   privateKey?: string;
+  /** the inventory fields the key and known_hosts paths came from, for messages */
+  fields?: { privateKey: string; knownHosts: string };
   passphrase?: string;
   password?: string;
   /** ssh-agent socket path (SSH_AUTH_SOCK) */

@@ -9,6 +9,8 @@ export const EXIT = {
   rollbackIncomplete: 3,
   /** plan --detailed-exitcode: changes are pending */
   changesPending: 4,
+  /** interrupted (Ctrl-C, SIGTERM, a closed terminal) before any change: locks released, nothing touched */
+  interrupted: 130,
 } as const;
 
 /** An error caused by what the user gave us: printed without a stack trace, exit 2, nothing touched. */

@@ -1,6 +1,6 @@
 import { Listr } from 'listr2';
 import type { GlobalOptions, Prepared } from '../prepare.js';
-import { connectAndPlan, rendererFor, hostMessage, preflightExit } from '../prepare.js';
+import { connectAndPlan, listrOptions, hostMessage, preflightExit } from '../prepare.js';
 import { closeAll, withSession, isConnectionLoss, type HostState } from '../../engine/hosts.js';
 import { applyHost, rollbackHost, finishHost, releaseLock, type HostApplyResult, type HostRollbackResult } from '../../engine/apply-host.js';
 import { newRunId } from '../../apply/paths.js';
@@ -11,8 +11,10 @@ import { verifyHosts } from './verify.js';
 import type { CheckResult } from '../../verify/checks.js';
 import { revertNotes } from '../reverted.js';
 import { print, printErr, toJson, safeError } from '../terminal.js';
+import { watchInterruptions, isPromptInterrupt } from '../interrupt.js';
+import { summarizeHostErrors } from '../host-errors.js';
 
-type Result = 'no-changes' | 'applied' | 'cancelled' | 'failed' | 'rolled-back' | 'rollback-failed';
+type Result = 'no-changes' | 'applied' | 'cancelled' | 'interrupted' | 'failed' | 'rolled-back' | 'rollback-failed';
 
 /** Roll one host back, reconnecting once if its connection was lost. */
 export async function rollbackVia(h: HostState, runId: string | undefined, lockRun: string, seconds: number): Promise<HostRollbackResult> {
@@ -30,7 +32,7 @@ export async function rollbackVia(h: HostState, runId: string | undefined, lockR
 }
 
 /** Release this run's locks; a host that cannot be reached is named (its lock needs --break-lock once checked). */
-async function releaseLocks(hosts: HostState[], runId: string): Promise<string[]> {
+export async function releaseLocks(hosts: HostState[], runId: string): Promise<string[]> {
   const left: string[] = [];
   await Promise.all(
     hosts.map((h) =>
@@ -53,7 +55,7 @@ export async function rollbackRun(hosts: HostState[], runId: string, opts: Globa
         results.push(...(await Promise.all(group.map((h) => rollbackVia(h, runId, runId, seconds)))));
       },
     })),
-    { concurrent: false, exitOnError: false, renderer: rendererFor(opts) },
+    { concurrent: false, exitOnError: false, ...listrOptions(opts) },
   ).run();
   return results;
 }
@@ -61,7 +63,15 @@ export async function rollbackRun(hosts: HostState[], runId: string, opts: Globa
 export async function applyCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('apply changes hosts: confirm on a terminal, or pass --yes when running unattended');
   const runId = newRunId();
-  const prep = await connectAndPlan(file, opts, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock }, true);
+  const intr = watchInterruptions();
+  intr.busy('reading the hosts; nothing is changed yet');
+  let prep: Prepared;
+  try {
+    prep = await connectAndPlan(file, opts, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock }, true);
+  } catch (e) {
+    intr.dispose();
+    throw e;
+  }
   const applied: HostApplyResult[] = [];
   let checks: CheckResult[] = [];
   let rollbacks: HostRollbackResult[] = [];
@@ -72,12 +82,20 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   };
   const locked = () => prep.hosts.filter((h) => h.lock?.state === 'acquired' && h.session);
   const warnings = [...prep.notices, ...revertNotes(prep.hosts)];
+  // before any change, an interruption releases every lock this run took and exits 130
+  const stopUnchanged = async () => {
+    result = 'interrupted';
+    failure = `interrupted (${intr.signal ?? 'Ctrl-C'}) before any change`;
+    await releaseLocks(locked(), runId);
+    return finish(EXIT.interrupted, 'Interrupted; nothing was changed and every lock this run took was released.');
+  };
   try {
+    if (intr.signal) return await stopUnchanged();
     for (const w of warnings) log(yellow(w));
     // the probe host is only read from: its failure shows in the probe check, not as a host error
     const hostErrors = [...prep.errors].filter(([h]) => h !== 'probe');
     if (hostErrors.length) {
-      failure = hostErrors.map(([h, e]) => hostMessage(h, e)).join('\n');
+      failure = summarizeHostErrors(new Map(hostErrors), prep.hosts.map((h) => h.target.name)).join('\n');
       result = 'failed';
       await releaseLocks(locked(), runId);
       return finish(preflightExit(hostErrors.map(([, e]) => e)), 'Nothing was changed on any host.');
@@ -86,20 +104,32 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     const changed = prep.hosts.filter((h) => h.plan!.changes.length > 0);
     log('\n' + formatPlan(plans, { commands: !!opts.verbose, runId }));
     if (changed.length && !opts.yes) {
-      const ok = await (await import('@inquirer/prompts')).confirm({ message: `Apply these changes to ${changed.length} host(s)?`, default: false });
+      let ok: boolean;
+      try {
+        intr.busy('at the question; nothing is changed yet');
+        ok = await (await import('@inquirer/prompts')).confirm({ message: `Apply these changes to ${changed.length} host(s)?`, default: false }, { signal: intr.abort });
+      } catch (e) {
+        if (isPromptInterrupt(e)) return await stopUnchanged();
+        throw e;
+      }
       if (!ok) {
         result = 'cancelled';
         await releaseLocks(locked(), runId);
         return finish(EXIT.ok, 'Cancelled; nothing was changed.');
       }
     }
-    if (changed.length) failure = await applyAll(prep, changed, runId, applied, opts);
+    if (intr.signal) return await stopUnchanged();
+    // from here an interruption rolls back, as a failed verification does
+    intr.busy('applying; what changed will be rolled back');
+    const interrupted = () => (intr.signal ? `interrupted (${intr.signal}): rolling back` : undefined);
+    if (changed.length) failure = (await applyAll(prep, changed, runId, applied, opts)) ?? interrupted();
     if (opts.verbose)
       for (const a of applied) {
         const lines = [...(a.stdout ?? '').split('\n'), ...a.stderr.split('\n')].filter((l) => l.trim());
         log(`${a.host}: apply output\n${lines.map((l) => `    ${l}`).join('\n')}`);
       }
     if (!failure) {
+      intr.busy('verifying; what changed will be rolled back');
       // a host without changes has nothing to confirm: its lock goes in the same exec as its checks
       const unchanged = locked().filter((h) => !h.plan!.changes.length);
       checks = await verifyHosts(prep, opts, new Map(unchanged.map((h) => [h.target.name, `\n${releaseLockScript(runId)}\n`])));
@@ -107,6 +137,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       log(formatChecks(checks));
       const bad = checks.filter((c) => !c.ok);
       if (bad.length) failure = `verification failed: ${bad.map((c) => `${c.description}: ${c.detail}`).join('; ')}`;
+      failure ??= changed.length ? interrupted() : undefined;
     }
     if (!failure) {
       // confirm every host (disarm its switch) and release the locks
@@ -123,6 +154,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       }
       failure = late.map((f) => `${f.h.target.name}: ${f.r.detail}`).join('; ');
     }
+    intr.busy('rolling back');
     log(red(`\n${failure}`));
     // every host that completed its changes is rolled back, and so is one whose connection broke
     // during its apply (its script ran on); a host whose script failed already rolled itself back
@@ -155,6 +187,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     result = touched ? 'rolled-back' : 'failed';
     return finish(EXIT.failedRolledBack, bold(`Run ${runId} failed; ${touched ? 'every changed host was rolled back' : 'nothing was changed'}.`));
   } finally {
+    intr.dispose();
     await closeAll([...prep.hosts, { session: prep.probe }]);
   }
 
@@ -213,7 +246,7 @@ async function applyAll(prep: Prepared, changed: HostState[], runId: string, app
       ...(proxy.length ? [{ title: `apply ${proxy[0]!.plan!.changes.length} change(s) on proxy`, task: () => applyGroup(proxy) }] : []),
       ...(ups.length ? [{ title: `apply changes on ${ups.map((h) => h.target.name).join(', ')}`, task: () => applyGroup(ups) }] : []),
     ],
-    { concurrent: false, exitOnError: true, renderer: rendererFor(opts) },
+    { concurrent: false, exitOnError: true, ...listrOptions(opts) },
   )
     .run()
     .catch((e: Error) => {

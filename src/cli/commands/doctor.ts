@@ -1,6 +1,6 @@
 import { Listr } from 'listr2';
 import type { GlobalOptions } from '../prepare.js';
-import { connectAndPlan, rendererFor } from '../prepare.js';
+import { connectAndPlan, listrOptions } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
 import { connect } from '../../ssh/session.js';
 import { probeTarget } from '../../ssh/targets.js';
@@ -142,7 +142,7 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
           }
         },
       })),
-      { concurrent: true, exitOnError: false, renderer: rendererFor(opts), collectErrors: false },
+      { concurrent: true, exitOnError: false, ...listrOptions(opts), collectErrors: false },
     ).run();
     const findings = diagnose(inv, evidence);
     const hasError = findings.some((f) => f.severity === 'error');

@@ -2,6 +2,7 @@ import type { GlobalOptions } from '../prepare.js';
 import { connectAndPlan, hostMessage, preflightExit } from '../prepare.js';
 import { closeAll } from '../../engine/hosts.js';
 import { formatPlan, planJson, red } from '../output.js';
+import { summarizeHostErrors } from '../host-errors.js';
 import { EXIT } from '../../util/errors.js';
 import type { HostPlan } from '../../plan/types.js';
 import { print, printErr, toJson } from '../terminal.js';
@@ -15,13 +16,14 @@ export async function planCommand(file: string, opts: PlanOptions): Promise<numb
   try {
     const plans = prep.hosts.map((h) => h.plan).filter((p): p is HostPlan => !!p);
     const failed = [...prep.errors].map(([host, e]) => ({ host, error: hostMessage(host, e) }));
+    const unread = prep.hosts.filter((h) => !h.plan).map((h) => h.target.name);
     const pending = plans.some((p) => p.changes.length > 0);
     const code = failed.length ? preflightExit([...prep.errors.values()]) : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
     if (opts.json) {
       process.stdout.write(toJson({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, 'RUN')), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }) + '\n');
     } else {
-      if (!opts.quiet) print('\n' + formatPlan(plans, { commands: true }));
-      for (const f of failed) printErr(red(f.error));
+      if (!opts.quiet) print('\n' + formatPlan(plans, { commands: true, unread }));
+      for (const line of summarizeHostErrors(prep.errors, prep.hosts.map((h) => h.target.name))) printErr(red(line));
     }
     return code;
   } finally {
