@@ -120,7 +120,7 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
     if (!opts.json && !opts.quiet) {
       for (const r of all) {
         if (!r.ok) print(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));
-        else if (r.nothing) continue;
+        else if (r.nothing) print(`${r.host}: nothing to undo`);
         else print(green(`${r.host}: rolled back`) + (r.lines.length ? '\n    ' + r.lines.map(rollbackLine).join('\n    ') : ''));
       }
     }
