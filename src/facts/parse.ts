@@ -5,7 +5,7 @@ import { parseIptablesSave, parseIptablesVariant } from './parsers/iptables-save
 import { parseNginx } from './parsers/nginx.js';
 import { parseSysctl } from './parsers/sysctl.js';
 import { parseNft, parseNatProbe, parseTc } from './parsers/nat.js';
-import type { FileFact, HostFacts, IptablesFacts } from './types.js';
+import type { FileFact, HostFacts, IptablesFacts, NginxConfigFacts } from './types.js';
 
 export { FactsParseError } from './format.js';
 
@@ -22,6 +22,7 @@ const reason = (rc: number) => (rc === 127 ? 'command not found' : `exit status 
 export function parseFacts(stdout: string): HostFacts {
   const sections = splitSections(stdout);
   const single = new Map<SingleName, Section>();
+  const optional = new Map<string, Section>();
   const repeated: Record<'sysctl' | 'file' | 'tc' | 'rt-tables', Section[]> = { sysctl: [], file: [], tc: [], 'rt-tables': [] };
   for (const s of sections) {
     if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc' || s.name === 'rt-tables') repeated[s.name].push(s);
@@ -29,6 +30,7 @@ export function parseFacts(stdout: string): HostFacts {
       if (single.has(s.name as SingleName)) throw new FactsParseError(s.name, `section appears twice (line ${s.line})`);
       single.set(s.name as SingleName, s);
     }
+    else if (s.name === 'nginx-config' || s.name === 'nginx-links') optional.set(s.name, s);
     // unknown sections (a newer script) are ignored
   }
   const first = sections[0];
@@ -122,6 +124,7 @@ export function parseFacts(stdout: string): HostFacts {
     sysctlMissing,
     iptables,
     nginx: parseNginx(get('nginx-version'), ok('nginx-modules'), ok('nginx-pid')),
+    ...(optional.has('nginx-config') ? { nginxConfig: parseNginxConfigSection(optional.get('nginx-config')!, optional.get('nginx-links')?.body ?? '') } : {}),
     files,
     nft: parseNft(get('nft')),
     nat: parseNatProbe(get('nat-probe').body),
@@ -145,4 +148,22 @@ export function parseRtTables(text: string): Map<string, string> {
 /** A table named in rt_tables is the same table as its number: plans compare numbers. */
 function numericTables<T extends { table?: string }>(entries: T[], names: Map<string, string>): T[] {
   return entries.map((e) => (e.table && names.has(e.table) ? { ...e, table: names.get(e.table)! } : e));
+}
+
+/** The `nginx-config` section (each dump line behind a "|") and the `nginx-links` lines (path TAB target TAB uid:gid TAB mtime). */
+export function parseNginxConfigSection(config: { rc: number; body: string }, links: string): NginxConfigFacts {
+  if (config.rc === 127) return { status: 'absent' };
+  if (config.rc !== 0) return { status: 'failed', error: config.body.trim() || `nginx -T: ${reason(config.rc)}` };
+  const dump = config.body === '' ? '' : config.body.split('\n').map((l) => {
+    if (!l.startsWith('|')) throw new FactsParseError('nginx-config', 'line without the "|" prefix', l);
+    return l.slice(1);
+  }).join('\n');
+  const map: Record<string, { target: string; owner: string; mtime: string }> = {};
+  for (const l of links.split('\n')) {
+    if (l === '') continue;
+    const [path, target, owner = '', mtime = ''] = l.split('\t');
+    if (!path || !target) throw new FactsParseError('nginx-links', 'expected PATH TAB TARGET TAB UID:GID TAB MTIME', l);
+    map[path] = { target, owner, mtime };
+  }
+  return { status: 'ok', dump, links: map };
 }

@@ -147,6 +147,21 @@ const NGINX = String.raw`
     fi
   fi
   e nginx-pid 0
+  # the effective configuration: every file nginx reads, each after "# configuration file PATH:".
+  # Each line gets a "|" in front, so no line of a config can look like a section marker.
+  NT=
+  b nginx-config
+  if have nginx; then
+    NT=$(nginx -T 2>/dev/null); _r=$?
+    if [ "$_r" = 0 ]; then printf '%s\n' "$NT" | sed 's/^/|/'; else NT=; nginx -T 2>&1 >/dev/null | grep -v '^@@' | tail -n 5; fi
+  else _r=127; fi
+  e nginx-config "$_r"
+  # which of those files are symlinks (Debian's sites-enabled/*): target, owner, mtime, for an exact undo
+  b nginx-links
+  printf '%s\n' "$NT" | sed -n 's/^# configuration file \(.*\):$/\1/p' | while IFS= read -r _f; do
+    if [ -L "$_f" ]; then printf '%s\t%s\t%s\t%s\n' "$_f" "$(readlink "$_f")" "$(stat -c %u:%g "$_f" 2>/dev/null)" "$(stat -c %.9Y "$_f" 2>/dev/null)"; fi
+  done
+  e nginx-links 0
 `;
 
 /**

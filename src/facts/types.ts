@@ -104,6 +104,25 @@ export interface NginxFacts {
   loadModules?: string[];
 }
 
+export interface NginxLink {
+  target: string;
+  owner: string;
+  mtime: string;
+}
+
+/** `nginx -T`: the effective configuration, or why it could not be read. */
+export type NginxConfigFacts =
+  | {
+      status: 'ok';
+      /** `nginx -T` stdout as printed */
+      dump: string;
+      /** config files that are symlinks: path -> link target as written (readlink), owner "uid:gid"
+       *  and the link's own mtime ("seconds.nanoseconds"; "" when unknown) */
+      links: Record<string, NginxLink>;
+    }
+  | { status: 'failed'; error: string }
+  | { status: 'absent' };
+
 export interface HostFacts {
   hostname: string;
   kernel: string;
@@ -118,6 +137,8 @@ export interface HostFacts {
   sysctlMissing?: string[];
   iptables: IptablesFacts;
   nginx: NginxFacts;
+  /** absent from facts of an older script (then nothing is known about other servers) */
+  nginxConfig?: NginxConfigFacts;
   files: Record<string, FileFact>;
   nft: NftFacts;
   nat: NatBackendFacts;

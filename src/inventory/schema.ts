@@ -111,6 +111,8 @@ export const inventorySchema = z
         nginx_conf: absPath.default('/etc/nginx/nginx.conf'),
         /** the file dsrctl owns: backed up when it exists, restored byte for byte on rollback */
         managed_config: absPath.optional(),
+        /** other nginx servers on the service's port: refuse (false), or disable their sites-enabled symlinks (true; rollback restores them) */
+        take_over_port: z.boolean({ error: 'must be true or false' }).default(false),
         ssh: sshSchema.optional(),
       })
       .strict(),

@@ -15,7 +15,7 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
   const changes = pruneChanges(target.desired, facts);
   for (const d of target.desired) {
     const change = RESOURCE_KINDS[d.kind]!.plan(d.spec, facts, ctx);
-    if (change) changes.push(change);
+    if (change) changes.push(...[change].flat());
   }
   const notes: string[] = [...ctx.notes];
   if (target.role === 'proxy' && pb.health_checks === 'active')

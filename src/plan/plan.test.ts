@@ -52,6 +52,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     ]);
     expect(host(targets, 'proxy').desired).toEqual([
       { kind: 'nginx-main-directive', spec: { directive: 'user', args: ['root'] } },
+      { kind: 'nginx-exclusive-port', spec: {} },
       { kind: 'nginx-managed-config', spec: {} },
       { kind: 'sysctl', spec: { key: 'net.ipv4.ip_forward', value: '1', restore: ['net.ipv4.conf.all.accept_redirects'] } },
       { kind: 'ip-rule', spec: { fwmark: '0x1', table: '100' } },

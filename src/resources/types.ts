@@ -21,8 +21,8 @@ export interface ResourceKind<S> {
   kind: string;
   schema: z.ZodType<S>;
   facts?(spec: S, ctx: PlanContext): Partial<FactsRequest>;
-  /** null when the host is already in the desired state */
-  plan(spec: S, facts: HostFacts, ctx: PlanContext): Change | null;
+  /** null when the host is already in the desired state; several changes when it takes several */
+  plan(spec: S, facts: HostFacts, ctx: PlanContext): Change | Change[] | null;
 }
 
 /** Facts contradict what the resource needs (e.g. a sysctl that does not exist): the plan cannot be made. */

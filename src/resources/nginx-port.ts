@@ -1,0 +1,109 @@
+import { z } from 'zod';
+import { quote } from 'shell-quote';
+import { PlanError, type ResourceKind } from './types.js';
+import type { Change } from '../plan/types.js';
+import { nginxListens, splitNginxDump, type NginxListen } from '../facts/parsers/nginx-config.js';
+import { at, findPortConflicts, planTakeOver, type PortConflict, type SiteTakeOver } from '../plan/port-conflicts.js';
+
+const q = (s: string) => quote([s]);
+
+const describe = (c: PortConflict) => {
+  const names = c.listen.serverNames.length ? `, server_name ${c.listen.serverNames.join(' ')}` : '';
+  return `${at(c.listen)}  ${c.listen.text};  (${c.listen.context}${names}): ${c.why}`;
+};
+
+export function disableSite(site: SiteTakeOver, port: number): Change {
+  const { link, target, owner, mtime } = site;
+  const others = site.alsoStops.filter((l) => !site.conflicts.some((c) => c.listen === l));
+  const stops = others.length ? `; its other ${others.length === 1 ? 'listen stops' : 'listens stop'} too: ${others.map((l) => `${l.text} (${at(l)})`).join(', ')}` : '';
+  // the link comes back as it was: target, owner and its own mtime
+  const chown = /^\d+:\d+$/.test(owner) ? ` && chown -h ${q(owner)} -- ${q(link)}` : '';
+  const touch = /^\d+(\.\d+)?$/.test(mtime) ? ` && touch -h -d ${q(`@${mtime}`)} -- ${q(link)}` : '';
+  return {
+    kind: 'nginx-exclusive-port',
+    id: `nginx site ${link}`,
+    action: 'delete',
+    summary: `take over port ${port}: disable ${link} (symlink to ${target}), whose server answers on it${stops}; rollback puts the link back`,
+    diff: [`--- ${link} (symlink)`, '+++ /dev/null', '@@ -1 +0,0 @@', `-${link} -> ${target}`].join('\n') + '\n',
+    // the link must still be the one the plan saw; undo recreates it only where nothing else stands
+    do: [
+      {
+        sh: `{ [ "$(readlink -- ${q(link)})" = ${q(target)} ] || { echo ${q(`${link} no longer points to ${target}`)} >&2; false; }; } && rm -f -- ${q(link)}`,
+        display: `rm ${link}`,
+      },
+    ],
+    undo: [
+      {
+        sh: `{ [ -L ${q(link)} ] && [ "$(readlink -- ${q(link)})" = ${q(target)} ]; } || { ln -s -- ${q(target)} ${q(link)}${chown}${touch}; }`,
+        display: `ln -s ${target} ${link}`,
+      },
+    ],
+    notify: ['nginx-reload'],
+  };
+}
+
+/**
+ * No other nginx server may answer on the service's address and port (Debian's default site, the
+ * user's own sites, another stream server): refused with every file:line and what to do, or with
+ * `proxy.take_over_port` the sites that hold it are disabled, with an exact undo.
+ */
+export const nginxExclusivePort: ResourceKind<Record<string, never>> = {
+  kind: 'nginx-exclusive-port',
+  schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
+  plan(_, facts, ctx) {
+    const cfg = facts.nginxConfig;
+    // facts of an older script, or no nginx (nginx-managed-config says so): nothing to compare
+    if (!cfg || cfg.status === 'absent') return null;
+    const inv = ctx.inventory;
+    const { protocol, listen_port: port } = inv.service;
+    if (cfg.status === 'failed')
+      throw new PlanError(ctx.host, `nginx -T failed, so dsrctl cannot tell which servers hold port ${port}: ${cfg.error.split('\n').join(' ')}; fix nginx's configuration first`, { usage: true });
+    let listens: NginxListen[];
+    try {
+      const dump = splitNginxDump(cfg.dump);
+      // judge defaults as they will be: dsrctl's server in its file, where nginx's includes read it
+      if (protocol === 'http') dump.files.set(inv.proxy.managed_config, `server {\n    listen ${port};\n}\n`);
+      listens = nginxListens(dump);
+    } catch (e) {
+      throw new PlanError(ctx.host, `cannot read nginx -T's output: ${(e as Error).message}`);
+    }
+    const svc = { protocol, port, publicIp: inv.proxy.public_ip, managedPath: inv.proxy.managed_config };
+    const conflicts = findPortConflicts(listens, svc);
+    if (conflicts.length === 0) return null;
+    const l4 = protocol === 'udp' ? 'udp' : 'tcp';
+    const head = `port ${port}/${l4} on ${inv.proxy.public_ip} is already served by ${conflicts.length === 1 ? 'another nginx server' : `${conflicts.length} other nginx servers`}, which would answer clients instead of the upstreams:`;
+    if (!inv.proxy.take_over_port) {
+      const takeOver = planTakeOver(conflicts, listens, cfg.links);
+      const lines = [
+        head,
+        ...conflicts.map((c) => `  ${describe(c)}`),
+        'Nothing was changed. Do one of:',
+        ...conflicts.map((c) => {
+          const site = takeOver.sites.find((s) => s.conflicts.includes(c));
+          return site
+            ? `  - disable ${site.link} (rm ${site.link}; it links to ${site.target}) or move its server to another port`
+            : `  - change or remove the server at ${at(c.listen)} (${c.listen.serverFile})`;
+        }).filter((l, i, all) => all.indexOf(l) === i),
+        takeOver.refused.length === 0
+          ? '  - set proxy.take_over_port: true: dsrctl disables those sites itself and rollback puts them back'
+          : `  - (proxy.take_over_port: true cannot help with ${takeOver.refused.map((r) => at(r.conflict.listen)).join(', ')}: dsrctl only removes symlinks like sites-enabled/*, never edits your files)`,
+        `  - pick another service.listen_port`,
+      ];
+      throw new PlanError(ctx.host, lines.join('\n'), { usage: true });
+    }
+    const takeOver = planTakeOver(conflicts, listens, cfg.links);
+    if (takeOver.refused.length)
+      throw new PlanError(
+        ctx.host,
+        [
+          head,
+          ...conflicts.map((c) => `  ${describe(c)}`),
+          'proxy.take_over_port is set, but dsrctl will not take over these (nothing was changed):',
+          ...takeOver.refused.map((r) => `  ${at(r.conflict.listen)}: ${r.reason}`),
+        ].join('\n'),
+        { usage: true },
+      );
+    ctx.notes.push(`proxy.take_over_port: ${takeOver.sites.map((s) => s.link).join(', ')} disabled so that only dsrctl's server answers on port ${port}`);
+    return takeOver.sites.map((s) => disableSite(s, port));
+  },
+};
