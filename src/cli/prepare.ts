@@ -128,7 +128,9 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
         } catch (e) {
           if (h.target.role === 'proxy') proxyDone();
           errors.set(h.target.name, e as Error);
-          throw safeError(e);
+          // a long report (a port conflict) is printed once, below the task list
+          const first = (e as Error).message?.split('\n');
+          throw safeError(first && first.length > 1 ? new Error(`${first[0]} (see below)`) : e);
         }
       },
     }))],
