@@ -1,6 +1,7 @@
 import { quote } from 'shell-quote';
 import { ROLLBACK_RUNNER, STATE_DIR } from './paths.js';
 import { LOCK_FILE } from './lock.js';
+import { REMOTE_PATH } from '../util/remote-env.js';
 
 export const REVERTED_FILE = `${STATE_DIR}/reverted`;
 
@@ -14,6 +15,9 @@ export function armSwitchScript(run: string, runId: string, seconds: number): st
   const body = [
     '#!/bin/sh',
     `# dsrctl dead-man's switch for run ${runId}`,
+    `PATH=${REMOTE_PATH}; export PATH`,
+    // what it writes (the revert log, the marker) is the journal's: root's alone
+    'umask 077',
     `sleep ${seconds}`,
     // the switch and the confirm (or an agent's rollback) claim the run atomically: only one acts
     `mkdir ${quote([`${run}/claimed`])} 2>/dev/null || exit 0`,
@@ -50,6 +54,8 @@ export function armSwitchScript(run: string, runId: string, seconds: number): st
  */
 export function claimRunScript(runWord: string, who: string): string {
   return [
+    // the claim and its owner are journal files: root's alone, whichever exec writes them
+    'umask 077',
     `cl_run=${runWord}; claim=lost; claim_by=`,
     'if mkdir "$cl_run/claimed" 2>/dev/null; then',
     `  echo ${who} > "$cl_run/claimed/by"; claim=ok`,

@@ -311,8 +311,9 @@ describe('dsrctl wizard, scripted', () => {
       expect.arrayContaining([
         `  10.211.7.10's host key is not in ${KH()}. It presents SHA256:abc (ssh-ed25519).`,
         '  dsrctl never adds a host key by itself. Check it, then add it:',
-        '    ssh-keyscan -p 2222 -t ed25519 10.211.7.10 > /tmp/10.211.7.10.key',
-        `    cat /tmp/10.211.7.10.key >> ${KH()}`,
+        '    key=$(mktemp)',
+        '    ssh-keyscan -p 2222 -t ed25519 10.211.7.10 > "$key"',
+        `    cat "$key" >> ${KH()} && rm -f "$key"`,
       ]),
     );
     expect(ask.refused).toEqual([

@@ -559,10 +559,12 @@ export function hostKeyAdvice(e: HostKeyError, host: string, port: number): stri
   return [
     `  ${host}'s host key is not in ${kh}. It presents ${e.fingerprint} (${e.keyType}).`,
     '  dsrctl never adds a host key by itself. Check it, then add it:',
-    `    ssh-keyscan -p ${port} -t ${type} ${host} > /tmp/${host}.key`,
-    `    ssh-keygen -lf /tmp/${host}.key          # must print ${e.fingerprint}; compare with the host's`,
-    `                                             # console: ssh-keygen -lf /etc/ssh/ssh_host_${type}_key.pub`,
-    `    cat /tmp/${host}.key >> ${kh}`,
+    // a private temp file: a predictable /tmp name could be planted by another user beforehand
+    '    key=$(mktemp)',
+    `    ssh-keyscan -p ${port} -t ${type} ${host} > "$key"`,
+    `    ssh-keygen -lf "$key"          # must print ${e.fingerprint}; compare with the host's`,
+    `                                   # console: ssh-keygen -lf /etc/ssh/ssh_host_${type}_key.pub`,
+    `    cat "$key" >> ${kh} && rm -f "$key"`,
   ];
 }
 
