@@ -123,6 +123,12 @@ describe('nginx -T failing', () => {
     expect(e.message).toContain('nginx -T failed');
     expect(e.message).toContain('unexpected "}" in /etc/nginx/conf.d/broken.conf:3');
   });
+
+  it('says that root is needed when the facts ran as another user', () => {
+    const e = refusal(facts('stock-proxy-default-site-nonroot'), inventory());
+    expect(e.message).toContain('open() "/run/nginx.pid" failed (13: Permission denied)');
+    expect(e.message).toContain('as uid 65534; nginx -T needs root (set ssh.sudo: true, or log in as root)');
+  });
 });
 
 describe('the take-over steps, run by sh', () => {

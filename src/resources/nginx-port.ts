@@ -56,8 +56,10 @@ export const nginxExclusivePort: ResourceKind<Record<string, never>> = {
     if (!cfg || cfg.status === 'absent') return null;
     const inv = ctx.inventory;
     const { protocol, listen_port: port } = inv.service;
-    if (cfg.status === 'failed')
-      throw new PlanError(ctx.host, `nginx -T failed, so dsrctl cannot tell which servers hold port ${port}: ${cfg.error.split('\n').join(' ')}; fix nginx's configuration first`, { usage: true });
+    if (cfg.status === 'failed') {
+      const fix = facts.uid !== 0 ? `as uid ${facts.uid}; nginx -T needs root (set ssh.sudo: true, or log in as root)` : "fix nginx's configuration first";
+      throw new PlanError(ctx.host, `nginx -T failed, so dsrctl cannot tell which servers hold port ${port}: ${cfg.error.split('\n').join(' ')}; ${fix}`, { usage: true });
+    }
     let listens: NginxListen[];
     try {
       const dump = splitNginxDump(cfg.dump);
