@@ -66,16 +66,18 @@ describe('a second spelling of nginx.conf', () => {
   });
 
   it('through a symlink, is refused on the host (exit 2, naming both fields), nothing changed', async () => {
-    sh('proxy', 'ln -s ../nginx.conf /etc/nginx/conf.d/dsrctl-link.conf');
+    sh('proxy', 'ln -s nginx.conf /etc/nginx/managed-link.conf');
     try {
-      const r = await run(['apply', '--yes'], inventoryReplacing(/managed_config: .*/, 'managed_config: /etc/nginx/conf.d/dsrctl-link.conf'));
+      // another port: app.conf keeps :80, and a second server there would be refused for that first
+      const inv = inventoryVariant((y) => y.replace(/managed_config: .*/, 'managed_config: /etc/nginx/managed-link.conf').replace('listen_port: 80\n', 'listen_port: 8088\n'));
+      const r = await run(['apply', '--yes'], inv);
       expectCode(r, 2, 'apply with managed_config a symlink to nginx.conf');
       expect(output(r), show(r)).toContain(
-        'proxy.managed_config (/etc/nginx/conf.d/dsrctl-link.conf) and proxy.nginx_conf (/etc/nginx/nginx.conf) are the same file (both are /etc/nginx/nginx.conf on this host)',
+        'proxy.managed_config (/etc/nginx/managed-link.conf) and proxy.nginx_conf (/etc/nginx/nginx.conf) are the same file (both are /etc/nginx/nginx.conf on this host)',
       );
       expect(output(r)).toContain('Nothing was changed on any host.');
     } finally {
-      sh('proxy', 'rm -f /etc/nginx/conf.d/dsrctl-link.conf');
+      sh('proxy', 'rm -f /etc/nginx/managed-link.conf');
     }
     expectSnapshots(before, 'after the refused symlink');
   });
