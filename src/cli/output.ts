@@ -46,7 +46,9 @@ export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?:
 }
 
 export function formatChecks(results: CheckResult[]): string {
-  return results.map((r) => `  ${r.ok ? green('ok  ') : red('FAIL')} ${r.description}${r.ok && r.kind === 'ping' ? '' : `: ${r.detail}`}`).join('\n');
+  return results
+    .map((r) => `  ${r.unproven && r.ok ? yellow('note') : r.ok ? green('ok  ') : red('FAIL')} ${r.description}${(r.ok && r.kind === 'ping') || !r.detail ? '' : `: ${r.detail}`}`)
+    .join('\n');
 }
 
 /** A step as a person reads it (shell-quote escapes `=`, which only matters in a command's first word). */

@@ -130,18 +130,26 @@ export const inventorySchema = z
             kind: z.enum(['http', 'dns'], { error: 'must be http or dns' }).optional(),
             /** http: the client's own address as an echoing upstream must report it (the guide's test server) */
             expect_source: ipv4.optional(),
-            /** dns: the name to ask */
-            dns_query: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be a DNS name').default('www.example.com'),
+            /** dns: a name whose real answer (NOERROR with records) every query must get; without it `. SOA`, any response code */
+            dns_query: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, 'must be a DNS name').optional(),
             requests: z.number().int().min(1).max(64).default(4),
           })
           .strict()
           .optional(),
         /** query each upstream's service directly from the proxy: the active health check DSR needs */
         upstream_checks: z.boolean().default(true),
+        /**
+         * what the service checks speak (src/verify/service-check.ts): dns (any response code is
+         * alive), http (a status code), tcp (a connection), none. Default from the service: http ->
+         * http, tcp -> tcp, udp with upstream_port 53 -> dns, other udp -> none.
+         */
+        check: z.enum(['dns', 'http', 'tcp', 'none'], { error: 'must be one of dns, http, tcp, none' }).optional(),
+        /** Method 1 without a probe: a request from the proxy to its own public address must be answered by an upstream */
+        path_check: z.boolean().default(true),
         timeout_seconds: z.number().positive().max(60).default(2),
       })
       .strict()
-      .default({ ping_targets: [], timeout_seconds: 2, upstream_checks: true }),
+      .default({ ping_targets: [], timeout_seconds: 2, upstream_checks: true, path_check: true }),
     rollback: z
       .object({
         /** the dead-man's switch: seconds until a host reverts itself unless the run confirms */
@@ -172,6 +180,8 @@ export const inventorySchema = z
         path: ['service', 'protocol'],
         message: `${inv.mode} works for UDP only (the guide: "DSR is of limited use for TCP protocols"); use protocol: udp or mode: ip-transparency`,
       });
+    if (inv.service.protocol === 'udp' && (inv.verify.check === 'http' || inv.verify.check === 'tcp'))
+      ctx.addIssue({ code: 'custom', path: ['verify', 'check'], message: `${inv.verify.check} needs a TCP service (service.protocol is udp); use dns or none` });
     if (inv.proxy.ssh?.jump === 'proxy')
       ctx.addIssue({
         code: 'custom',

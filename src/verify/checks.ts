@@ -1,12 +1,28 @@
 import { quote } from 'shell-quote';
+import { randomBytes } from 'node:crypto';
 import type { Inventory } from '../inventory/schema.js';
+import {
+  chooseServiceCheck,
+  describeDns,
+  describeServiceCheck,
+  dnsQuestion,
+  judgeDns,
+  judgeHttpPath,
+  judgeService,
+  judgeTcpPath,
+  parseRaw,
+  pathCheckPath,
+  renderServiceProbe,
+  type DnsQuestion,
+  type ServiceCheckKind,
+} from './service-check.js';
 
 /** One verification check, as the guide's Troubleshooting would run it by hand. */
 export interface Check {
   id: string;
-  /** inventory name of the host the check runs on ("probe" for the probe host) */
+  /** inventory name of the host the check runs on ("probe" for the probe host, "none" for a note that runs nothing) */
   host: string;
-  kind: 'ping' | 'probe-http' | 'probe-dns' | 'service-http' | 'service-dns';
+  kind: 'ping' | 'probe-http' | 'probe-dns' | 'service-http' | 'service-dns' | 'service-tcp' | 'path-http' | 'path-dns' | 'path-tcp' | 'note';
   target: string;
   description: string;
 }
@@ -14,26 +30,32 @@ export interface Check {
 export interface CheckResult extends Check {
   ok: boolean;
   detail: string;
+  /** passed without proving anything (a note: no check fits, or the path is unproven) */
+  unproven?: boolean;
 }
 
-/** The probe kind: http for http and tcp services (the lab's and guide's echo server), dns for udp. */
+/** The probe kind: dns when the service check speaks DNS (or the service is udp), else http. */
 export function probeKind(inv: Inventory): 'http' | 'dns' {
-  return inv.verify.probe?.kind ?? (inv.service.protocol === 'udp' ? 'dns' : 'http');
+  return inv.verify.probe?.kind ?? (inv.service.protocol === 'udp' || chooseServiceCheck(inv).kind === 'dns' ? 'dns' : 'http');
 }
 
 /** The checks of an inventory. Pure. */
 export function planChecks(inv: Inventory): Check[] {
   const checks: Check[] = [];
   const kind = probeKind(inv);
+  const svc = chooseServiceCheck(inv);
+  const q = dnsQuestion(inv);
+  if (inv.verify.upstream_checks && svc.kind === 'none')
+    checks.push({ id: 'service-none', host: 'none', kind: 'note', target: '', description: `no service check of the upstreams (${svc.reason}); pings only` });
   for (const u of inv.upstreams) {
     checks.push({ id: `ping-proxy-${u.name}`, host: 'proxy', kind: 'ping', target: u.ip, description: `proxy reaches ${u.name} (${u.ip})` });
-    if (inv.verify.upstream_checks)
+    if (inv.verify.upstream_checks && svc.kind !== 'none')
       checks.push({
         id: `service-${u.name}`,
         host: 'proxy',
-        kind: kind === 'dns' ? 'service-dns' : 'service-http',
+        kind: `service-${svc.kind}`,
         target: `${u.ip}:${inv.service.upstream_port}`,
-        description: `${u.name}'s service answers the proxy directly (${kind} ${u.ip}:${inv.service.upstream_port}; the active health check)`,
+        description: `${u.name}'s service answers the proxy directly (${describeServiceCheck(svc.kind, inv, `${u.ip}:${inv.service.upstream_port}`)}; ${svc.reason})`,
       });
     if (inv.mode !== 'dsr-origin-nat')
       checks.push({ id: `ping-${u.name}-gw`, host: u.name, kind: 'ping', target: inv.proxy.private_ip, description: `${u.name} reaches its gateway, the proxy (${inv.proxy.private_ip})` });
@@ -41,8 +63,8 @@ export function planChecks(inv: Inventory): Check[] {
       checks.push({ id: `ping-${u.name}-${t}`, host: u.name, kind: 'ping', target: t, description: `${u.name} reaches ${t}${inv.mode === 'dsr-origin-nat' ? '' : ' through the proxy'}` });
   }
   const probe = inv.verify.probe;
+  const target = `${inv.proxy.public_ip}:${inv.service.listen_port}`;
   if (probe) {
-    const target = `${inv.proxy.public_ip}:${inv.service.listen_port}`;
     checks.push(
       kind === 'http'
         ? {
@@ -57,24 +79,49 @@ export function planChecks(inv: Inventory): Check[] {
             host: 'probe',
             kind: 'probe-dns',
             target,
-            description: `${probe.requests} DNS queries (${probe.dns_query}) from the probe through the proxy: every one answered${inv.mode === 'ip-transparency' ? '' : ', though nginx expects no reply (proxy_responses 0)'}`,
+            description: `${probe.requests} DNS queries (${describeDns(q)}) from the probe through the proxy: every one answered${inv.mode === 'ip-transparency' ? '' : ', though nginx expects no reply (proxy_responses 0)'}`,
           },
     );
-  }
+  } else checks.push(pathCheck(inv, svc.kind, target, q));
   return checks;
+}
+
+/** Without a probe host: what can prove that a client on the service port reaches an upstream. */
+function pathCheck(inv: Inventory, svc: ServiceCheckKind, target: string, q: DnsQuestion): Check {
+  const note = (why: string): Check => ({ id: 'path', host: 'none', kind: 'note', target, description: `end-to-end path unproven: ${why}` });
+  if (inv.mode !== 'ip-transparency')
+    return note(`no verify.probe, and the proxy cannot ask itself through DSR (a reply to its own address is delivered locally in router NAT and dropped as a martian in origin NAT); set verify.probe to a host that plays the client`);
+  if (!inv.verify.path_check) return note('verify.path_check is false and there is no verify.probe');
+  if (svc === 'none') return note(`no verify.probe, and no check speaks this service (${chooseServiceCheck(inv).reason})`);
+  if (svc === 'dns')
+    return { id: 'path', host: 'proxy', kind: 'path-dns', target, description: `an upstream answers DNS at the proxy's own public address ${target} (${describeDns(q)}; nginx never answers DNS itself)` };
+  if (svc === 'http')
+    return { id: 'path', host: 'proxy', kind: 'path-http', target, description: `an upstream answers the proxy's own public address ${target} (GET ${pathCheckPath('<nonce>')} must get what the upstreams answer directly)` };
+  return { id: 'path', host: 'proxy', kind: 'path-tcp', target, description: `the proxy's own public address ${target} reaches an upstream (it must send the upstreams' banner, if they send one)` };
+}
+
+/** Plan's account of what verification will check and what it cannot. */
+export function describeVerification(inv: Inventory): string[] {
+  const svc = chooseServiceCheck(inv);
+  const lines = [`service check: ${svc.kind} (${svc.reason})${svc.kind === 'dns' ? `: ${describeDns(dnsQuestion(inv))}` : ''}${inv.verify.upstream_checks ? '' : '; verify.upstream_checks is false: not run against each upstream'}`];
+  const checks = planChecks(inv);
+  const path = checks.find((c) => c.id === 'path' || c.host === 'probe');
+  if (path) lines.push(path.kind === 'note' ? path.description : `end to end: ${path.description}`);
+  return lines;
 }
 
 const ok = (id: string, detail: string) => `echo ${quote([`@@check ${id} ok ${detail}`])}`;
 const fail = (id: string, detail: string) => `echo ${quote([`@@check ${id} fail ${detail}`])}`;
 
-/** One script per host: its checks in parallel, one `@@check ID ok|fail DETAIL` line each. */
-export function renderCheckScript(checks: Check[], inv: Inventory): string {
+/** One script per host: its checks in parallel, one `@@check ID ok|fail DETAIL` or `@@raw ID BASE64` line each. */
+export function renderCheckScript(checks: Check[], inv: Inventory, nonce = randomBytes(8).toString('hex')): string {
   const t = inv.verify.timeout_seconds;
   const w = Math.max(1, Math.ceil(t));
   const probe = inv.verify.probe;
   const lines = ['#!/bin/sh', 'set -u'];
   for (const c of checks) {
-    const [ip, port] = c.target.split(':') as [string, string | undefined];
+    const [ip = '', portText = ''] = c.target.split(':');
+    const port = Number(portText);
     switch (c.kind) {
       case 'ping':
         lines.push(
@@ -82,31 +129,37 @@ export function renderCheckScript(checks: Check[], inv: Inventory): string {
         );
         break;
       case 'service-http':
-        lines.push(
-          `( code=$(curl -s -o /dev/null -w '%{http_code}' --max-time ${t} ${quote([`http://${ip}:${port}/`])} 2>/dev/null); case "$code" in 2*|3*|4*) ${ok(c.id, 'HTTP')} "$code" ;; *) ${fail(c.id, 'HTTP')} "$code (no answer within ${t}s)" ;; esac ) &`,
-        );
-        break;
       case 'service-dns':
-        lines.push(
-          `( a=$(dig +short +tries=1 +time=${w} -p ${port} ${quote([`@${ip}`, probe?.dns_query ?? 'www.example.com'])} 2>&1 | head -n 3 | tr '\\n' ' '); case "$a" in ''|*timed\\ out*|*error*|*refused*) ${fail(c.id, 'no answer:')} "$a" ;; *) ${ok(c.id, 'answer')} "$a" ;; esac ) &`,
-        );
+      case 'service-tcp':
+        lines.push(`( ${renderServiceProbe(c.id, c.kind.slice(8) as 'http' | 'dns' | 'tcp', ip, port, inv)} ) &`);
         break;
+      case 'path-dns':
+        lines.push(`( ${renderServiceProbe(c.id, 'dns', ip, port, inv)} ) &`);
+        break;
+      case 'path-http':
+      case 'path-tcp': {
+        // the upstreams' own answers to the same request first, then the one at the public address
+        const k = c.kind === 'path-http' ? 'http' : 'tcp';
+        const path = pathCheckPath(nonce);
+        const steps = inv.upstreams.map((u) => renderServiceProbe(`${c.id}#${u.name}`, k, u.ip, inv.service.upstream_port, inv, path));
+        lines.push(`( ${[...steps, renderServiceProbe(c.id, k, ip, port, inv, path)].join('; ')} ) &`);
+        lines.push(`echo ${quote([`@@nonce ${nonce}`])}`);
+        break;
+      }
       case 'probe-http':
         // sequential on purpose: round robin then visits every upstream once per pass
         lines.push(
           `i=0; while [ $i -lt ${probe!.requests} ]; do`,
-          `  body=$(curl -sS -f --max-time ${t} ${quote([`http://${ip}:${port}/`])} 2>&1 | head -c 300 | tr '\\n' ' ')`,
+          `  body=$(curl -sS -f --max-time ${t} ${quote([`http://${ip}:${port}/`])} 2>&1 | head -c 300 | tr '\n' ' ')`,
           `  echo "@@probe $body"; i=$((i+1))`,
           'done',
         );
         break;
       case 'probe-dns':
-        lines.push(
-          `i=0; while [ $i -lt ${probe!.requests} ]; do`,
-          `  a=$(dig +short +tries=1 +time=${w} -p ${port} ${quote([`@${ip}`, probe!.dns_query])} 2>&1 | head -n 3 | tr '\\n' ' ')`,
-          `  echo "@@probe $a"; i=$((i+1))`,
-          'done',
-        );
+        // sequential, like the HTTP probe
+        for (let i = 0; i < probe!.requests; i++) lines.push(renderServiceProbe(`${c.id}#${i}`, 'dns', ip, port, inv));
+        break;
+      case 'note':
         break;
     }
   }
@@ -123,10 +176,41 @@ export function parseCheckOutput(checks: Check[], stdout: string, inv: Inventory
     if (m) seen.set(m[1]!, { ok: m[2] === 'ok', detail: (m[3] ?? '').trim() });
     else if (line.startsWith('@@probe')) probes.push(line.slice(7).trim());
   }
-  return checks.map((c) => {
-    if (c.kind === 'probe-http') return { ...c, ...judgeHttpProbe(probes, inv) };
-    if (c.kind === 'probe-dns') return { ...c, ...judgeDnsProbe(probes) };
-    return { ...c, ...(seen.get(c.id) ?? { ok: false, detail: 'no result (the check did not run)' }) };
+  const raw = parseRaw(stdout);
+  const nonce = /^@@nonce (\S+)$/m.exec(stdout)?.[1] ?? '';
+  const missing = { ok: false, detail: 'no result (the check did not run)' };
+  const upstreamRaws = (id: string) => inv.upstreams.map((u) => [u.name, raw.get(`${id}#${u.name}`) ?? ''] as [string, string]);
+  return checks.map((c): CheckResult => {
+    switch (c.kind) {
+      case 'probe-http':
+        return { ...c, ...judgeHttpProbe(probes, inv) };
+      case 'probe-dns': {
+        const answers = [...raw].filter(([id]) => id.startsWith(`${c.id}#`)).map(([, r]) => r);
+        return { ...c, ...judgeDnsProbe(answers, dnsQuestion(inv)) };
+      }
+      case 'service-http':
+      case 'service-dns':
+      case 'service-tcp': {
+        const r = raw.get(c.id);
+        return { ...c, ...(r === undefined ? missing : judgeService(c.kind.slice(8) as 'http' | 'dns' | 'tcp', r, inv)) };
+      }
+      case 'path-dns': {
+        const r = raw.get(c.id);
+        return { ...c, ...(r === undefined ? missing : judgeDns(r, dnsQuestion(inv))) };
+      }
+      case 'path-http': {
+        const r = raw.get(c.id);
+        return { ...c, ...(r === undefined ? missing : judgeHttpPath(r, upstreamRaws(c.id), c.target, pathCheckPath(nonce))) };
+      }
+      case 'path-tcp': {
+        const r = raw.get(c.id);
+        return { ...c, ...(r === undefined ? missing : judgeTcpPath(r, upstreamRaws(c.id), c.target)) };
+      }
+      case 'note':
+        return { ...c, ok: true, unproven: true, detail: '' };
+      default:
+        return { ...c, ...(seen.get(c.id) ?? missing) };
+    }
   });
 }
 
@@ -147,12 +231,12 @@ export function judgeHttpProbe(bodies: string[], inv: Inventory): { ok: boolean;
   return { ok: true, detail };
 }
 
-/** DSR's proof: answers arrive although nginx expects none; they come from the upstreams in turn. */
-export function judgeDnsProbe(answers: string[]): { ok: boolean; detail: string } {
-  if (answers.length === 0) return { ok: false, detail: 'no query ran' };
-  const bad = answers.filter((a) => a === '' || /timed out|no servers|error|refused|;;/.test(a));
-  const distinct = [...new Set(answers.filter((a) => !bad.includes(a)))];
-  const detail = `answers: ${answers.map((a) => a || '(none)').join(' | ')}`;
-  if (bad.length) return { ok: false, detail: `${bad.length} of ${answers.length} queries got no answer; ${detail}` };
-  return { ok: true, detail: `${distinct.length} distinct answer(s); ${detail}` };
+/** DSR's proof: responses arrive although nginx expects none (and nginx never answers DNS itself). */
+export function judgeDnsProbe(raws: string[], q: DnsQuestion): { ok: boolean; detail: string } {
+  if (raws.length === 0) return { ok: false, detail: 'no query ran' };
+  const verdicts = raws.map((r) => judgeDns(r, q));
+  const bad = verdicts.filter((v) => !v.ok);
+  const detail = verdicts.map((v) => (v.ok ? (v.answers.length ? v.answers.join(' ') : v.rcode) : v.detail)).join(' | ');
+  if (bad.length) return { ok: false, detail: `${bad.length} of ${raws.length} queries failed: ${detail}` };
+  return { ok: true, detail: `${raws.length} of ${raws.length} answered: ${detail}` };
 }

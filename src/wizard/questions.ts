@@ -50,6 +50,7 @@ export interface Draft {
   upstreams?: UpstreamDraft[];
   verify?: {
     ping_targets?: string[];
+    check?: 'dns' | 'http' | 'tcp' | 'none';
     probe?: { ssh_host?: string; kind?: 'http' | 'dns'; expect_source?: string; dns_query?: string };
   };
 }

@@ -70,7 +70,7 @@ function canonical(d: Draft): Record<string, unknown> {
         ? {
             verify: ordered(
               { ...d.verify, ...(d.verify.probe ? { probe: ordered(d.verify.probe, ['ssh_host', 'kind', 'expect_source', 'dns_query']) } : {}) },
-              ['ping_targets', 'probe'],
+              ['ping_targets', 'check', 'probe'],
             ),
           }
         : {}),
@@ -176,7 +176,8 @@ export function renderInventory(draft: Draft, opts: RenderOptions = {}): string 
       : "the guide's remote client: reached over SSH, it sends queries to the proxy's public address\n(DSR: the upstreams are also queried directly from the proxy: the active health check DSR needs)",
   );
   inline(doc, ['verify', 'probe', 'expect_source'], 'the address the upstreams must see: the probe\'s own');
-  inline(doc, ['verify', 'probe', 'dns_query'], 'the name every query asks');
+  inline(doc, ['verify', 'check'], 'what the checks speak: dns (any response code is alive) or none');
+  inline(doc, ['verify', 'probe', 'dns_query'], 'a name every query must really answer');
 
   return doc.toString({ lineWidth: 0 });
 }

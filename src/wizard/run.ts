@@ -245,7 +245,13 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
     }),
   );
   d.verify = { ping_targets: pings };
+  // udp/53 is checked as DNS by default; any other UDP port only when the user says it speaks DNS
+  if (protocol === 'udp' && d.service.upstream_port !== 53) {
+    const speaksDns = await ask.confirm({ message: `Does the UDP service on port ${d.service.upstream_port} speak DNS (then dsrctl checks each upstream with a DNS query; otherwise it has no check for it)?`, default: false });
+    d.verify.check = speaksDns ? 'dns' : 'none';
+  }
   const kindDefault = protocol === 'udp' ? 'dns' : 'http';
+  if (dsr) say('Only a host that plays the remote client can prove the DSR path end to end (the proxy cannot ask itself through DSR); without one, plan and verify say the path is unproven.');
   const wantProbe = await ask.confirm({
     message: `Is there a host that plays the remote client (reached over SSH; it sends ${kindDefault === 'dns' ? 'DNS queries' : 'HTTP requests'} to ${d.proxy.public_ip}:${d.service.listen_port})?`,
     default: false,
@@ -275,9 +281,14 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
       ).trim();
       if (src) d.verify.probe.expect_source = src;
     } else {
-      d.verify.probe.dns_query = (
-        await ask.input({ message: 'Name to query through the proxy?', default: 'www.example.com', validate: validator(draft, ['verify', 'probe', 'dns_query']) })
+      const name = (
+        await ask.input({
+          message: 'A name the upstreams must really answer, to query through the proxy (empty: ". SOA", any response code counts)?',
+          default: '',
+          validate: validator(draft, ['verify', 'probe', 'dns_query'], (s) => s.trim() || undefined),
+        })
       ).trim();
+      if (name) d.verify.probe.dns_query = name;
     }
   }
 

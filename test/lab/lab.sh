@@ -19,6 +19,10 @@
 #                        udp   53 -> 53    (dnsmasq),            /etc/nginx/dsrctl/stream.conf
 #                        tcp 8081 -> 8080  (nginx hello server), /etc/nginx/dsrctl/stream.conf
 #   DSR_LAB_INVENTORY  inventory to write (default <repo>/inventory/lab.yaml)
+#   DSR_LAB_DNS        what the upstreams' dnsmasq serves: demo (default; the guide's zone
+#                      example.com, www.example.com answered) or authoritative (like a real
+#                      authoritative server of another zone: only lab.test is answered, e.g.
+#                      www.lab.test; www.example.com and every other name get REFUSED)
 #   DSR_LAB_JUMP=1     the upstreams get no mgmt0: their sshd listens on their private address
 #                      (172.16.0.1N:22), which only the proxy (and the router) can reach; the
 #                      inventory says ssh_host: 172.16.0.1N and ssh: { jump: proxy }.
@@ -56,6 +60,8 @@ repo=$(cd "$here/../.." && pwd)
 P=${DSR_LAB_PREFIX:-dsr}
 LAB=$(realpath -m "${DSR_LAB_DIR:-/var/lib/dsrctl-lab/$P}")
 MODE=${DSR_LAB_MODE:-ip-transparency}
+DNS=${DSR_LAB_DNS:-demo}
+case $DNS in demo) ZONE=example.com ;; authoritative) ZONE=lab.test ;; *) echo "DSR_LAB_DNS must be demo or authoritative" >&2; exit 2 ;; esac
 case $MODE in dsr-*) PROTOCOL=${DSR_LAB_PROTOCOL:-udp} ;; *) PROTOCOL=${DSR_LAB_PROTOCOL:-http} ;; esac
 INVENTORY=${DSR_LAB_INVENTORY:-$repo/inventory/lab.yaml}
 
@@ -310,9 +316,10 @@ EOF
     # address (the guide's zone file), on UDP and TCP 53 of its private address only. dnsmasq
     # reads nothing from /etc (-C replaces /etc/dnsmasq.conf; no-resolv, no-hosts); other
     # example.com names get NXDOMAIN, anything else REFUSED. host-init.sh starts it.
+    # DSR_LAB_DNS=authoritative: the zone is lab.test instead, so www.example.com gets REFUSED.
     if [[ $h == dev* ]]; then
       cat >"$hd/dnsmasq.conf" <<EOF
-# lab host $h: DNS upstream of the guide's DSR demo
+# lab host $h: DNS upstream of the guide's DSR demo ($DNS: answers $ZONE only)
 no-resolv
 no-hosts
 port=53
@@ -322,9 +329,9 @@ user=root
 pid-file=/run/dnsmasq.pid
 log-facility=$hd/dnsmasq.log
 log-queries
-local=/example.com/
-host-record=www.example.com,${PRIV_IP[$h]}
-host-record=ns1.example.com,${PRIV_IP[$h]}
+local=/$ZONE/
+host-record=www.$ZONE,${PRIV_IP[$h]}
+host-record=ns1.$ZONE,${PRIV_IP[$h]}
 EOF
     fi
 
@@ -500,11 +507,11 @@ wait_ready() {
     [[ -n $ok ]] || { log "nginx on $h does not answer on ${PRIV_IP[$h]}:8080 (got: ${out:-nothing})"; return 1; }
     ok=
     for i in $(seq 20); do
-      out=$(ip netns exec "$(ns_of proxy)" dig +short +tries=1 +time=1 "@${PRIV_IP[$h]}" www.example.com A 2>/dev/null) || true
+      out=$(ip netns exec "$(ns_of proxy)" dig +short +tries=1 +time=1 "@${PRIV_IP[$h]}" "www.$ZONE" A 2>/dev/null) || true
       if [[ $out == "${PRIV_IP[$h]}" ]]; then ok=1; break; fi
       sleep 0.05
     done
-    [[ -n $ok ]] || { log "dnsmasq on $h does not answer www.example.com on ${PRIV_IP[$h]}:53 (got: ${out:-nothing})"; sed 's/^/  /' "$LAB/hosts/$h/dnsmasq.log" >&2 2>/dev/null || true; return 1; }
+    [[ -n $ok ]] || { log "dnsmasq on $h does not answer www.$ZONE on ${PRIV_IP[$h]}:53 (got: ${out:-nothing})"; sed 's/^/  /' "$LAB/hosts/$h/dnsmasq.log" >&2 2>/dev/null || true; return 1; }
   done
   ok=
   local want="Hello from dev*You connected from 172.16.0.1:*"
@@ -523,8 +530,8 @@ inventory_yaml() { # $1: lab dir as written into the inventory
   local dir=$1 h n service managed
   case $PROTOCOL in
     udp)
-      service="  # udp: the guide's DSR demo. dnsmasq on each upstream answers www.example.com A with
-  # its own address on :53; check with: dig +short @${PUB_IP[proxy]} www.example.com
+      service="  # udp: the guide's DSR demo. dnsmasq on each upstream answers www.$ZONE A with
+  # its own address on :53$([[ $DNS == demo ]] || printf ' (and REFUSED for every name outside %s)' "$ZONE"); check with: dig +short @${PUB_IP[proxy]} www.$ZONE
   protocol: udp
   listen_port: 53
   upstream_port: 53"
