@@ -74,8 +74,8 @@ export const nginxExclusivePort: ResourceKind<Record<string, never>> = {
     if (conflicts.length === 0) return null;
     const l4 = protocol === 'udp' ? 'udp' : 'tcp';
     const head = `port ${port}/${l4} on ${inv.proxy.public_ip} is already served by ${conflicts.length === 1 ? 'another nginx server' : `${conflicts.length} other nginx servers`}, which would answer clients instead of the upstreams:`;
+    const takeOver = planTakeOver(conflicts, listens, cfg.links);
     if (!inv.proxy.take_over_port) {
-      const takeOver = planTakeOver(conflicts, listens, cfg.links);
       const lines = [
         head,
         ...conflicts.map((c) => `  ${describe(c)}`),
@@ -93,7 +93,6 @@ export const nginxExclusivePort: ResourceKind<Record<string, never>> = {
       ];
       throw new PlanError(ctx.host, lines.join('\n'), { usage: true });
     }
-    const takeOver = planTakeOver(conflicts, listens, cfg.links);
     if (takeOver.refused.length)
       throw new PlanError(
         ctx.host,

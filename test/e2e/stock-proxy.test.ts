@@ -8,7 +8,7 @@
  *   npm run build && DSR_E2E_TAG=D DSR_E2E_OCTET_BASE=180 npx vitest run --project e2e test/e2e/stock-proxy.test.ts
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { labUp, labDown, onHost, run, inventoryReplacing, settledSnapshotAll, waitUntil } from './harness.js';
+import { labUp, labDown, onHost, run, inventoryReplacing, settledSnapshotAll, snapshotAll, waitUntil } from './harness.js';
 import { show, output, expectCode, expectSnapshots, expectNoLocks, noStack } from './expect.js';
 import { CLIENT_IP, PROXY_PUBLIC, hello } from './net.js';
 
@@ -108,5 +108,24 @@ describe.each(VARIANTS)('a stock proxy: $stock', (v) => {
     expect(links(), 'the symlink is back: same target, owner and mtime').toBe(linksBefore);
     expectNoLocks('after rollback');
     expect(page()).toMatch(v.answer);
+  });
+
+  it('take_over_port does not edit a file of your own: a server in conf.d/mine.conf is refused, exit 2, nothing touched', async () => {
+    const mine = '/etc/nginx/conf.d/mine.conf';
+    onHost('proxy', `printf 'server {\\n    listen 80;\\n    server_name mine.example.com;\\n}\\n' > ${mine} && nginx -t -q`);
+    try {
+      const ref = snapshotAll();
+      const inv = inventoryReplacing(/^ {2}masquerade: false$/m, '  masquerade: false\n  take_over_port: true');
+      const r = await run(['apply', '--yes'], inv);
+      expectCode(r, 2, 'apply with take_over_port and a server in a regular file');
+      expect(output(r), show(r)).toContain(`${mine}:2  listen 80;  (http, server_name mine.example.com)`);
+      expect(output(r), show(r)).toContain(`${mine}:2: ${mine} is a regular file, not a symlink dsrctl can remove and put back: dsrctl does not edit your files`);
+      expectSnapshots(ref, 'after the refused take-over');
+      expect(links()).toBe(linksBefore);
+      expectNoLocks('after the refused take-over');
+    } finally {
+      onHost('proxy', `rm -f ${mine}`);
+    }
+    expectSnapshots(before, 'mine.conf removed');
   });
 });

@@ -192,8 +192,8 @@ function globToRegExp(pattern: string): RegExp {
 const byteOrder = (a: string, b: string) => (Buffer.compare(Buffer.from(a), Buffer.from(b)));
 
 /**
- * Every server's listens, in nginx's order. `prefix` resolves relative includes (nginx's conf
- * prefix: the main file's directory).
+ * Every server's listens, in nginx's order. Relative includes resolve from the main file's
+ * directory (nginx's conf prefix); a wildcard matches the dumped files in byte order, as glob(3).
  */
 export function nginxListens(dump: NginxDump): NginxListen[] {
   const trees = new Map<string, NginxDirective[]>();
