@@ -90,23 +90,38 @@ Examples:
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return EXIT.ok;
+      await jsonError(argv, EXIT.usage, e.message.replace(/^error: /, ''));
+      return EXIT.usage;
+    }
     const { describeError } = await import('./cli/describe-error.js');
     const { escapeControls } = await import('./cli/terminal.js');
     const { message, exitCode, stack } = describeError(e);
     process.stderr.write(`dsrctl: ${escapeControls(message)}\n`);
     if (stack && process.env.DSRCTL_DEBUG) process.stderr.write(stack + '\n');
+    await jsonError(argv, exitCode, message);
     return exitCode;
   }
   return code;
+}
+
+/** With --json, an error is a report too: scripts always get exactly one document on stdout. */
+async function jsonError(argv: string[], exitCode: number, message: string): Promise<void> {
+  if (!argv.includes('--json')) return;
+  const { JSON_COMMANDS, writeReport, reportWritten } = await import('./cli/report.js');
+  const command = argv.slice(2).find((a) => !a.startsWith('-'));
+  if (reportWritten() || !JSON_COMMANDS.includes(command as never)) return;
+  writeReport({ command: command as (typeof JSON_COMMANDS)[number], result: 'error', ok: false, exitCode, errors: [{ message }] });
 }
 
 main(process.argv).then(
   (code) => {
     process.exitCode = code;
   },
-  (e) => {
+  async (e) => {
     process.stderr.write(`dsrctl: internal error: ${(e as Error).stack ?? e}\n`);
+    await jsonError(process.argv, 1, `internal error: ${(e as Error).message ?? e}`).catch(() => undefined);
     process.exitCode = 1;
   },
 );

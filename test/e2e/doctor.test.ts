@@ -22,7 +22,7 @@ async function doctorJson(what: string): Promise<{ r: CliResult; findings: Findi
   const j = expectJson(r, what);
   expect(j.command).toBe('doctor');
   expect(j.exitCode).toBe(r.code);
-  return { r, findings: j.findings as Finding[] };
+  return { r, findings: (j.hosts as { findings: Finding[] }[]).flatMap((h) => h.findings) };
 }
 
 const get = (fs: Finding[], host: string, id: string) => fs.find((f) => f.host === host && f.id === id);

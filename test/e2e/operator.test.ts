@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { CLI, LAB_INVENTORY, HOSTS, UPSTREAMS, labUp, labDown, onHost, run, locks, settledSnapshotAll, snapshotAll, inventoryReplacing, curlSources, waitUntil } from './harness.js';
 import { Term, HAVE_TMUX, shq } from './term.js';
+import { reportSchemaErrors } from '../support/report-schema.js';
 
 const noLocks = () => Object.fromEntries(HOSTS.map((h) => [h, '']));
 
@@ -132,4 +133,27 @@ describe.skipIf(!HAVE_TMUX)('the operator\'s surface', () => {
     expect(r.stdout).not.toContain('every host is in the desired state');
     expect(r.stdout).toMatch(/dev4 not read: nothing is known about it/);
   }, 60_000);
+
+  it('every --json document, errors included, is one document that validates against the schema', async () => {
+    const runs: [string, string[], number, string][] = [
+      ['plan', ['plan', '--json', '-i', LAB_INVENTORY], 0, 'changes-pending'],
+      ['apply without --yes on a non-terminal', ['apply', '--json', '-i', LAB_INVENTORY], 2, 'error'],
+      ['plan of a missing inventory', ['plan', '--json', '-i', '/nonexistent/inventory.yaml'], 2, 'error'],
+      ['verify without -i', ['verify', '--json'], 2, 'error'],
+      ['apply', ['apply', '--yes', '--json', '-i', LAB_INVENTORY], 0, 'applied'],
+      ['verify', ['verify', '--json', '-i', LAB_INVENTORY], 0, 'passed'],
+      ['doctor', ['doctor', '--json', '-i', LAB_INVENTORY], 0, 'healthy'],
+      ['rollback', ['rollback', '--yes', '--json', '-i', LAB_INVENTORY], 0, 'rolled-back'],
+      ['a second rollback', ['rollback', '--yes', '--json', '-i', LAB_INVENTORY], 0, 'nothing-to-undo'],
+    ];
+    for (const [what, args, code, result] of runs) {
+      const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' }, timeout: 120_000 });
+      let doc: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+      expect(() => (doc = JSON.parse(r.stdout)), `${what}: stdout is one JSON document:\n${r.stdout}\n${r.stderr}`).not.toThrow();
+      expect(reportSchemaErrors(doc), `${what}: schema`).toBe('');
+      expect([r.status, doc.exitCode, doc.result], `${what}:\n${r.stderr}`).toEqual([code, code, result]);
+      expect(doc.schemaVersion).toBe(1);
+    }
+    expect(snapshotAll()).toEqual(before);
+  });
 });

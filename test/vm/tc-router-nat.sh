@@ -251,7 +251,7 @@ function load(name) {
   r.proxy = r.j?.hosts?.find((h) => h.host === 'proxy');
   r.notes = (r.proxy?.notes ?? []).join('; ');
   r.nat = (r.proxy?.changes ?? []).filter((c) => c.kind === 'stateless-nat');
-  const errs = (r.j?.errors ?? []).map((e) => `${e.host}: ${e.error}`).join('; ');
+  const errs = (r.j?.errors ?? []).map((e) => `${e.host ?? ""}: ${e.message}`).join('; ');
   const stderr = r.err.split('\n').filter((l) => !l.startsWith('[timing]')).join(' ').slice(-400);
   r.why = `exit ${r.rc}${r.j ? `, result ${r.j.result ?? '-'}` : ', no JSON'}: ${r.j?.failure ?? ''} ${errs} ${stderr}`;
   return r;

@@ -10,11 +10,17 @@ import { EXIT, UserError } from '../../util/errors.js';
 import { verifyHosts } from './verify.js';
 import type { CheckResult } from '../../verify/checks.js';
 import { revertNotes } from '../reverted.js';
-import { print, printErr, toJson, safeError } from '../terminal.js';
+import { print, printErr, safeError } from '../terminal.js';
+import { writeReport, hostErrors } from '../report.js';
 import { watchInterruptions, isPromptInterrupt } from '../interrupt.js';
 import { summarizeHostErrors } from '../host-errors.js';
 
 type Result = 'no-changes' | 'applied' | 'cancelled' | 'interrupted' | 'failed' | 'rolled-back' | 'rollback-failed';
+
+/** A host's rollback in the report vocabulary. */
+export function rollbackJson(r: HostRollbackResult) {
+  return { host: r.host, ok: r.ok, nothingToUndo: r.nothing, undone: r.lines, ...(r.status ? { status: r.status } : {}), ...(r.error ? { error: r.error } : {}) };
+}
 
 /** Roll one host back, reconnecting once if its connection was lost. */
 export async function rollbackVia(h: HostState, runId: string | undefined, lockRun: string, seconds: number): Promise<HostRollbackResult> {
@@ -193,27 +199,25 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
 
   function finish(code: number, message: string): number {
     if (opts.json) {
-      process.stdout.write(
-        toJson(
-          {
-            command: 'apply',
-            runId,
-            mode: prep.inv.mode,
-            result,
-            exitCode: code,
-            failure,
-            warnings,
-            hosts: prep.hosts.map((h) => ({
-              ...(h.plan ? planJson(h.plan, runId) : { host: h.target.name, role: h.target.role, changes: [] }),
-              error: prep.errors.get(h.target.name)?.message,
-              outcome: ((a) => (a ? { ...a, stdout: undefined } : null))(applied.find((a) => a.host === h.target.name)),
-              rollback: rollbacks.find((r) => r.host === h.target.name) ?? null,
-              execs: h.session?.execCount ?? 0,
-            })),
-            verification: checks,
-          },
-        ) + '\n',
-      );
+      writeReport({
+        command: 'apply',
+        result,
+        ok: code === EXIT.ok,
+        exitCode: code,
+        runId,
+        mode: prep.inv.mode,
+        failure,
+        warnings,
+        errors: hostErrors(prep.errors),
+        hosts: prep.hosts.map((h) => ({
+          ...(h.plan ? planJson(h.plan, runId) : { host: h.target.name, role: h.target.role, notes: [], changes: [] }),
+          error: prep.errors.get(h.target.name)?.message,
+          outcome: ((a) => (a ? { ...a, stdout: undefined } : null))(applied.find((a) => a.host === h.target.name)),
+          rollback: ((r) => (r ? rollbackJson(r) : null))(rollbacks.find((r) => r.host === h.target.name)),
+          execs: h.session?.execCount ?? 0,
+        })),
+        checks,
+      });
     } else if (code === EXIT.ok) log(`\n${message}`);
     else {
       if (failure && (opts.quiet || result === 'failed')) printErr(red(failure));

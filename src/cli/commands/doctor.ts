@@ -14,7 +14,8 @@ import { diagnose, type HostEvidence } from '../../doctor/findings.js';
 import { formatFindings } from '../../doctor/report.js';
 import { buildCaptureScript, buildReadyScript, buildStopScript, captureFilter, captureNotes, formatTimeline, mergeTimeline, parseCaptureOutput, parseReady, type HostCapture } from '../../doctor/capture.js';
 import type { Finding } from '../../doctor/types.js';
-import { print, printErr, toJson, safeError } from '../terminal.js';
+import { print, printErr, safeError } from '../terminal.js';
+import { writeReport } from '../report.js';
 
 export interface DoctorOptions extends GlobalOptions {
   capture?: string | boolean;
@@ -176,12 +177,16 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
     const exitCode = hasError ? EXIT.failedRolledBack : EXIT.ok;
     if (opts.json) {
       const tally = Object.fromEntries((['error', 'warn', 'info', 'ok'] as const).map((s) => [s, findings.filter((f) => f.severity === s).length]));
-      const doc = {
+      const names = [...hostOrder, ...new Set(findings.map((f) => f.host).filter((h) => !hostOrder.includes(h)))];
+      writeReport({
         command: 'doctor',
+        result: hasError ? 'problems' : 'healthy',
         ok: !hasError,
         exitCode,
+        mode: inv.mode,
         summary: tally,
-        findings,
+        errors: evidence.filter((e) => e.error).map((e) => ({ host: e.name, message: e.error! })),
+        hosts: names.map((h) => ({ host: h, ...(evidence.find((e) => e.name === h) ? { role: evidence.find((e) => e.name === h)!.role } : {}), findings: findings.filter((f) => f.host === h) })),
         ...(capture
           ? {
               capture: {
@@ -192,8 +197,7 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
               },
             }
           : {}),
-      };
-      process.stdout.write(toJson(doc) + '\n');
+      });
     }
     return exitCode;
   } finally {

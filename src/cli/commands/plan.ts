@@ -5,7 +5,8 @@ import { formatPlan, planJson, red } from '../output.js';
 import { summarizeHostErrors } from '../host-errors.js';
 import { EXIT } from '../../util/errors.js';
 import type { HostPlan } from '../../plan/types.js';
-import { print, printErr, toJson } from '../terminal.js';
+import { print, printErr } from '../terminal.js';
+import { writeReport, hostErrors } from '../report.js';
 import { describeVerification } from '../../verify/checks.js';
 
 export interface PlanOptions extends GlobalOptions {
@@ -21,7 +22,17 @@ export async function planCommand(file: string, opts: PlanOptions): Promise<numb
     const pending = plans.some((p) => p.changes.length > 0);
     const code = failed.length ? preflightExit([...prep.errors.values()]) : opts.detailedExitcode && pending ? EXIT.changesPending : EXIT.ok;
     if (opts.json) {
-      process.stdout.write(toJson({ command: 'plan', mode: prep.inv.mode, hosts: plans.map((p) => planJson(p, 'RUN')), verification: describeVerification(prep.inv), errors: failed, changes: plans.reduce((n, p) => n + p.changes.length, 0), exitCode: code }) + '\n');
+      writeReport({
+        command: 'plan',
+        result: failed.length ? 'failed' : pending ? 'changes-pending' : 'no-changes',
+        ok: code === EXIT.ok || code === EXIT.changesPending,
+        exitCode: code,
+        mode: prep.inv.mode,
+        changes: plans.reduce((n, p) => n + p.changes.length, 0),
+        verification: describeVerification(prep.inv),
+        errors: hostErrors(prep.errors),
+        hosts: plans.map((p) => planJson(p, 'RUN')),
+      });
     } else {
       if (!opts.quiet) print('\n' + formatPlan(plans, { commands: true, unread }) + '\n' + describeVerification(prep.inv).map((l) => `Verification: ${l}`).join('\n'));
       for (const line of summarizeHostErrors(prep.errors, prep.hosts.map((h) => h.target.name))) printErr(red(line));

@@ -2,7 +2,7 @@ import type { GlobalOptions } from '../prepare.js';
 import { connectAndPlan } from '../prepare.js';
 import { closeAll, withSession, type HostState } from '../../engine/hosts.js';
 import type { HostRollbackResult } from '../../engine/apply-host.js';
-import { rollbackVia, releaseLocks } from './apply.js';
+import { rollbackVia, releaseLocks, rollbackJson } from './apply.js';
 import { bold, green, red, yellow } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { newRunId } from '../../apply/paths.js';
@@ -11,7 +11,8 @@ import { pendingUndoScript, parsePendingUndo, type PendingUndo } from '../../app
 import { watchInterruptions, isPromptInterrupt } from '../interrupt.js';
 import { summarizeHostErrors } from '../host-errors.js';
 import { undoneText } from '../undo-text.js';
-import { print, printErr, toJson } from '../terminal.js';
+import { print, printErr } from '../terminal.js';
+import { writeReport, hostErrors, type Report } from '../report.js';
 
 /** What rollback will undo on one host, read from its journal while this run holds its lock. */
 async function pendingOn(h: HostState): Promise<PendingUndo[]> {
@@ -59,8 +60,8 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
     if (!opts.json && !opts.quiet) print(s);
   };
   const locked = () => prep.hosts.filter((h) => h.session && h.lock?.state === 'acquired');
-  const json = (doc: Record<string, unknown>) => {
-    if (opts.json) process.stdout.write(toJson({ command: 'rollback', ...doc }) + '\n');
+  const json = (doc: Omit<Report, 'command'>) => {
+    if (opts.json) writeReport({ ...doc, command: 'rollback' } as Report);
   };
   try {
     for (const n of prep.notices) say(n);
@@ -78,7 +79,7 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
     );
     const stop = async (code: number, message: string, result: string) => {
       await releaseLocks(locked(), lockRun);
-      json({ result, ok: code === EXIT.ok, nothingToUndo: false, hosts: [], exitCode: code });
+      json({ result, ok: code === EXIT.ok, exitCode: code, nothingToUndo: false, errors: hostErrors(errors), hosts: [] });
       if (!opts.json) (code === EXIT.ok ? print : printErr)(message);
       return code;
     };
@@ -116,7 +117,15 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
       : changes === 0
         ? 'Nothing to undo on any host.'
         : `Rolled back ${changes} change${changes === 1 ? '' : 's'} on ${undone.map((r) => r.host).join(', ')}; every host is as it was before dsrctl's first apply.`;
-    json({ result: ok ? (changes ? 'rolled-back' : 'nothing-to-undo') : 'rollback-failed', ok, nothingToUndo: all.every((r) => r.nothing), hosts: all, exitCode: code });
+    json({
+      result: ok ? (changes ? 'rolled-back' : 'nothing-to-undo') : 'rollback-failed',
+      ok,
+      exitCode: code,
+      nothingToUndo: all.every((r) => r.nothing),
+      warnings: prep.notices,
+      errors: hostErrors(errors),
+      hosts: all.map(rollbackJson),
+    });
     if (!opts.json && !opts.quiet) {
       for (const r of all) {
         if (!r.ok) print(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));

@@ -7,7 +7,8 @@ import type { HostSession } from '../../ssh/types.js';
 import { formatChecks, green, red } from '../output.js';
 import { EXIT } from '../../util/errors.js';
 import { revertNotes } from '../reverted.js';
-import { print, toJson } from '../terminal.js';
+import { print } from '../terminal.js';
+import { writeReport } from '../report.js';
 
 /** Run the checks on connected hosts and the probe host (connected by connectAndPlan). */
 export async function verifyHosts(prep: Prepared, _opts: GlobalOptions, epilogues?: Map<string, string>): Promise<CheckResult[]> {
@@ -27,7 +28,19 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
     // a host that reverted by itself is not in the applied state, whatever the pings say
     const reverted = revertNotes(prep.hosts);
     const ok = checks.every((c) => c.ok) && errors.length === 0 && reverted.length === 0;
-    if (opts.json) process.stdout.write(toJson({ command: 'verify', ok, checks, errors, reverted, exitCode: ok ? 0 : 1 }) + '\n');
+    if (opts.json)
+      writeReport({
+        command: 'verify',
+        result: ok ? 'passed' : 'failed',
+        ok,
+        exitCode: ok ? EXIT.ok : EXIT.failedRolledBack,
+        mode: prep.inv.mode,
+        warnings: reverted,
+        errors: errors.map((e) => ({ host: e.host, message: e.error })),
+        hosts: prep.hosts.map((h) => ({ host: h.target.name, role: h.target.role, read: !!h.facts, ...(prep.errors.has(h.target.name) ? { error: prep.errors.get(h.target.name)!.message } : {}) })),
+        checks,
+        reverted,
+      });
     else if (!opts.quiet) {
       for (const r of reverted) print(red(`  REVERTED ${r}`));
       print(formatChecks(checks));
