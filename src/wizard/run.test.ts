@@ -345,6 +345,49 @@ describe('dsrctl wizard, scripted', () => {
     }
   });
 
+  it('DSR on a UDP port other than 53: asks whether it speaks DNS (verify.check), and says a probe host is the only end-to-end proof', async () => {
+    writeFileSync(KH(), '');
+    const ask = new Script([
+      [/Which method/, 'dsr-router-nat'],
+      [/Service protocol/, ''],
+      [/Port clients connect to/, '5353'],
+      [/Port the upstreams listen on/, '5353'],
+      [/Networks the clients come from/, ''],
+      [/Proxy's SSH address/, '10.211.7.10'],
+      [/SSH user/, ''],
+      [/SSH port/, ''],
+      [/How does dsrctl log in/, 'key'],
+      [/Private key file/, KEY],
+      [/known_hosts file/, KH()],
+      [/Connect to root@10\.211\.7\.10:22 now/, false],
+      [/Public interface/, 'eth0'],
+      [/public address/, '192.168.99.10'],
+      [/Private interface/, 'eth2'],
+      [/private address/, '172.16.0.1'],
+      [/nginx config file/, ''],
+      [/Enter the upstreams/, 'one'],
+      [/Read each upstream's interfaces/, false],
+      [/Upstream 1: name/, ''],
+      [/dev1: SSH address/, '10.0.0.11'],
+      [/dev1: its address/, '172.16.0.11'],
+      [/dev1: interface/, 'eth2'],
+      [/Add another upstream/, false],
+      [/Masquerade/, false],
+      [/Addresses every upstream must reach/, ''],
+      [/Does the UDP service on port 5353 speak DNS/, true],
+      [/Is there a host that plays the remote client/, false],
+      [/Save it as/, 'dns5353.yaml'],
+      [/Run dsrctl plan/, false],
+      [/Run dsrctl apply/, false],
+    ]);
+    expect(await runWizard(io(ask))).toBe(0);
+    ask.done();
+    expect(out.join('\n')).toContain('Only a host that plays the remote client can prove the DSR path end to end');
+    const inv = loadInventory(join(cwd, 'dns5353.yaml')).inventory;
+    expect(inv.verify.check).toBe('dns');
+    expect(inv.verify.probe).toBeUndefined();
+  });
+
   it('-o names the file; an existing one still needs a yes', async () => {
     writeFileSync(KH(), '');
     const file = join(cwd, 'given.yaml');
