@@ -13,6 +13,7 @@ import { planHost } from '../plan/plan-host.js';
 import type { HostPlan } from '../plan/types.js';
 import { renderStep } from '../apply/render-step.js';
 import { renderApplyScript, renderUndo } from '../apply/apply-script.js';
+import { ROLLBACK_RUNNER_SCRIPT } from '../apply/rollback-runner.js';
 import { PlanError } from './types.js';
 import { encodePath } from './nginx-files.js';
 
@@ -137,6 +138,40 @@ describe('backup and restore on a real shell', () => {
     writeFileSync(join(dir, 'conf'), 'user root;\n');
     expect(sh(renderStep(step, dir)).status).not.toBe(0);
     expect(readFileSync(join(dir, 'files', 'k'), 'utf8')).toBe('original\n');
+  });
+
+  it('refuses a host whose file changed between plan and apply, before the journal exists', () => {
+    const conf = join(dir, 'nginx.conf');
+    writeFileSync(conf, 'user www-data;\n');
+    const sha = createHash('sha256').update('user www-data;\n').digest('hex');
+    const script = renderApplyScript({ host: 'proxy', role: 'proxy', notes: [], changes: [], preconditions: [{ path: conf, sha256: sha, realpath: conf }, { path: join(dir, 'new.conf') }] }, 'RUN', { switchSeconds: 60 });
+    const lines = script.split('\n');
+    // the checks alone (they come before the first line that writes anything)
+    const checks = lines.slice(lines.findIndex((l) => l.startsWith('run=')) + 1, lines.findIndex((l) => l.startsWith('mkdir -p'))).join('\n');
+    expect(sh(checks).status).toBe(0);
+    writeFileSync(conf, 'user www-data;\n# edited meanwhile\n');
+    const r = sh(checks);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe(`@@dsrctl-drift ${conf} changed since the plan read it; nothing was changed on proxy: run dsrctl plan again\n`);
+    writeFileSync(conf, 'user www-data;\n');
+    writeFileSync(join(dir, 'new.conf'), '');
+    expect(sh(checks).stdout).toContain(`${join(dir, 'new.conf')} was created since the plan read it`);
+  });
+
+  it('the rollback runner calls a half-applied change whose backup cannot be put back a failed rollback', () => {
+    const run = join(dir, 'run');
+    mkdirSync(join(run, 'changes'), { recursive: true });
+    mkdirSync(join(run, 'files'));
+    writeFileSync(join(run, 'files', 'k'), 'original\n');
+    // the backup exists (the change got that far), its destination directory is gone
+    writeFileSync(join(run, 'changes', '001.undo'), renderUndo({ kind: 'x', id: 'x', action: 'update', summary: 'x', do: [], undo: [{ restore: { path: join(dir, 'gone', 'conf'), key: 'k' } }] }, run));
+    writeFileSync(join(run, 'changes', '001.state'), 'pending\n');
+    writeFileSync(join(run, 'changes', '001.summary'), 'rewrite nginx.conf\n');
+    writeFileSync(join(run, 'status'), 'applying\n');
+    const r = spawnSync('sh', ['-c', ROLLBACK_RUNNER_SCRIPT, 'rollback.sh', run, 'test'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/@@dsrctl-undo-failed rewrite nginx.conf: .*cannot restore/);
+    expect(r.stdout).toContain('@@dsrctl-rollback-status rollback-failed');
   });
 
   it('a backup that cannot be put back is status 3 (a failed rollback), a missing one 1', () => {

@@ -83,6 +83,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   let rollbacks: HostRollbackResult[] = [];
   let result: Result = 'no-changes';
   let failure: string | undefined;
+  let failureShown = false;
   const log = (s: string) => {
     if (!opts.json && !opts.quiet) print(s);
   };
@@ -162,6 +163,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
     }
     intr.busy('rolling back');
     log(red(`\n${failure}`));
+    failureShown = !opts.json && !opts.quiet;
     // every host that completed its changes is rolled back, and so is one whose connection broke
     // during its apply (its script ran on); a host whose script failed already rolled itself back
     const seconds = prep.inv.rollback.timeout_seconds;
@@ -220,7 +222,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
       });
     } else if (code === EXIT.ok) log(`\n${message}`);
     else {
-      if (failure && (opts.quiet || result === 'failed')) printErr(red(failure));
+      if (failure && !failureShown && (opts.quiet || result === 'failed')) printErr(red(failure));
       printErr(message);
     }
     return code;
