@@ -61,6 +61,20 @@ describe('files dsrctl edits (facts of the lab proxy)', () => {
     );
   });
 
+  it('accepts nginx_conf spelt another way when it resolves to the file nginx reads', () => {
+    const facts = structuredClone(FACTS);
+    facts.files['/etc/nginx//nginx.conf'] = { ...facts.files['/etc/nginx/nginx.conf']!, path: '/etc/nginx//nginx.conf' };
+    const inv = inventorySchema.parse({
+      mode: 'ip-transparency',
+      service: { protocol: 'http', listen_port: 80, upstream_port: 8080 },
+      proxy: { ssh_host: '10.211.0.10', public_ip: '192.168.99.10', public_interface: 'pub0', private_ip: '172.16.0.1', private_interface: 'priv0', nginx_conf: '/etc/nginx//nginx.conf', managed_config: '/etc/nginx/conf.d/dsrctl-does-not-exist.conf' },
+      upstreams: [{ name: 'dev1', ssh_host: '10.211.0.11', ip: '172.16.0.11', interface: 'priv0' }],
+    });
+    const pb = loadPlaybook('ip-transparency');
+    const p = planHost(inv, pb, desiredHosts(inv, pb)[0]!, facts);
+    expect(p.changes[0]!.summary).toBe('/etc/nginx//nginx.conf: user www-data; -> user root;');
+  });
+
   it.each([
     ['/etc/nginx/conf.d/fifo.conf', 'is not a regular file (a FIFO, socket or device)'],
     ['/etc/nginx/conf.d/dir.conf', 'is a directory'],

@@ -114,7 +114,9 @@ const directiveSchema = z.object({ directive: z.enum(['user']), args: z.array(z.
 
 function mainConf(facts: HostFacts, ctx: PlanContext): PlannedFile {
   const path = ctx.inventory.proxy.nginx_conf;
-  if (facts.nginx.installed && facts.nginx.confPath && facts.nginx.confPath !== path)
+  // "/etc/nginx//nginx.conf" is the file nginx reads: compare where the path leads on the host
+  const real = facts.files[path]?.realpath;
+  if (facts.nginx.installed && facts.nginx.confPath && facts.nginx.confPath !== path && facts.nginx.confPath !== real)
     throw new PlanError(ctx.host, `proxy.nginx_conf is ${path}, but this nginx reads ${facts.nginx.confPath} (nginx -V --conf-path); nginx -t and reload would not see the edit`, { usage: true });
   const pf = plannedFile(facts, path, ctx, 'proxy.nginx_conf');
   if (pf.content === null) throw new PlanError(ctx.host, `${path} does not exist (is nginx installed? set proxy.nginx_conf)`);
