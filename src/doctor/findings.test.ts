@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { inventorySchema, type Inventory } from '../inventory/schema.js';
 import { parseFacts } from '../facts/parse.js';
+import { parseIptablesSave } from '../facts/parsers/iptables-save.js';
 import { buildDoctorScript, doctorRequest, parseDoctorOutput, pingTargets, withPingLabels } from './collect.js';
 import { CAP_NET_ADMIN, CAP_NET_RAW, decodeCaps, diagnose, overlaps, versionAtLeast, type HostEvidence } from './findings.js';
 import { formatFindings, summaryLine } from './report.js';
@@ -163,8 +164,18 @@ describe('diagnose: ip-transparency', () => {
   });
 
   it('applied lab: nothing wrong; root workers are reported as not needed with nginx 1.22', () => {
-    const fs = run('ipt-applied');
+    const { inv, hosts } = loadCase('ipt-applied');
+    // the fixture was recorded when dsrctl still turned forwarding on for Method 1; an apply now leaves it off
+    const asOld = diagnose(inv, hosts);
+    expect(problems(asOld)).toEqual(['proxy warn ip-forward']);
+    expect(find(asOld, 'proxy', 'ip-forward').title).toBe(
+      "IP forwarding is on, though ip-transparency without masquerade does not need it (replies are delivered to nginx locally): anyone on the public side who routes priv0's network via the proxy reaches the upstreams directly",
+    );
+    expect(find(asOld, 'proxy', 'ip-forward').fix).toMatch(/^sysctl -w net\.ipv4\.ip_forward=0/);
+    hosts[0]!.doctor!.sysctl.ip_forward = '0';
+    const fs = diagnose(inv, hosts);
     expect(problems(fs)).toEqual([]);
+    expect(find(fs, 'proxy', 'ip-forward').title).toBe('IP forwarding is off, as ip-transparency without masquerade wants (replies are delivered to nginx locally)');
     expect(find(fs, 'proxy', 'nginx-workers').title).toBe('nginx workers run as root: `user root` works but is not needed with nginx 1.22.1 (>= 1.13.8 keeps CAP_NET_RAW for `transparent`)');
     expect(find(fs, 'dev3', 'upstream-default-route').title).toBe('default route via the proxy (default via 172.16.0.1 dev priv0)');
     expect(find(fs, 'proxy', 'ping-upstreams').severity).toBe('ok');
@@ -179,6 +190,7 @@ describe('diagnose: ip-transparency', () => {
       'proxy error nginx-workers',
       'proxy error nginx-error-log',
       'proxy warn rp-filter',
+      'proxy warn ip-forward',
       'proxy warn iptables-mixed',
       'dev2 error upstream-client-route',
       'dev3 error overlap',
@@ -237,9 +249,19 @@ describe('diagnose: dsr-router-nat', () => {
     expect(find(fs, 'proxy', 'udp-early-demux').fix).toMatch(/^sysctl -w net\.ipv4\.udp_early_demux=0/);
   });
 
-  it('applied, then udp_early_demux=1 by hand: the only problem left', () => {
-    const fs = run('rnat-demux');
+  it('applied, then udp_early_demux=1 by hand: the only problem left (with the forward filter in place)', () => {
+    const { inv, hosts } = loadCase('rnat-demux');
+    // recorded before dsrctl limited forwarding: no DSRCTL-FORWARD chain there
+    const asOld = diagnose(inv, hosts);
+    expect(problems(asOld)).toEqual(['proxy warn forward-filter', 'proxy warn udp-early-demux']);
+    expect(find(asOld, 'proxy', 'forward-filter').evidence).toEqual(['iptables -t filter: no jump to DSRCTL-FORWARD in FORWARD']);
+    // the filter table of the lab's proxy after a router-NAT apply (real iptables-save)
+    const filter = readFileSync(new URL('../../test/fixtures/operations/forward-filter/rnat-applied.iptables-save', import.meta.url), 'utf8');
+    Object.assign(hosts[0]!.facts!.iptables.tables, parseIptablesSave(filter));
+    const fs = diagnose(inv, hosts);
     expect(problems(fs)).toEqual(['proxy warn udp-early-demux']);
+    expect(find(fs, 'proxy', 'forward-filter')).toMatchObject({ severity: 'ok', title: 'forwarding between priv0 and pub0 is limited to what dsr-router-nat needs (DSRCTL-FORWARD)' });
+    expect(find(fs, 'proxy', 'forward-filter').evidence[0]).toBe('iptables -t filter: FORWARD rule 1 jumps to DSRCTL-FORWARD');
     expect(find(fs, 'proxy', 'udp-early-demux').evidence).toEqual(['net.ipv4.udp_early_demux = 1']);
   });
 
@@ -263,13 +285,13 @@ describe('report', () => {
     const fs = run('ipt-broken');
     const text = formatFindings(fs, ['proxy', 'dev1', 'dev2', 'dev3', 'dev4']);
     const lines = text.split('\n');
-    expect(lines[0]).toBe('proxy: 2 error(s), 2 warning(s)');
+    expect(lines[0]).toBe('proxy: 2 error(s), 3 warning(s)');
     expect(lines[1]).toMatch(/^ {2}ERROR nginx workers run as root but without CAP_NET_RAW/);
     expect(text).toContain('\n  WARN  strict reverse path filtering (rp_filter=1) on priv0');
     expect(text).toContain('\n          net.ipv4.conf.priv0.rp_filter = 1\n');
     expect(text).toContain('\n          fix: sysctl -w net.ipv4.conf.priv0.rp_filter=0');
     expect(lines.at(-1)).toBe(summaryLine(fs));
-    expect(summaryLine(fs)).toBe('doctor: 4 errors, 3 warnings, 22 ok on 5 hosts');
+    expect(summaryLine(fs)).toBe('doctor: 4 errors, 4 warnings, 21 ok on 5 hosts');
     // ok findings keep their evidence for -v
     expect(text).not.toContain('ping -c 1 172.16.0.11');
     expect(formatFindings(fs, ['proxy'], { verbose: true })).toContain('ping -c 1 172.16.0.11 (upstream dev1): reply');

@@ -6,6 +6,7 @@ import ipaddr from 'ipaddr.js';
 import type { Inventory, Upstream } from '../inventory/schema.js';
 import type { HostFacts, IpRoute } from '../facts/types.js';
 import { chooseNatBackend, kernelAtLeast } from '../resources/nat-backend.js';
+import { currentForwardFilter, FORWARD_CHAIN } from '../resources/forward-filter.js';
 import type { DoctorOutput, ProcInfo } from './collect.js';
 import { ERROR_LOG_TAIL } from './collect.js';
 import type { Finding } from './types.js';
@@ -476,7 +477,9 @@ function natBackend(inv: Inventory, h: HostEvidence): Finding[] {
 function proxySysctls(inv: Inventory, h: HostEvidence): Finding[] {
   const s = h.doctor!.sysctl;
   const out: Finding[] = [];
-  const needForward = inv.mode === 'dsr-router-nat' || inv.proxy.masquerade;
+  // the playbooks: router NAT forwards the replies; Method 1 forwards only for masquerade; origin NAT never
+  const needForward = inv.mode === 'dsr-router-nat' || (inv.mode === 'ip-transparency' && inv.proxy.masquerade);
+  const why = inv.mode === 'dsr-origin-nat' ? 'the replies never cross the proxy' : 'replies are delivered to nginx locally';
   const fwd = s.ip_forward;
   if (fwd !== undefined) {
     const ev = [`net.ipv4.ip_forward = ${fwd}`];
@@ -489,14 +492,42 @@ function proxySysctls(inv: Inventory, h: HostEvidence): Finding[] {
         evidence: ev,
         fix: fixApply('sysctl -w net.ipv4.ip_forward=1'),
       });
+    else if (!needForward && fwd === '1')
+      out.push({
+        id: 'ip-forward',
+        host: h.name,
+        severity: 'warn',
+        title: `IP forwarding is on, though ${inv.mode}${inv.mode === 'ip-transparency' ? ' without masquerade' : ''} does not need it (${why}): anyone on the public side who routes ${inv.proxy.private_interface}'s network via the proxy reaches the upstreams directly`,
+        evidence: ev,
+        fix: `sysctl -w net.ipv4.ip_forward=0 (and take it out of /etc/sysctl.conf, /etc/sysctl.d), unless this host routes for something else; or set proxy.masquerade: true if the upstreams must reach external hosts (dsrctl then limits forwarding to their traffic)`,
+      });
     else
       out.push({
         id: 'ip-forward',
         host: h.name,
         severity: 'ok',
-        title: needForward ? 'IP forwarding is on' : `IP forwarding is ${fwd === '1' ? 'on' : 'off'} (${inv.mode} without masquerade does not need it: replies are delivered to nginx locally)`,
+        title: needForward ? 'IP forwarding is on' : `IP forwarding is off, as ${inv.mode}${inv.mode === 'ip-transparency' ? ' without masquerade' : ''} wants (${why})`,
         evidence: ev,
       });
+    if (needForward && fwd === '1' && !h.facts!.iptables.error && h.facts!.iptables.variant) {
+      const cur = currentForwardFilter(h.facts!);
+      const filterEv = [
+        cur.jumpAt !== null ? `iptables -t filter: FORWARD rule ${cur.jumpAt} jumps to ${FORWARD_CHAIN}` : `iptables -t filter: no jump to ${FORWARD_CHAIN} in FORWARD`,
+        ...cur.rules.map((r) => `iptables -t filter: -A ${FORWARD_CHAIN} ${r.join(' ')}`),
+      ];
+      out.push(
+        cur.exists && cur.jumpAt !== null
+          ? { id: 'forward-filter', host: h.name, severity: 'ok', title: `forwarding between ${inv.proxy.private_interface} and ${inv.proxy.public_interface} is limited to what ${inv.mode} needs (${FORWARD_CHAIN})`, evidence: filterEv }
+          : {
+              id: 'forward-filter',
+              host: h.name,
+              severity: 'warn',
+              title: `forwarding is not limited: anyone on the public side who routes ${inv.proxy.private_interface}'s network via the proxy reaches the upstreams directly`,
+              evidence: filterEv,
+              fix: "run `dsrctl apply -i INVENTORY`: it forwards only the upstreams' replies (and with masquerade their outbound traffic) in a chain of its own",
+            },
+      );
+    }
   }
   if (inv.mode === 'dsr-router-nat' && s.udp_early_demux !== undefined) {
     const ev = [`net.ipv4.udp_early_demux = ${s.udp_early_demux}`];

@@ -54,7 +54,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
       { kind: 'nginx-main-directive', spec: { directive: 'user', args: ['root'] } },
       { kind: 'nginx-exclusive-port', spec: {} },
       { kind: 'nginx-managed-config', spec: {} },
-      { kind: 'sysctl', spec: { key: 'net.ipv4.ip_forward', value: '1', restore: ['net.ipv4.conf.all.accept_redirects'] } },
+      // no forwarding without masquerade: replies are delivered to nginx locally
       { kind: 'ip-rule', spec: { fwmark: '0x1', table: '100' } },
       { kind: 'ip-route', spec: { type: 'local', dst: '0.0.0.0/0', dev: 'lo', table: '100' } },
       ...UPSTREAM_IPS.map((ip) => ({ kind: 'iptables-rule', spec: { table: 'mangle', chain: 'PREROUTING', rule: markRule(ip) } })),
@@ -94,10 +94,16 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     expect(() => desiredHosts(labInventory(), broken)).toThrow(`playbook entry ${pb.proxy.length}: unknown resource kind "tc-qdisc-typo"`);
   });
 
-  it('asks the facts exec for the sysctl, the two nginx files and the managed file directory on the proxy, nothing extra on upstreams', () => {
+  it('with masquerade: the forward filter, then ip_forward on', () => {
+    const kinds = host(desiredHosts(labInventory({ masquerade: true }), pb), 'proxy').desired.map((d) => d.kind);
+    expect(kinds.slice(kinds.indexOf('forward-filter'), kinds.indexOf('forward-filter') + 2)).toEqual(['forward-filter', 'sysctl']);
+  });
+
+  it('asks the facts exec for the two nginx files and the managed file directory on the proxy (ip_forward only with masquerade), nothing extra on upstreams', () => {
     const inv = labInventory();
     const targets = desiredHosts(inv, pb);
-    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects'], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [] });
+    expect(factsRequest(labInventory({ masquerade: true }), pb, host(desiredHosts(labInventory({ masquerade: true }), pb), 'proxy')).sysctls).toEqual(['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects']);
+    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: [], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [] });
     expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
   });
 });
@@ -140,22 +146,22 @@ describe('planHost on real facts', () => {
     expect(ids(p)).toEqual([
       'file /etc/nginx/nginx.conf',
       `file ${MANAGED}`,
-      'sysctl net.ipv4.ip_forward',
       'ip rule fwmark 0x1 lookup 100',
       'ip route local 0.0.0.0/0 dev lo table 100',
       ...UPSTREAM_IPS.map((ip) => `iptables -t mangle -A PREROUTING ${markRule(ip).join(' ')}`),
     ]);
     // only the first rule in the table iptables-nft will create carries the table guard
     const guards = p.changes.map((c) => c.undo.filter((s) => 'sh' in s).length);
-    expect(guards).toEqual([0, 0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(guards).toEqual([0, 0, 0, 0, 1, 0, 0, 0]);
     const reload = p.changes.filter((c) => c.notify?.includes('nginx-reload')).map((c) => c.kind);
     expect(reload).toEqual(['nginx-main-directive', 'nginx-managed-config']);
   });
 
-  it('pristine proxy with masquerade: 4 more changes, the first nat rule guarding its table too', () => {
+  it('pristine proxy with masquerade: the forward filter, ip_forward and 4 MASQUERADE rules more, the first nat rule guarding its table too', () => {
     const p = plan('proxy', pristineProxy(), labInventory({ masquerade: true }));
-    expect(p.changes).toHaveLength(13);
-    const nat = p.changes.slice(9);
+    expect(p.changes).toHaveLength(14);
+    expect(p.changes.slice(2, 4).map((c) => c.id)).toEqual(['iptables -t filter chain DSRCTL-FORWARD', 'sysctl net.ipv4.ip_forward']);
+    const nat = p.changes.slice(10);
     expect(nat.map((c) => renderStep(c.do[0]!, '/r'))).toEqual(
       UPSTREAM_IPS.map((ip) => `iptables -w -t nat -A POSTROUTING -s ${ip}/32 -o pub0 -m comment --comment dsrctl -j MASQUERADE`),
     );
@@ -177,9 +183,9 @@ describe('planHost on real facts', () => {
 
   it('proxy-applied with masquerade: the /24 MASQUERADE there does not stand in for the per-upstream rules, and is replaced by them', () => {
     const p = plan('proxy', fixture('proxy-applied'), labInventory({ masquerade: true }));
-    expect(p.changes).toHaveLength(10);
+    expect(p.changes).toHaveLength(11);
     expect(p.changes[0]!.action).toBe('delete');
-    expect(p.changes.slice(6).every((c) => c.id.startsWith('iptables -t nat -A POSTROUTING -s 172.16.0.1'))).toBe(true);
+    expect(p.changes.slice(7).every((c) => c.id.startsWith('iptables -t nat -A POSTROUTING -s 172.16.0.1'))).toBe(true);
   });
 
   it('a fully applied proxy plans nothing (a second apply is a no-op)', () => {

@@ -2,6 +2,7 @@ import type { HostFacts } from '../facts/types.js';
 import type { Change } from './types.js';
 import type { Desired } from './desired.js';
 import { nftTableName, nftLoad } from '../resources/stateless-nat.js';
+import { forwardFilterRemoval, isForwardFilterLine } from '../resources/forward-filter.js';
 
 /** iptables-save quotes a comment only when it needs to; dsrctl's is the bare word. */
 const TAG = /(^| )-m comment --comment dsrctl( |$)/;
@@ -31,7 +32,8 @@ export function pruneChanges(desired: Desired[], facts: HostFacts): Change[] {
       for (const line of t.rules) {
         const [, chain] = words(line);
         position.set(chain!, (position.get(chain!) ?? 0) + 1);
-        if (!TAG.test(line) || wantRules.has(`${table} ${line}`)) continue;
+        // the forward filter's chain and jump are removed whole, below
+        if (!TAG.test(line) || wantRules.has(`${table} ${line}`) || isForwardFilterLine(table, line)) continue;
         const [, ch, ...rule] = words(line);
         changes.push({
           kind: 'iptables-rule',
@@ -46,6 +48,10 @@ export function pruneChanges(desired: Desired[], facts: HostFacts): Change[] {
         position.set(chain!, position.get(chain!)! - 1);
       }
     }
+  }
+  if (!facts.iptables.error && !desired.some((d) => d.kind === 'forward-filter')) {
+    const removal = forwardFilterRemoval(facts);
+    if (removal) changes.push(removal);
   }
   const wantTables = new Set(
     desired.filter((d) => d.kind === 'stateless-nat').map((d) => `netdev ${nftTableName((d.spec as { interface: string }).interface)}`),

@@ -84,7 +84,8 @@ function dsrSuite(mode: Mode): void {
       expect(byKind(proxy, 'nginx-managed-config').map((c: any) => c.id), show(r)).toEqual([`file ${STREAM_CONF}`]);
 
       if (router) {
-        expect(kinds(j, 'proxy'), show(r, 'router NAT: the proxy changes')).toEqual(['nginx-main-directive', 'nginx-managed-config', 'nginx-stream-context', 'stateless-nat', 'sysctl', 'sysctl']);
+        expect(kinds(j, 'proxy'), show(r, 'router NAT: the proxy changes')).toEqual(['forward-filter', 'nginx-main-directive', 'nginx-managed-config', 'nginx-stream-context', 'stateless-nat', 'sysctl', 'sysctl']);
+        expect(byKind(proxy, 'forward-filter')[0].summary, show(r, 'forwarding limited to the replies')).toMatch(/forward only the upstreams' replies \(udp sport 53\)/);
         expect(byKind(proxy, 'sysctl').map((c: any) => c.summary).sort(), show(r)).toEqual([
           expect.stringMatching(/net\.ipv4\.ip_forward 0 -> 1/),
           expect.stringMatching(/net\.ipv4\.udp_early_demux 1 -> 0/),
