@@ -79,6 +79,8 @@ export interface DoctorOutput {
     errorLogs: ErrorLogRead[];
   };
   pings: PingRead[];
+  /** status of the run /var/lib/dsrctl/last-run names (applied, committed, rolled-back, ...) */
+  lastRunStatus?: string;
 }
 
 const q = (s: string) => quote([s]);
@@ -115,6 +117,8 @@ export function buildDoctorScript(req: DoctorRequest): string {
     '  b rp-filter; for _f in /proc/sys/net/ipv4/conf/*/rp_filter; do [ -r "$_f" ] || continue; _i=${_f%/rp_filter}; printf \'%s=%s\\n\' "${_i##*/}" "$(cat "$_f" 2>/dev/null)"; done; e rp-filter 0',
     '  ipt ipt-legacy iptables-legacy-save',
     '  ipt ipt-nft iptables-nft-save',
+    // run ids are dsrctl's own ([0-9A-Za-z-]); anything else in last-run is not followed
+    "  b last-run; _id=$(cat /var/lib/dsrctl/last-run 2>/dev/null); case \"$_id\" in ''|*[!0-9A-Za-z-]*) ;; *) printf 'status=%s\\n' \"$(cat \"/var/lib/dsrctl/runs/$_id/status\" 2>/dev/null)\" ;; esac; e last-run 0",
   ];
   if (req.role === 'proxy') {
     const pid = req.masterPid;
@@ -221,6 +225,8 @@ export function parseDoctorOutput(stdout: string): DoctorOutput {
   for (const [k, v] of kv(get('rp-filter'))) if (/^\d+$/.test(v)) rpFilter[k] = Number(v);
 
   const out: DoctorOutput = { sysctl, rpFilter, iptables: { legacy: parseIpt(get('ipt-legacy')), nft: parseIpt(get('ipt-nft')) }, pings: [] };
+  const lastStatus = /^status=(\S+)$/m.exec(get('last-run')?.body ?? '')?.[1];
+  if (lastStatus) out.lastRunStatus = lastStatus;
 
   if (role === 'proxy') {
     let master: ProcInfo | null = null;

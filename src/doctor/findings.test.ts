@@ -215,6 +215,28 @@ describe('diagnose: ip-transparency', () => {
     expect(ov.evidence).toContain('dev3 priv0: 192.168.99.77/24 -> connected 192.168.99.0/24');
   });
 
+  it('a stock proxy (Debian\'s default site on :80): a port-conflict error with file:line and the fix', () => {
+    const { inv, hosts } = loadCase('ipt-fresh');
+    const stock = parseFacts(readFileSync(fileURLToPath(new URL('../../test/fixtures/facts/stock-proxy-default-site.txt', import.meta.url)), 'utf8'));
+    const proxy = hosts.find((h) => h.name === 'proxy')!;
+    proxy.facts = { ...proxy.facts!, nginxConfig: stock.nginxConfig };
+    const fs = diagnose({ ...inv, proxy: { ...inv.proxy, managed_config: '/etc/nginx/conf.d/dsrctl.conf' } }, hosts);
+    const c = find(fs, 'proxy', 'port-conflict');
+    expect(c.severity).toBe('error');
+    expect(c.title).toBe('port 80/tcp on 192.168.99.10 is already served by another nginx server, which would answer clients instead of the upstreams');
+    expect(c.evidence[0]).toMatch(/^\/etc\/nginx\/sites-enabled\/default:22 {2}listen 80 default_server; {2}\(http, server_name _\): default_server:/);
+    expect(c.fix).toContain('disable /etc/nginx/sites-enabled/default (rm /etc/nginx/sites-enabled/default; it links to /etc/nginx/sites-available/default)');
+    expect(c.fix).toContain('set proxy.take_over_port: true');
+  });
+
+  it('the last run rolled back is not called applied', () => {
+    const { inv, hosts } = loadCase('ipt-applied');
+    for (const h of hosts) h.doctor = { ...h.doctor!, lastRunStatus: 'rolled-back' };
+    const s = find(diagnose(inv, hosts), 'proxy', 'dsrctl-state');
+    expect(s.title).toMatch(/^dsrctl run \S+, the last one here, was rolled back: nothing dsrctl applied is in place$/);
+    expect(s.evidence[0]).toMatch(/^\/var\/lib\/dsrctl\/runs\/\S+\/status: rolled-back$/);
+  });
+
   it('an unreachable host is an error finding of its own', () => {
     const { inv, hosts } = loadCase('ipt-applied');
     const fs = diagnose(inv, [hosts[0]!, { name: 'dev1', role: 'upstream', upstream: inv.upstreams[0], error: 'dev1 (root@10.211.6.11:22): connection refused' }]);

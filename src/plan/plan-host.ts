@@ -7,10 +7,15 @@ import { planContext, type HostTarget } from './desired.js';
 import { pruneChanges } from './prune.js';
 import { unsafeDir } from '../resources/nginx-files.js';
 import { PlanError } from '../resources/types.js';
+import { unreachableMessage, unreachableUpstreams } from './upstream-reach.js';
 
 /** desired × Facts -> the changes of one host, in playbook order. Pure. */
 export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts: HostFacts): HostPlan {
   const ctx = planContext(inv, pb, target);
+  if (target.role === 'proxy') {
+    const reach = unreachableUpstreams(facts, inv.proxy.private_interface, inv.upstreams);
+    if (reach?.outside.length) throw new PlanError(target.name, unreachableMessage(inv.proxy.private_interface, reach), { usage: true });
+  }
   // leftovers of earlier runs go first: a new mode must not start with the old one's rules in place
   const changes = pruneChanges(target.desired, facts);
   for (const d of target.desired) {

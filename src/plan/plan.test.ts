@@ -8,6 +8,7 @@ import { loadPlaybook, type Playbook } from '../playbook/load.js';
 import { renderStep } from '../apply/render-step.js';
 import { desiredHosts, factsRequest, type HostTarget } from './desired.js';
 import { planHost } from './plan-host.js';
+import { PlanError } from '../resources/types.js';
 
 const fixture = (name: string): HostFacts => parseFacts(readFileSync(new URL(`../../test/fixtures/facts/${name}.txt`, import.meta.url), 'utf8'));
 const MANAGED = '/etc/nginx/conf.d/dsrctl-does-not-exist.conf'; // the managed file the proxy fixtures read (absent there)
@@ -186,6 +187,25 @@ describe('planHost on real facts', () => {
     expect(p.changes).toHaveLength(11);
     expect(p.changes[0]!.action).toBe('delete');
     expect(p.changes.slice(7).every((c) => c.id.startsWith('iptables -t nat -A POSTROUTING -s 172.16.0.1'))).toBe(true);
+  });
+
+  it('refuses upstream addresses outside the networks of the proxy\'s private interface, naming each and the networks (exit 2)', () => {
+    const inv = labInventory();
+    inv.upstreams[1]!.ip = '10.0.0.12';
+    inv.upstreams[3]!.ip = '10.0.0.14';
+    let err: unknown;
+    try {
+      plan('proxy', pristineProxy(), inv);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(PlanError);
+    expect((err as PlanError).usage).toBe(true);
+    expect((err as Error).message.split('\n')[0]).toBe(
+      "proxy: upstream addresses 10.0.0.12 (dev2), 10.0.0.14 (dev4) are not on the proxy's private interface priv0: its connected network is 172.16.0.0/24.",
+    );
+    // the upstreams themselves still plan: the proxy is the host that cannot reach them
+    expect(() => plan('dev2', fixture('pristine-upstream'), inv)).not.toThrow();
   });
 
   it('a fully applied proxy plans nothing (a second apply is a no-op)', () => {

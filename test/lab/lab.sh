@@ -159,8 +159,9 @@ ensure_tools() {
 
 # ---------------------------------------------------------------------------------------------
 # Teardown: processes by PID, then root-side links, then namespaces, then state.
+REMOVED=()
 teardown() {
-  local pids=() ns h f pid cmd
+  local pids=() ns h f pid cmd nsgone=()
 
   for h in "${HOSTS[@]}" sw; do
     ns=$(ns_of "$h")
@@ -210,12 +211,16 @@ teardown() {
     fi
   fi
 
-  for h in "${SSH_HOSTS[@]}"; do ip link del "$(root_veth "$h")" 2>/dev/null || true; done
-  ip link del "$MGMT_BR" 2>/dev/null || true
+  ((${#pids[@]})) && REMOVED+=("$(printf '%s\n' "${pids[@]}" | sort -u | wc -l) processes (sshd, nginx, dns servers, sessions)")
+  local links=0
+  for h in "${SSH_HOSTS[@]}"; do ip link del "$(root_veth "$h")" 2>/dev/null && links=$((links + 1)); done
+  ip link del "$MGMT_BR" 2>/dev/null && REMOVED+=("bridge $MGMT_BR ($MGMT_GW/24)")
+  ((links)) && REMOVED+=("$links management veth links ($P-m-*)")
   for h in "${HOSTS[@]}" sw; do
     ns=$(ns_of "$h")
-    ns_exists "$ns" && { ip netns del "$ns" 2>/dev/null || true; }
+    ns_exists "$ns" && { ip netns del "$ns" 2>/dev/null && nsgone+=("$ns"); }
   done
+  ((${#nsgone[@]})) && REMOVED+=("network namespaces ${nsgone[*]}")
   rm -rf "$LAB/hosts" "$LAB/pids" "$LAB/known_hosts" "$LAB/authorized_keys"
   remove_mountpoints
 }
@@ -601,6 +606,7 @@ summary() {
       "$(cat "$LAB/pids/$h.sshd" 2>/dev/null || cat "$LAB/pids/$h.anchor" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.nginx" 2>/dev/null || echo -)/$(cat "$LAB/pids/$h.dns" 2>/dev/null || echo -)"
   done
   echo "  inventory: $INVENTORY"
+  echo "  ssh key: $LAB/id_ed25519   known_hosts: $LAB/known_hosts (the wizard's answers for this lab)"
   echo "  ssh: ssh -i $LAB/id_ed25519 -o UserKnownHostsFile=$LAB/known_hosts root@${MGMT_IP[dev1]:-${SSH_IP[proxy]}}"
 }
 
@@ -637,14 +643,21 @@ cmd_up() {
 cmd_down() {
   [[ $EUID -eq 0 ]] || { log "must run as root"; exit 0; }
   set +e
+  local had_state=
+  [[ -d $LAB ]] && had_state=1 # before with_lock makes it for its lock file
   with_lock 2>/dev/null || log "could not take $LAB/.lock; tearing down anyway"
   teardown
   # a lab in the default place leaves nothing behind (its key is made again by the next up)
   if [[ $LAB == /var/lib/dsrctl-lab/* ]]; then
-    rm -rf "$LAB"
+    rm -rf "$LAB" && [[ -n $had_state ]] && REMOVED+=("$LAB (key, known_hosts, inventory, host files)")
     rmdir /var/lib/dsrctl-lab 2>/dev/null || true
   fi
-  echo "lab down"
+  if ((${#REMOVED[@]})); then
+    echo "lab down (prefix $P): removed"
+    printf '  %s\n' "${REMOVED[@]}"
+  else
+    echo "lab down (prefix $P): nothing to remove, no lab was up"
+  fi
   exit 0
 }
 
@@ -667,6 +680,10 @@ cmd_status() {
     fi
     printf '%-12s %s %-7s nginx %-9s dns %-9s processes: %s\n' "$ns" "$([[ $h == router ]] && echo anchor || echo 'sshd  ')" "$pid" "$nx" "$dn" \
       "$(ip netns pids "$ns" 2>/dev/null | xargs -r ps -o pid=,comm= -p 2>/dev/null | awk '{printf "%s%s:%s", (NR>1?", ":""), $1, $2}')"
+    # the addresses the host has now (ssh: the one dsrctl's inventory connects to)
+    printf '%-12s addresses: %s%s\n' '' \
+      "$(ip -n "$ns" -4 -o addr show 2>/dev/null | awk '$2 != "lo" {printf "%s%s %s", (n++ ? ", " : ""), $2, $4}')" \
+      "$([[ -n ${SSH_IP[$h]:-} ]] && echo "; ssh root@${SSH_IP[$h]}")"
   done
   if ip link show "$MGMT_BR" >/dev/null 2>&1; then echo "$MGMT_BR      present ($MGMT_GW/24)"; else echo "$MGMT_BR      missing"; up=1; fi
   ((up == 0)) && echo "lab is up" || echo "lab is not (fully) up"

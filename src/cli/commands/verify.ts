@@ -9,6 +9,24 @@ import { EXIT } from '../../util/errors.js';
 import { revertNotes } from '../reverted.js';
 import { print } from '../terminal.js';
 import { writeReport } from '../report.js';
+import { planHost } from '../../plan/plan-host.js';
+import { notAppliedLines } from '../../verify/not-applied.js';
+
+/** Failing checks on hosts whose plan still has changes: say that the mode is not applied there. */
+function notApplied(prep: Prepared, file: string): string[] {
+  const hosts = prep.hosts
+    .filter((h) => h.facts)
+    .map((h) => {
+      let pending: number | undefined;
+      try {
+        pending = planHost(prep.inv, prep.pb, h.target, h.facts!).changes.length;
+      } catch {
+        pending = undefined; // a host that cannot be planned says why in plan
+      }
+      return { host: h.target.name, pending, lastRun: h.facts!.dsrctl.journal?.trim() || null };
+    });
+  return notAppliedLines(prep.inv.mode, file, hosts);
+}
 
 /** Run the checks on connected hosts and the probe host (connected by connectAndPlan). */
 export async function verifyHosts(prep: Prepared, _opts: GlobalOptions, epilogues?: Map<string, string>): Promise<CheckResult[]> {
@@ -28,6 +46,7 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
     // a host that reverted by itself is not in the applied state, whatever the pings say
     const reverted = revertNotes(prep.hosts);
     const ok = checks.every((c) => c.ok) && errors.length === 0 && reverted.length === 0;
+    const why = ok ? [] : notApplied(prep, file);
     if (opts.json)
       writeReport({
         command: 'verify',
@@ -35,7 +54,7 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
         ok,
         exitCode: ok ? EXIT.ok : EXIT.failedRolledBack,
         mode: prep.inv.mode,
-        warnings: reverted,
+        warnings: [...reverted, ...why],
         errors: errors.map((e) => ({ host: e.host, message: e.error })),
         hosts: prep.hosts.map((h) => ({ host: h.target.name, role: h.target.role, read: !!h.facts, ...(prep.errors.has(h.target.name) ? { error: prep.errors.get(h.target.name)!.message } : {}) })),
         checks,
@@ -46,6 +65,7 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
       print(formatChecks(checks));
       for (const e of errors) print(red(`  FAIL ${e.host}: ${e.error}`));
       print(ok ? green('Verification passed.') : red(`Verification failed: ${checks.filter((c) => !c.ok).length + errors.length} check(s)${reverted.length ? `, ${reverted.length} host(s) reverted by their dead-man's switch` : ''}.`));
+      for (const l of why) print(red(l));
     }
     return ok ? EXIT.ok : EXIT.failedRolledBack;
   } finally {
