@@ -55,7 +55,8 @@ const filterTable = () => onHost('proxy', "iptables-save -t filter | grep -v '^#
 async function doctorFinding(inventory: string, id: string) {
   const r = await dsrctl(['doctor', '-i', inventory, '--json']);
   const j = expectJson(r, 'doctor --json');
-  const f = (j.findings as { host: string; id: string; severity: string; title: string; evidence: string[] }[]).find((x) => x.host === 'proxy' && x.id === id);
+  const findings = (j.hosts as { findings: { host: string; id: string; severity: string; title: string; evidence: string[] }[] }[]).flatMap((h) => h.findings);
+  const f = findings.find((x) => x.host === 'proxy' && x.id === id);
   expect(f, show(r, `doctor: proxy ${id}`)).toBeDefined();
   return f!;
 }
