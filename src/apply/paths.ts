@@ -9,3 +9,6 @@ export function newRunId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   return `${stamp}-${Math.random().toString(36).slice(2, 8)}`;
 }
+
+/** Statuses of a run whose changes are still in place (the rollback runner's `--all` undoes them). */
+export const ACTIVE_RUN_STATUSES = ['applying', 'applied', 'committed', 'rollback-failed'] as const;

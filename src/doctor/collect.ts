@@ -35,13 +35,15 @@ export interface ProcInfo {
   user?: string;
   /** CapEff as printed: 16 hex digits */
   capEff: string;
+  /** CapBnd as printed (the bounding set: what the process and its children can ever hold); absent in older output */
+  capBnd?: string;
   cmd: string;
 }
 
 export interface ErrorLogRead {
   path: string;
   status: 'ok' | 'unreadable' | 'missing';
-  /** the `IP_TRANSPARENT` lines among the last ERROR_LOG_TAIL lines (at most 20, newest last) */
+  /** the `IP_TRANSPARENT` and `capset()` lines among the last ERROR_LOG_TAIL lines (at most 20, newest last) */
   lines: string[];
 }
 
@@ -97,9 +99,10 @@ proc() {
   _d=${'$'}{2%/status}
   _u=$(sed -n 's/^Uid:[[:space:]]*//p' "$2" 2>/dev/null | tr -s ' \t' ',,')
   _e=${'$'}{_u#*,}; _e=${'$'}{_e%%,*}
-  printf '%s pid=%s uid=%s user=%s capeff=%s cmd=%s\n' "$1" "${'$'}{_d#/proc/}" "$_u" \
+  printf '%s pid=%s uid=%s user=%s capeff=%s capbnd=%s cmd=%s\n' "$1" "${'$'}{_d#/proc/}" "$_u" \
     "$(awk -F: -v u="$_e" '$3 == u { print $1; exit }' /etc/passwd 2>/dev/null)" \
     "$(sed -n 's/^CapEff:[[:space:]]*//p' "$2" 2>/dev/null)" \
+    "$(sed -n 's/^CapBnd:[[:space:]]*//p' "$2" 2>/dev/null)" \
     "$(tr '\0' ' ' <"$_d/cmdline" 2>/dev/null | sed 's/ *$//')"
 }
 `;
@@ -139,7 +142,7 @@ export function buildDoctorScript(req: DoctorRequest): string {
       '  set -f',
       `  for _f in $( { grep -RhoE '^[[:space:]]*error_log[[:space:]]+/[^[:space:];]+' ${q(dir)} 2>/dev/null | awk '{print $2}'; echo /var/log/nginx/error.log; } | sort -u); do`,
       `    printf 'file=%s\\n' "$_f"`,
-      `    if [ -f "$_f" ] && [ -r "$_f" ]; then printf 'status=ok\\n'; tail -n ${ERROR_LOG_TAIL} "$_f" 2>/dev/null | grep -F 'IP_TRANSPARENT' | tail -n 20 | sed 's/^/line=/'`,
+      `    if [ -f "$_f" ] && [ -r "$_f" ]; then printf 'status=ok\\n'; tail -n ${ERROR_LOG_TAIL} "$_f" 2>/dev/null | grep -F -e 'IP_TRANSPARENT' -e 'capset()' | tail -n 20 | sed 's/^/line=/'`,
       `    elif [ -e "$_f" ]; then printf 'status=unreadable\\n'; else printf 'status=missing\\n'; fi`,
       '  done',
       '  set +f',
@@ -182,9 +185,16 @@ export function doctorRequest(inv: Inventory, role: 'proxy' | 'upstream', facts:
 }
 
 function procLine(section: string, line: string): ProcInfo {
-  const m = /^(?:master|worker) pid=(\d+) uid=([\d,]*) user=(\S*) capeff=([0-9a-fA-F]*) cmd=(.*)$/.exec(line);
-  if (!m) throw new FactsParseError(section, 'expected "master|worker pid=N uid=U,U,U,U user=NAME capeff=HEX cmd=..."', line);
-  return { pid: Number(m[1]), uids: m[2]!.split(',').filter((x) => x !== '').map(Number), ...(m[3] ? { user: m[3] } : {}), capEff: m[4]!, cmd: m[5]! };
+  const m = /^(?:master|worker) pid=(\d+) uid=([\d,]*) user=(\S*) capeff=([0-9a-fA-F]*)(?: capbnd=([0-9a-fA-F]*))? cmd=(.*)$/.exec(line);
+  if (!m) throw new FactsParseError(section, 'expected "master|worker pid=N uid=U,U,U,U user=NAME capeff=HEX capbnd=HEX cmd=..."', line);
+  return {
+    pid: Number(m[1]),
+    uids: m[2]!.split(',').filter((x) => x !== '').map(Number),
+    ...(m[3] ? { user: m[3] } : {}),
+    capEff: m[4]!,
+    ...(m[5] ? { capBnd: m[5] } : {}),
+    cmd: m[6]!,
+  };
 }
 
 function parseIpt(s: Section | undefined): IptablesBackendRead {

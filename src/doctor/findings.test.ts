@@ -8,6 +8,9 @@
  *                the router, dev3 an address in 192.168.99.0/24, dev4 all.rp_filter=1
  *   rnat-fresh   dsr-router-nat lab, nothing applied
  *   rnat-demux   dsr-router-nat applied, then udp_early_demux=1 on the proxy
+ *   ipt-keep     (proxy only) ip-transparency applied with nginx_user: keep: Debian's `user www-data;`
+ *   ipt-keep-capbnd-cut  (proxy only) the same, nginx then restarted under `setpriv --bounding-set -net_raw`:
+ *                every worker exits at start (capset() failed), nginx gives up respawning them
  */
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
@@ -249,6 +252,42 @@ describe('diagnose: ip-transparency', () => {
     // the lab's management network is connected to every upstream
     expect(find(fs, 'dev1', 'overlap')).toMatchObject({ severity: 'error' });
     expect(find(fs, 'proxy', 'overlap').severity).toBe('ok'); // the proxy's private side is 172.16.0.0/24
+  });
+});
+
+describe('diagnose: unprivileged workers (proxy.nginx_user: keep)', () => {
+  it('workers as www-data holding CAP_NET_RAW only: ok, the evidence shows uid and CapEff', () => {
+    const fs = run('ipt-keep');
+    const w = find(fs, 'proxy', 'nginx-workers');
+    expect(w.severity).toBe('ok');
+    expect(w.title).toBe('nginx workers run as www-data (uid 33) and hold CAP_NET_RAW: `transparent` binds work, `user root` is not needed');
+    expect(w.evidence.filter((e) => e.startsWith('worker '))[0]).toMatch(
+      /^worker pid \d+ "nginx: worker process": uid 33 \(www-data\), CapEff 0000000000002000 = CAP_NET_RAW only, CapBnd 000001fffeffffff$/,
+    );
+    expect(find(fs, 'proxy', 'nginx-error-log').severity).not.toBe('error');
+  });
+
+  it('CAP_NET_RAW cut from the bounding set: no workers left, and doctor says why and what to do', () => {
+    const fs = run('ipt-keep-capbnd-cut');
+    const w = find(fs, 'proxy', 'nginx-workers');
+    expect(w.severity).toBe('error');
+    expect(w.title).toBe(
+      "nginx has no worker processes: unprivileged workers exit at start because CAP_NET_RAW was cut from nginx's capability bounding set (CapBnd 000001fffeffdfff): with `transparent` in the config each worker must keep CAP_NET_RAW (nginx >= 1.13.8), its capset() fails, and nginx gives up respawning it",
+    );
+    expect(w.evidence).toContainEqual(expect.stringMatching(/^master pid \d+ "nginx: master process nginx": uid 0 \(root\), CapEff 000001fffeffdfff = CAP_NET_ADMIN among others, CapBnd 000001fffeffdfff \(no CAP_NET_RAW\)$/));
+    expect(w.evidence).toContainEqual(expect.stringMatching(/^\/var\/log\/nginx\/error\.log: .*\[emerg\].*capset\(\) failed \(1: Operation not permitted\)$/));
+    expect(w.fix).toMatch(/^give nginx CAP_NET_RAW back \(systemd: add it to the unit's CapabilityBoundingSet=.*then restart nginx.*; or run the workers as root \(`user root;`, proxy\.nginx_user: root\): CAP_NET_ADMIN is left/);
+  });
+
+  it('workers alive as www-data without CAP_NET_RAW under a cut bounding set: the cut is named', () => {
+    const { inv, hosts } = loadCase('ipt-keep');
+    const d = hosts[0]!.doctor!.nginx!;
+    d.master = { ...d.master!, capBnd: '000001fffeffcfff' };
+    d.workers = d.workers.map((w) => ({ ...w, capEff: '0000000000000000', capBnd: '000001fffeffcfff' }));
+    const w = find(diagnose(inv, hosts), 'proxy', 'nginx-workers');
+    expect(w.severity).toBe('error');
+    expect(w.title).toMatch(/^nginx workers run as www-data \(uid 33\) without CAP_NET_RAW, and CAP_NET_RAW was cut from nginx's capability bounding set \(CapBnd 000001fffeffcfff\)/);
+    expect(w.fix).not.toMatch(/CAP_NET_ADMIN is left/);
   });
 });
 

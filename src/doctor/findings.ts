@@ -7,6 +7,7 @@ import type { Inventory, Upstream } from '../inventory/schema.js';
 import type { HostFacts, IpRoute } from '../facts/types.js';
 import { chooseNatBackend, kernelAtLeast } from '../resources/nat-backend.js';
 import { currentForwardFilter, FORWARD_CHAIN } from '../resources/forward-filter.js';
+import { CAP_NET_ADMIN, CAP_NET_RAW, NGINX_KEEPS_CAP, decodeCaps, versionAtLeast } from '../resources/nginx/user-decision.js';
 import type { DoctorOutput, ProcInfo } from './collect.js';
 import { ERROR_LOG_TAIL } from './collect.js';
 import type { Finding } from './types.js';
@@ -22,35 +23,9 @@ export interface HostEvidence {
   error?: string;
 }
 
-export const CAP_NET_ADMIN = 12;
-export const CAP_NET_RAW = 13;
-/** nginx keeps CAP_NET_RAW in its workers for `transparent` since this version */
-export const NGINX_KEEPS_CAP = '1.13.8';
+export { CAP_NET_ADMIN, CAP_NET_RAW, NGINX_KEEPS_CAP, decodeCaps, versionAtLeast } from '../resources/nginx/user-decision.js';
 /** the guide's "Missing Packets" fix */
 export const GUIDE_RP_FILTER_FIX = 'for f in /proc/sys/net/ipv4/conf/*/rp_filter; do echo 0 > $f ; done';
-
-// ---------------------------------------------------------------------------------------------
-// small pure helpers
-
-/** Capability numbers set in a CapEff hex mask. */
-export function decodeCaps(hex: string): Set<number> {
-  const out = new Set<number>();
-  if (!/^[0-9a-fA-F]+$/.test(hex)) return out;
-  const v = BigInt(`0x${hex}`);
-  for (let i = 0; i < 64; i++) if ((v >> BigInt(i)) & 1n) out.add(i);
-  return out;
-}
-
-export function versionAtLeast(version: string | null, min: string): boolean {
-  if (!version) return false;
-  const a = version.split('.').map((x) => Number.parseInt(x, 10) || 0);
-  const b = min.split('.').map(Number);
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    const d = (a[i] ?? 0) - (b[i] ?? 0);
-    if (d !== 0) return d > 0;
-  }
-  return true;
-}
 
 /** "a.b.c.d/n" for an address or CIDR. */
 function cidr(s: string): string {
@@ -125,7 +100,9 @@ const fixApply = (what: string) => `${what}, or run \`dsrctl apply -i INVENTORY\
 const procText = (p: ProcInfo) => {
   const caps = decodeCaps(p.capEff);
   const named = [caps.has(CAP_NET_ADMIN) && 'CAP_NET_ADMIN', caps.has(CAP_NET_RAW) && 'CAP_NET_RAW'].filter(Boolean);
-  return `pid ${p.pid} "${p.cmd}": uid ${new Set(p.uids).size === 1 ? p.uids[0] : p.uids.join(' ')}${p.user ? ` (${p.user})` : ''}, CapEff ${p.capEff}${named.length ? ` = ${named.join(' + ')} among others` : ' (no CAP_NET_RAW, no CAP_NET_ADMIN)'}`;
+  const bnd = p.capBnd ? decodeCaps(p.capBnd) : null;
+  const cut = bnd && !bnd.has(CAP_NET_RAW) ? ` (no CAP_NET_RAW${bnd.has(CAP_NET_ADMIN) ? '' : ', no CAP_NET_ADMIN'})` : '';
+  return `pid ${p.pid} "${p.cmd}": uid ${new Set(p.uids).size === 1 ? p.uids[0] : p.uids.join(' ')}${p.user ? ` (${p.user})` : ''}, CapEff ${p.capEff}${named.length ? ` = ${named.join(' + ')}${caps.size > named.length ? ' among others' : ' only'}` : ' (no CAP_NET_RAW, no CAP_NET_ADMIN)'}${p.capBnd ? `, CapBnd ${p.capBnd}${cut}` : ''}`;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -216,7 +193,24 @@ function nginxWorkers(inv: Inventory, h: HostEvidence): Finding[] {
     ...(d.nginx.transparentLines.length ? d.nginx.transparentLines.map((l) => `config: ${l}`) : ['config: no `proxy_bind ... transparent` under the nginx config directory']),
   ];
   const base = { id: 'nginx-workers', host: h.name, evidence };
-  if (workers.length === 0) return [{ ...base, severity: 'warn', title: `nginx master ${n.masterPid} has no worker processes`, fix: 'reload or restart nginx and check its error log' }];
+  const masterBnd = d.nginx.master?.capBnd ? decodeCaps(d.nginx.master.capBnd) : null;
+  const bndCut = masterBnd !== null && !masterBnd.has(CAP_NET_RAW);
+  const capsetLines = (d.nginx.errorLogs ?? []).flatMap((l) => l.lines.filter((x) => /capset\(\) failed/.test(x)).map((x) => `${l.path}: ${x}`));
+  const cutFix = (adminLeft: boolean) =>
+    `give nginx CAP_NET_RAW back (systemd: add it to the unit's CapabilityBoundingSet=, e.g. \`systemctl edit nginx\`; a container: cap_add NET_RAW), then restart nginx (a reload keeps the master's bounding set)${adminLeft ? "; or run the workers as root (`user root;`, proxy.nginx_user: root): CAP_NET_ADMIN is left, and root workers can use it" : ''}`;
+  if (workers.length === 0) {
+    if (capsetLines.length || bndCut)
+      return [
+        {
+          ...base,
+          evidence: [...evidence, ...capsetLines.slice(-3)],
+          severity: 'error',
+          title: `nginx has no worker processes: unprivileged workers exit at start because CAP_NET_RAW was cut from nginx's capability bounding set${d.nginx.master?.capBnd ? ` (CapBnd ${d.nginx.master.capBnd})` : ''}: with \`transparent\` in the config each worker must keep CAP_NET_RAW (nginx >= ${NGINX_KEEPS_CAP}), its capset() fails, and nginx gives up respawning it`,
+          fix: cutFix(masterBnd?.has(CAP_NET_ADMIN) ?? false),
+        },
+      ];
+    return [{ ...base, severity: 'warn', title: `nginx master ${n.masterPid} has no worker processes`, fix: 'reload or restart nginx and check its error log' }];
+  }
   const euid = (w: ProcInfo) => w.uids[1] ?? w.uids[0];
   const who = (w: ProcInfo) => (euid(w) === 0 ? 'root' : w.user ? `${w.user} (uid ${euid(w)})` : `uid ${euid(w)}`);
   const capable = (w: ProcInfo) => decodeCaps(w.capEff).has(CAP_NET_RAW) || decodeCaps(w.capEff).has(CAP_NET_ADMIN);
@@ -238,6 +232,15 @@ function nginxWorkers(inv: Inventory, h: HostEvidence): Finding[] {
         severity: 'error',
         title: 'nginx workers run as root but without CAP_NET_RAW or CAP_NET_ADMIN: the capability bounding set was cut (systemd CapabilityBoundingSet=, a container, setpriv), so setsockopt(IP_TRANSPARENT) fails',
         fix: "give nginx CAP_NET_RAW back (e.g. add CAP_NET_RAW to the unit's CapabilityBoundingSet= / AmbientCapabilities=, or the container's cap_add), then restart nginx (a reload keeps the master's bounding set)",
+      },
+    ];
+  if (bndCut || (w0.capBnd && !decodeCaps(w0.capBnd).has(CAP_NET_RAW)))
+    return [
+      {
+        ...base,
+        severity: 'error',
+        title: `nginx workers run as ${who(w0)} without CAP_NET_RAW, and CAP_NET_RAW was cut from nginx's capability bounding set (CapBnd ${d.nginx.master?.capBnd ?? w0.capBnd}): unprivileged workers cannot keep it for \`transparent\`, so setsockopt(IP_TRANSPARENT) fails`,
+        fix: cutFix((masterBnd ?? decodeCaps(w0.capBnd ?? '')).has(CAP_NET_ADMIN)),
       },
     ];
   return [

@@ -23,9 +23,9 @@ export function parseFacts(stdout: string): HostFacts {
   const sections = splitSections(stdout);
   const single = new Map<SingleName, Section>();
   const optional = new Map<string, Section>();
-  const repeated: Record<'sysctl' | 'file' | 'tc' | 'rt-tables', Section[]> = { sysctl: [], file: [], tc: [], 'rt-tables': [] };
+  const repeated: Record<'sysctl' | 'file' | 'tc' | 'rt-tables' | 'journal-file', Section[]> = { sysctl: [], file: [], tc: [], 'rt-tables': [], 'journal-file': [] };
   for (const s of sections) {
-    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc' || s.name === 'rt-tables') repeated[s.name].push(s);
+    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc' || s.name === 'rt-tables' || s.name === 'journal-file') repeated[s.name].push(s);
     else if ((SINGLE as readonly string[]).includes(s.name)) {
       if (single.has(s.name as SingleName)) throw new FactsParseError(s.name, `section appears twice (line ${s.line})`);
       single.set(s.name as SingleName, s);
@@ -130,9 +130,23 @@ export function parseFacts(stdout: string): HostFacts {
     nat: parseNatProbe(get('nat-probe').body),
     tc: Object.fromEntries(repeated.tc.map((t) => parseTc(t.body))),
     stateDir,
+    journalBackups: Object.fromEntries(repeated['journal-file'].flatMap((s) => parseJournalFile(s.body))),
     dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
     incomplete,
   };
+}
+
+/** One `journal-file` section: path=, and run= content= (base64) when a run still in place has a copy. */
+function parseJournalFile(body: string): [string, { run: string; content: string }][] {
+  const kv = parseKeyValues('journal-file', body);
+  const path = kv.get('path');
+  if (!path) throw new FactsParseError('journal-file', 'no path= line', body.split('\n')[0] ?? '');
+  const run = kv.get('run');
+  const b64 = kv.get('content');
+  if (run === undefined || b64 === undefined) return [];
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-file', `${path}: content= is not base64`, b64.slice(0, 80));
+  // latin1, like every file's content in the facts: one char per byte
+  return [[path, { run, content: Buffer.from(b64, 'base64').toString('latin1') }]];
 }
 
 /** `rt_tables`: "100 transparent" lines -> name -> number (main, local and default keep their names). */

@@ -1,6 +1,8 @@
 import { quote } from 'shell-quote';
 import { FACTS_FORMAT_VERSION, SHELL_PRELUDE } from './format.js';
 import type { FactsRequest } from './types.js';
+import { ACTIVE_RUN_STATUSES } from '../apply/paths.js';
+import { encodePath } from '../resources/nginx-files.js';
 
 /** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
 export const DSRCTL_STATE_FILES = {
@@ -96,6 +98,22 @@ fileinfo() {
   fi
   e "$1" 0
 }
+# journal_file PATH ENCODED: PATH as the oldest run whose changes are still in place found it: that
+# run's first backup of it (files/NNN-ENCODED, the lowest NNN)
+journal_file() {
+  b journal-file
+  printf 'path=%s\n' "$1"
+  for _r in $(ls -1 /var/lib/dsrctl/runs 2>/dev/null | sort); do
+    case "$(cat "/var/lib/dsrctl/runs/$_r/status" 2>/dev/null)" in
+      ${ACTIVE_RUN_STATUSES.join('|')}) ;;
+      *) continue ;;
+    esac
+    _jf=
+    for _c in "/var/lib/dsrctl/runs/$_r/files/"[0-9][0-9][0-9]-"$2"; do [ -f "$_c" ] && { _jf=$_c; break; }; done
+    if [ -n "$_jf" ] && [ -r "$_jf" ] && have base64; then printf 'run=%s\n' "$_r"; printf 'content=%s\n' "$(b64 <"$_jf")"; break; fi
+  done
+  e journal-file 0
+}
 # sysctl KEY PROCPATH
 sysctl_value() {
   b sysctl
@@ -144,6 +162,8 @@ const NGINX = String.raw`
       printf 'pid=%s\n' "$_p"
       if kill -0 "$_p" 2>/dev/null || [ -d "/proc/$_p" ]; then printf 'alive=1\n'; else printf 'alive=0\n'; fi
       if [ -r "/proc/$_p/comm" ]; then printf 'comm=%s\n' "$(cat "/proc/$_p/comm" 2>/dev/null)"; fi
+      _cb=$(sed -n 's/^CapBnd:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)
+      if [ -n "$_cb" ]; then printf 'capbnd=%s\n' "$_cb"; fi
     fi
   fi
   e nginx-pid 0
@@ -194,6 +214,7 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
     ...(req.interfaces ?? []).map((i) => `  b tc; printf 'dev=%s\\n' ${q(checkIfname(i))}; tc qdisc show dev ${q(i)} 2>/dev/null; printf '%s\\n' '--filters--'; tc filter show dev ${q(i)} 2>/dev/null; e tc 0`),
     NGINX.replace(/^\n|\n$/g, ''),
     ...files.map((p) => `  fileinfo file ${q(p)}`),
+    ...[...new Set(req.journalFiles ?? [])].map(checkFactsPath).map((p) => `  journal_file ${q(p)} ${q(encodePath(p))}`),
     `  fileinfo dsrctl-journal ${q(DSRCTL_STATE_FILES.journal)}`,
     `  fileinfo dsrctl-lock ${q(DSRCTL_STATE_FILES.lock)}`,
     `  fileinfo dsrctl-reverted ${q(DSRCTL_STATE_FILES.reverted)}`,

@@ -102,6 +102,8 @@ export interface NginxFacts {
   pidFile?: string;
   /** `load_module` lines found in the main config and modules-enabled/*.conf */
   loadModules?: string[];
+  /** the running master's capability bounding set (CapBnd of /proc/PID/status, 16 hex digits); workers inherit it */
+  capBnd?: string;
 }
 
 export interface NginxLink {
@@ -146,6 +148,11 @@ export interface HostFacts {
   tc: Record<string, TcFacts>;
   /** /var/lib/dsrctl itself (owner, mode, its parent); null from an older facts script */
   stateDir?: FileFact | null;
+  /**
+   * Requested files as the oldest run of dsrctl still in place found them: that run's byte copy
+   * (runs/<run>/files/<key>), i.e. the file before dsrctl changed it. Absent: no such copy.
+   */
+  journalBackups?: Record<string, { run: string; content: string }>;
   /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
   dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
   /** sections whose command was missing or failed, so that part of the facts is unknown
@@ -159,6 +166,8 @@ export interface FactsRequest {
   files: string[];
   /** interfaces whose tc qdiscs and filters are read */
   interfaces?: string[];
+  /** files whose copy in the oldest active dsrctl run is read (facts.journalBackups) */
+  journalFiles?: string[];
 }
 
 export interface NftFacts {

@@ -107,6 +107,11 @@ export const inventorySchema = z
         private_ip: ipv4,
         private_interface: iface,
         masquerade: z.boolean().default(false),
+        /**
+         * the workers' user: `root` (the guide's `user root;`) or `keep` (leave `user` alone; nginx
+         * >= 1.13.8 keeps CAP_NET_RAW in unprivileged workers). Unset: keep where the facts allow it.
+         */
+        nginx_user: z.enum(['keep', 'root'], { error: 'must be keep or root' }).optional(),
         /** main nginx config whose `user` directive dsrctl edits */
         nginx_conf: absPath.default('/etc/nginx/nginx.conf'),
         /** the file dsrctl owns: backed up when it exists, restored byte for byte on rollback */

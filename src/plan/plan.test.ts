@@ -52,7 +52,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
       ['dev4', 'upstream'],
     ]);
     expect(host(targets, 'proxy').desired).toEqual([
-      { kind: 'nginx-main-directive', spec: { directive: 'user', args: ['root'] } },
+      { kind: 'nginx-user', spec: {} },
       { kind: 'nginx-exclusive-port', spec: {} },
       { kind: 'nginx-managed-config', spec: {} },
       // no forwarding without masquerade: replies are delivered to nginx locally
@@ -104,14 +104,16 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     const inv = labInventory();
     const targets = desiredHosts(inv, pb);
     expect(factsRequest(labInventory({ masquerade: true }), pb, host(desiredHosts(labInventory({ masquerade: true }), pb), 'proxy')).sysctls).toEqual(['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects']);
-    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: [], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [] });
+    // nginx.conf as the oldest dsrctl run still in place found it: the user it had before `user root;`
+    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: [], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [], journalFiles: ['/etc/nginx/nginx.conf'] });
     expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
   });
 });
 
-/** The proxy as it was before dsrctl: proxy-applied's real output without what the guide added. */
+/** The proxy as it was before dsrctl: proxy-applied's real output without what the guide added, and a running Debian nginx (user www-data, full CapBnd). */
 function pristineProxy(): HostFacts {
   const f = fixture('proxy-applied');
+  f.nginx = fixture('proxy-nginx-www-data').nginx;
   f.rules = f.rules.filter((r) => r.fwmark === undefined);
   f.routes = f.routes.filter((r) => r.table !== '100');
   f.sysctl['net.ipv4.ip_forward'] = '0';
@@ -139,13 +141,14 @@ function plan(name: string, facts: HostFacts, inv = labInventory()) {
 const ids = (p: ReturnType<typeof plan>) => p.changes.map((c) => c.id);
 
 describe('planHost on real facts', () => {
-  it('pristine proxy: every resource changes, in playbook order', () => {
+  it('pristine proxy (Debian nginx, user www-data): `user` is kept, every other resource changes, in playbook order; the plan says why', () => {
     const p = plan('proxy', pristineProxy());
     expect(p.host).toBe('proxy');
     expect(p.role).toBe('proxy');
-    expect(p.notes).toEqual([]);
+    expect(p.notes).toEqual([
+      "nginx user: keep (nginx 1.22.1 >= 1.13.8 and CAP_NET_RAW in its capability bounding set (CapBnd 000001fffeffffff): the workers keep their user and hold only CAP_NET_RAW for `transparent` (proxy.nginx_user: keep, the default here; root is the guide's way))",
+    ]);
     expect(ids(p)).toEqual([
-      'file /etc/nginx/nginx.conf',
       `file ${MANAGED}`,
       'ip rule fwmark 0x1 lookup 100',
       'ip route local 0.0.0.0/0 dev lo table 100',
@@ -153,16 +156,23 @@ describe('planHost on real facts', () => {
     ]);
     // only the first rule in the table iptables-nft will create carries the table guard
     const guards = p.changes.map((c) => c.undo.filter((s) => 'sh' in s).length);
-    expect(guards).toEqual([0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(guards).toEqual([0, 0, 0, 1, 0, 0, 0]);
     const reload = p.changes.filter((c) => c.notify?.includes('nginx-reload')).map((c) => c.kind);
-    expect(reload).toEqual(['nginx-main-directive', 'nginx-managed-config']);
+    expect(reload).toEqual(['nginx-managed-config']);
+  });
+
+  it('pristine proxy with nginx_user: root: the guide\'s `user root;` first', () => {
+    const inv = labInventory();
+    const p = plan('proxy', pristineProxy(), { ...inv, proxy: { ...inv.proxy, nginx_user: 'root' } });
+    expect(p.changes[0]!.summary).toBe('/etc/nginx/nginx.conf: user www-data; -> user root;');
+    expect(p.notes).toEqual(["nginx user: root (proxy.nginx_user: root: the guide's `user root;`)"]);
   });
 
   it('pristine proxy with masquerade: the forward filter, ip_forward and 4 MASQUERADE rules more, the first nat rule guarding its table too', () => {
     const p = plan('proxy', pristineProxy(), labInventory({ masquerade: true }));
-    expect(p.changes).toHaveLength(14);
-    expect(p.changes.slice(2, 4).map((c) => c.id)).toEqual(['iptables -t filter chain DSRCTL-FORWARD', 'sysctl net.ipv4.ip_forward']);
-    const nat = p.changes.slice(10);
+    expect(p.changes).toHaveLength(13);
+    expect(p.changes.slice(1, 3).map((c) => c.id)).toEqual(['iptables -t filter chain DSRCTL-FORWARD', 'sysctl net.ipv4.ip_forward']);
+    const nat = p.changes.slice(9);
     expect(nat.map((c) => renderStep(c.do[0]!, '/r'))).toEqual(
       UPSTREAM_IPS.map((ip) => `iptables -w -t nat -A POSTROUTING -s ${ip}/32 -o pub0 -m comment --comment dsrctl -j MASQUERADE`),
     );

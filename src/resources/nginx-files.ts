@@ -3,7 +3,8 @@ import { dirname } from 'node:path';
 import { PlanError, type ResourceKind, type PlanContext } from './types.js';
 import type { Change, Step } from '../plan/types.js';
 import type { DirStat, FileFact, HostFacts } from '../facts/types.js';
-import { setMainDirective, ensureStreamContext } from './nginx/main-directive.js';
+import { setMainDirective, ensureStreamContext, getMainDirective, mainDirectiveText, restoreMainDirective } from './nginx/main-directive.js';
+import { decideNginxUser } from './nginx/user-decision.js';
 import { renderManagedConfig } from './nginx/render.js';
 import { unifiedDiff } from './nginx/diff.js';
 
@@ -141,6 +142,48 @@ export const nginxMainDirective: ResourceKind<z.infer<typeof directiveSchema>> =
     const result = nginxEdit(ctx, pf.fact.path, () => setMainDirective(pf.content!, spec.directive, spec.args));
     if (!result.changed) return null;
     return fileChange('nginx-main-directive', pf, result.content, `${pf.fact.path}: ${result.before === undefined || result.before === null ? `(no ${spec.directive})` : forDisplay(result.before)} -> ${spec.directive} ${spec.args.join(' ')};`, ctx);
+  },
+};
+
+/**
+ * The `user` of nginx's workers (proxy.nginx_user). `root`: the guide's `user root;`. `keep` (the
+ * default where nginx keeps CAP_NET_RAW for unprivileged workers): `user` is left alone, except
+ * that a `user root;` an earlier dsrctl run put there goes back to what that run recorded (the copy
+ * of nginx.conf in the oldest run still in place). The plan says which and why.
+ */
+export const nginxUser: ResourceKind<Record<string, never>> = {
+  kind: 'nginx-user',
+  schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
+  facts: (_, ctx) => ({ files: [ctx.inventory.proxy.nginx_conf], journalFiles: [ctx.inventory.proxy.nginx_conf] }),
+  plan(_, facts, ctx) {
+    const pf = mainConf(facts, ctx);
+    const path = pf.fact.path;
+    const decision = decideNginxUser(ctx.inventory.proxy.nginx_user, facts.nginx);
+    ctx.notes.push(`nginx user: ${decision.user} (${decision.reason})`);
+    if (decision.warning) ctx.notes.push(`WARNING: ${decision.warning}`);
+    if (decision.user === 'root') {
+      const result = nginxEdit(ctx, path, () => setMainDirective(pf.content!, 'user', ['root']));
+      if (!result.changed) return null;
+      return fileChange('nginx-user', pf, result.content, `${path}: ${result.before === undefined || result.before === null ? '(no user)' : forDisplay(result.before)} -> user root;`, ctx);
+    }
+    const current = nginxEdit(ctx, path, () => getMainDirective(pf.content!, 'user'));
+    if (current?.[0] !== 'root') return null;
+    const backup = facts.journalBackups?.[path];
+    const before = backup ? nginxEdit(ctx, `${path} (copy in run ${backup.run})`, () => mainDirectiveText(backup.content, 'user')) : undefined;
+    if (backup === undefined || before === undefined || /^user\s+root\s*;$/.test(before ?? '')) {
+      ctx.notes.push(`${path} says \`user root;\` and no dsrctl run still in place put it there: left as it is (not needed here)`);
+      return null;
+    }
+    const result = nginxEdit(ctx, path, () => restoreMainDirective(pf.content!, 'user', before));
+    if (!result.changed) return null;
+    const was = mainDirectiveText(pf.content!, 'user');
+    return fileChange(
+      'nginx-user',
+      pf,
+      result.content,
+      `${path}: ${forDisplay(was ?? '')} -> ${before === null ? '(no user)' : forDisplay(before)} (put back: run ${backup.run} set \`user root;\`, which nginx ${facts.nginx.version} does not need)`,
+      ctx,
+    );
   },
 };
 

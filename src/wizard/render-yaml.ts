@@ -32,13 +32,14 @@ export interface RenderOptions {
 
 const WHAT_DSRCTL_DOES: Record<Mode, string[]> = {
   'ip-transparency': [
-    'proxy: nginx `proxy_bind $remote_addr transparent;` (UDP: proxy_responses 1), `user root;`,',
-    '  ip rule fwmark 1 lookup 100, local route 0.0.0.0/0 dev lo table 100, iptables mangle MARK on the',
-    "  upstreams' replies; upstreams: default route via the proxy's private address.",
+    'proxy: nginx `proxy_bind $remote_addr transparent;` (UDP: proxy_responses 1), workers keep their user',
+    '  (nginx >= 1.13.8; else `user root;`), ip rule fwmark 1 lookup 100, local route 0.0.0.0/0 dev lo',
+    '  table 100, iptables mangle MARK on the upstreams\' replies; upstreams: default route via the',
+    "  proxy's private address.",
   ],
   'dsr-router-nat': [
-    'proxy: nginx `proxy_bind $remote_addr:$remote_port transparent; proxy_responses 0;`, ip_forward=1,',
-    "  stateless NAT on the public interface rewriting the upstreams' replies to the public address;",
+    'proxy: nginx `proxy_bind $remote_addr:$remote_port transparent; proxy_responses 0;`, ip_forward=1',
+    "  limited to the upstreams' replies, stateless NAT on the public interface rewriting the upstreams' replies to the public address;",
     "  upstreams: default route via the proxy's private address.",
   ],
   'dsr-origin-nat': [

@@ -78,7 +78,8 @@ describe('dsrctl doctor (read-only troubleshooting)', () => {
     expect(r.code, show(r, 'doctor after apply')).toBe(0);
     for (const u of UPSTREAMS) expect(get(findings, u, 'upstream-default-route')?.severity, u).toBe('ok');
     expect(findings.filter((f) => f.severity === 'error')).toEqual([]);
-    expect(get(findings, 'proxy', 'nginx-workers')?.title).toMatch(/^nginx workers run as root: `user root` works but is not needed with nginx 1\.22/);
+    // nginx_user: keep (the default here): Debian's www-data workers hold CAP_NET_RAW alone
+    expect(get(findings, 'proxy', 'nginx-workers')?.title).toBe('nginx workers run as www-data (uid 33) and hold CAP_NET_RAW: `transparent` binds work, `user root` is not needed');
   });
 
   it('rp_filter=1 set by hand on the proxy\'s priv0 is found, with the guide\'s fix', async () => {

@@ -78,13 +78,14 @@ function dsrSuite(mode: Mode): void {
       const proxy = hostJson(j, 'proxy');
       const byKind = (host: any, kind: string) => host.changes.filter((c: any) => c.kind === kind);
 
-      // the proxy's nginx: user root, a stream { } block, the managed stream.conf
-      expect(byKind(proxy, 'nginx-main-directive').map((c: any) => c.summary), show(r)).toEqual([expect.stringMatching(/nginx\.conf: user www-data; -> user root;/)]);
+      // the proxy's nginx: `user` kept (Debian's nginx 1.22 keeps CAP_NET_RAW for unprivileged workers), a stream { } block, the managed stream.conf
+      expect(byKind(proxy, 'nginx-user'), show(r, 'nginx.conf keeps user www-data')).toEqual([]);
+      expect(proxy.notes.join('\n'), show(r, 'the plan says which user and why')).toMatch(/nginx user: keep \(nginx 1\.22\.1 >= 1\.13\.8 and CAP_NET_RAW in its capability bounding set/);
       expect(byKind(proxy, 'nginx-stream-context').map((c: any) => c.summary), show(r)).toEqual([expect.stringMatching(new RegExp(`stream \\{ \\} block with include ${STREAM_CONF}`))]);
       expect(byKind(proxy, 'nginx-managed-config').map((c: any) => c.id), show(r)).toEqual([`file ${STREAM_CONF}`]);
 
       if (router) {
-        expect(kinds(j, 'proxy'), show(r, 'router NAT: the proxy changes')).toEqual(['forward-filter', 'nginx-main-directive', 'nginx-managed-config', 'nginx-stream-context', 'stateless-nat', 'sysctl', 'sysctl']);
+        expect(kinds(j, 'proxy'), show(r, 'router NAT: the proxy changes')).toEqual(['forward-filter', 'nginx-managed-config', 'nginx-stream-context', 'stateless-nat', 'sysctl', 'sysctl']);
         expect(byKind(proxy, 'forward-filter')[0].summary, show(r, 'forwarding limited to the replies')).toMatch(/forward only the upstreams' replies \(udp sport 53\)/);
         expect(byKind(proxy, 'sysctl').map((c: any) => c.summary).sort(), show(r)).toEqual([
           expect.stringMatching(/net\.ipv4\.ip_forward 0 -> 1/),
@@ -105,7 +106,7 @@ function dsrSuite(mode: Mode): void {
         for (const ip of UPSTREAM_IPS) expect(nft.stdout).toMatch(new RegExp(`ip saddr ${ip.replace(/\./g, '\\.')} udp sport 53 ip saddr set 192\\.168\\.99\\.10 `));
         for (const u of UPSTREAMS) expect(onHost(u, 'ip route show default').stdout.trim(), u).toMatch(/^default via 172\.16\.0\.1 dev priv0/);
       } else {
-        expect(kinds(j, 'proxy'), show(r, 'origin NAT: only nginx on the proxy (no sysctl, no NAT)')).toEqual(['nginx-main-directive', 'nginx-managed-config', 'nginx-stream-context']);
+        expect(kinds(j, 'proxy'), show(r, 'origin NAT: only nginx on the proxy (no sysctl, no NAT)')).toEqual(['nginx-managed-config', 'nginx-stream-context']);
         for (const [i, u] of UPSTREAMS.entries()) {
           const h = hostJson(j, u);
           expect(kinds(j, u), show(r, `${u}: only its own NAT (no route change)`)).toEqual(['stateless-nat']);

@@ -264,30 +264,36 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
     // (that nothing else is pending after the repair, 5b's plan shows: exactly its one change)
   });
 
-  it('5b. drift: nginx.conf edited back to user www-data is one file change with a diff, and repaired', async () => {
-    // state: applied (after the repair of 5a)
-    const e = onHost('proxy', "sed -i 's/^user root;/user www-data;/' /etc/nginx/nginx.conf && grep -c '^user www-data;' /etc/nginx/nginx.conf");
-    expect(e.code, `sed on the proxy: ${e.stdout}${e.stderr}`).toBe(0);
-
-    const [p, text] = await Promise.all([run(['plan', '--json']), run(['plan'])]);
-    expectCode(p, 0, 'plan --json with nginx.conf drift');
-    const pj = expectJson(p, 'plan --json with nginx.conf drift');
+  it('5b. nginx_user: root is one nginx.conf change with a diff (the guide\'s `user root;`); back to the default, the user dsrctl recorded is put back', async () => {
+    // state: applied (after the repair of 5a): nginx_user keep left Debian's `user www-data;`
+    expect(onHost('proxy', "grep -c '^user www-data;' /etc/nginx/nginx.conf").stdout.trim(), 'keep leaves user www-data').toBe('1');
+    const rootInv = inventoryReplacing('masquerade: false', 'masquerade: false\n  nginx_user: root');
+    const [p, text] = await Promise.all([run(['plan', '--json'], rootInv), run(['plan'], rootInv)]);
+    expectCode(p, 0, 'plan --json with nginx_user: root');
+    const pj = expectJson(p, 'plan --json with nginx_user: root');
     expect(changeCounts(pj), show(p, 'exactly one change, on the proxy')).toEqual({ proxy: 1, dev1: 0, dev2: 0, dev3: 0, dev4: 0 });
     const c = hostJson(pj, 'proxy').changes[0];
     expect(c.id ?? c.summary, show(p)).toMatch(/\/etc\/nginx\/nginx\.conf/);
     expect(c.diff, show(p, 'the change must carry a diff')).toEqual(expect.stringContaining('-user www-data;'));
     expect(c.diff, show(p)).toEqual(expect.stringContaining('+user root;'));
-
     expect(text.stdout, show(text, 'the text plan shows the diff too')).toMatch(/^\s*-user www-data;$/m);
     expect(text.stdout, show(text)).toMatch(/^\s*\+user root;$/m);
+    expect(text.stdout, show(text, 'and says which user and why')).toMatch(/note: nginx user: root \(proxy\.nginx_user: root: the guide's `user root;`\)/);
 
-    const r = await run(['apply', '--yes', '--json']);
-    expectCode(r, 0, 'repair of nginx.conf');
-    expect(totalChanges(expectJson(r, 'repair of nginx.conf')), show(r)).toBe(1);
-    const g = onHost('proxy', "grep -c '^user root;' /etc/nginx/nginx.conf");
-    expect(g.stdout.trim(), 'nginx.conf has user root; again').toBe('1');
-    expect(curlSources(), 'still transparent after the repair').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
-    expectCode(await run(['plan', '--detailed-exitcode']), 0, 'plan --detailed-exitcode after the nginx.conf repair');
+    const r = await run(['apply', '--yes', '--json'], rootInv);
+    expectCode(r, 0, 'apply with nginx_user: root');
+    expect(totalChanges(expectJson(r, 'apply with nginx_user: root')), show(r)).toBe(1);
+    expect(onHost('proxy', "grep -c '^user root;' /etc/nginx/nginx.conf").stdout.trim(), 'nginx.conf has user root;').toBe('1');
+    expect(curlSources(), 'transparent with root workers').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
+
+    // the default again: the earlier run's `user root;` goes back to what that run recorded
+    const back = await run(['apply', '--yes', '--json']);
+    expectCode(back, 0, 'apply with the default nginx_user');
+    const bc = hostJson(expectJson(back, 'apply with the default'), 'proxy').changes;
+    expect(bc.map((x: any) => x.summary), show(back)).toEqual([expect.stringMatching(/^\/etc\/nginx\/nginx\.conf: user root; -> user www-data; \(put back: run \S+ set `user root;`, which nginx 1\.22\.1 does not need\)$/)]);
+    expect(onHost('proxy', "grep -c '^user www-data;' /etc/nginx/nginx.conf").stdout.trim()).toBe('1');
+    expect(curlSources(), 'still transparent with www-data workers').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
+    expectCode(await run(['plan', '--detailed-exitcode']), 0, 'plan --detailed-exitcode after the put-back');
   });
 
   // After the repair runs of 5a/5b, rollback must still bring every host back to before the first
@@ -296,7 +302,7 @@ describe('ip-transparency on the lab (tests build on each other, in order)', () 
   let afterRollback: Record<string, string>;
   let sourcesAfterRollback: string[];
   it('6b. rollback after the repair runs exits 0', async () => {
-    // state: applied, by three runs (full, 5a repair, 5b repair)
+    // state: applied, by four runs (full, 5a repair, 5b root, 5b put-back)
     const r = await run(['rollback', '--yes']);
     expectCode(r, 0, 'rollback after repair runs');
     afterRollback = snapshotAll();

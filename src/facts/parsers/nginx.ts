@@ -51,5 +51,6 @@ export function parseNginx(v: { rc: number; body: string }, loadModuleLines: str
     confPath,
     ...(pidFile ? { pidFile } : {}),
     loadModules,
+    ...(running && /^[0-9a-f]{16}$/i.test(pid.get('capbnd') ?? '') ? { capBnd: pid.get('capbnd')!.toLowerCase() } : {}),
   };
 }

@@ -101,3 +101,36 @@ export function ensureStreamContext(conf: string, includeGlob: string): EnsureSt
     includePresent: true,
   };
 }
+
+/** The statement's text byte for byte (from its name to its `;`), or null when absent. */
+export function mainDirectiveText(conf: string, name: string): string | null {
+  const s = findTopLevel(conf, name);
+  return s ? conf.slice(s.start, s.end) : null;
+}
+
+/**
+ * Put a main-context statement back as `before` (its old text, byte for byte, from a backup), or
+ * take it out when there was none: a line that held only the statement goes whole, as
+ * setMainDirective inserted it. The rest of the file stays byte-identical.
+ */
+export function restoreMainDirective(conf: string, name: string, before: string | null): { content: string; changed: boolean } {
+  const current = findTopLevel(conf, name);
+  if (before !== null && (parseNginx(before).length !== 1 || parseNginx(before)[0]!.name !== name || parseNginx(before)[0]!.block))
+    throw new NginxParseError(`not a single "${name}" statement: ${JSON.stringify(before)}`);
+  if (!current) {
+    if (before === null) return { content: conf, changed: false };
+    return setMainDirective(conf, name, parseNginx(before)[0]!.args);
+  }
+  if (before !== null) {
+    const text = conf.slice(current.start, current.end);
+    if (text === before) return { content: conf, changed: false };
+    return { content: conf.slice(0, current.start) + before + conf.slice(current.end), changed: true };
+  }
+  const lineStart = conf.lastIndexOf('\n', current.start - 1) + 1;
+  const nl = conf.indexOf('\n', current.end);
+  const lineEnd = nl < 0 ? conf.length : nl + 1;
+  const alone = conf.slice(lineStart, current.start).trim() === '' && conf.slice(current.end, lineEnd).trim() === '';
+  return alone
+    ? { content: conf.slice(0, lineStart) + conf.slice(lineEnd), changed: true }
+    : { content: conf.slice(0, current.start) + conf.slice(current.end), changed: true };
+}
