@@ -53,6 +53,7 @@ describe('inventory loading', () => {
     ['nginx.conf as managed_config under a second spelling', edit(['proxy', 'managed_config'], '/etc/nginx/./nginx.conf'), /proxy\.managed_config: is proxy\.nginx_conf \(\/etc\/nginx\/nginx\.conf\) under another spelling/],
     ['nginx.conf as managed_config with a double slash', edit(['proxy', 'managed_config'], '//etc//nginx/nginx.conf'), /proxy\.managed_config: is proxy\.nginx_conf/],
     ['a document that is not a mapping', '- just\n- a list\n', /must be a YAML mapping/],
+    ['an nginx_user other than keep or root', edit(['proxy', 'nginx_user'], 'www-data'), /proxy\.nginx_user: must be keep or root/],
   ])('rejects %s, naming the field', (_name, yaml, pattern) => {
     expect(errorOf(yaml)).toMatch(pattern);
   });
