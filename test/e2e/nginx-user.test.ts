@@ -121,7 +121,7 @@ for (const mode of MODES) {
         try {
           const d = await dsrctl(['doctor', '-i', LAB_INVENTORY, '--json']);
           const j = expectJson(d, 'doctor --json');
-          const f = (j.findings as any[]).find((x) => x.host === 'proxy' && x.id === 'nginx-workers');
+          const f = (j.hosts as { findings: any[] }[]).flatMap((h) => h.findings).find((x) => x.host === 'proxy' && x.id === 'nginx-workers');
           expect(f, show(d)).toBeDefined();
           expect(f.severity).toBe('error');
           expect(f.title).toMatch(/^nginx has no worker processes: unprivileged workers exit at start because CAP_NET_RAW was cut from nginx's capability bounding set \(CapBnd 000001fffeffdfff\)/);
