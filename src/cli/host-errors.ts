@@ -1,4 +1,4 @@
-import { hostMessage } from './prepare.js';
+import { hostMessage } from '../engine/prepare.js';
 
 /**
  * Host errors as the operator reads them: each cause once, the proxy's first (an upstream that

@@ -1,7 +1,6 @@
 import type { HostPlan, Step } from '../plan/types.js';
 import type { CheckResult } from '../verify/checks.js';
-import { renderStep } from '../apply/render-step.js';
-import { runDir } from '../apply/paths.js';
+import { displayStep } from '../plan/display-step.js';
 import { COLOR_MARK } from './terminal.js';
 
 const useColor = () => process.stdout.isTTY && !process.env.NO_COLOR;
@@ -51,28 +50,3 @@ export function formatChecks(results: CheckResult[]): string {
     .join('\n');
 }
 
-/** A step as a person reads it (shell-quote escapes `=`, which only matters in a command's first word). */
-export function displayStep(s: Step, runId = 'RUN'): string {
-  if ('sh' in s && s.display) return s.display;
-  const text = renderStep(s, runDir(runId));
-  return 'run' in s ? text.replace(/\\=/g, '=') : text;
-}
-
-/** JSON form of a plan: commands rendered exactly as they will run. */
-export function planJson(p: HostPlan, runId: string) {
-  const run = runDir(runId);
-  return {
-    host: p.host,
-    role: p.role,
-    notes: p.notes,
-    changes: p.changes.map((c) => ({
-      kind: c.kind,
-      id: c.id,
-      action: c.action,
-      summary: c.summary,
-      commands: c.do.map((s) => ('write' in s ? `write ${s.write.path}` : displayStep(s, runId))),
-      undo: c.undo.map((s) => renderStep(s, run)),
-      diff: c.diff,
-    })),
-  };
-}

@@ -165,7 +165,7 @@ export interface LiveRun {
   child: ReturnType<typeof spawn>;
   /** stdout + stderr so far, interleaved as they arrived */
   output(): string;
-  /** Resolves when a line of stdout matches `re` (rejects when the run ends first or after `timeoutMs`). */
+  /** Resolves when a line of stdout or stderr matches `re` (rejects when the run ends first or after `timeoutMs`). */
   waitFor(re: RegExp, timeoutMs?: number): Promise<string>;
   /** Resolves when the process has exited. */
   done: Promise<CliResult>;
@@ -180,7 +180,8 @@ export function dsrctlLive(args: string[], opts: { env?: NodeJS.ProcessEnv; time
   let stdout = '';
   let stderr = '';
   let all = '';
-  let buf = '';
+  // progress lines come on stderr, results on stdout: a test waits for a line of either
+  const bufs = { out: '', err: '' };
   const waiters: { re: RegExp; resolve: (l: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   const seenLines: string[] = [];
   const onLine = (line: string) => {
@@ -192,27 +193,29 @@ export function dsrctlLive(args: string[], opts: { env?: NodeJS.ProcessEnv; time
         w.resolve(line);
       }
   };
-  child.stdout!.on('data', (d: Buffer) => {
-    const s = d.toString();
-    stdout += s;
+  const feed = (which: 'out' | 'err', s: string) => {
     all += s;
-    buf += s;
+    bufs[which] += s;
     let i: number;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
+    while ((i = bufs[which].indexOf('\n')) >= 0) {
+      onLine(bufs[which].slice(0, i));
+      bufs[which] = bufs[which].slice(i + 1);
     }
+  };
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d;
+    feed('out', d.toString());
   });
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d;
-    all += d;
+    feed('err', d.toString());
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 170_000);
   const done = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      if (buf) onLine(buf);
+      for (const b of [bufs.out, bufs.err]) if (b) onLine(b);
       for (const w of waiters.splice(0)) {
         clearTimeout(w.timer);
         w.reject(new Error(`dsrctl ended (exit ${code ?? signal}) before a line matched ${w.re}:\n${all}`));

@@ -1,6 +1,7 @@
 import { Listr } from 'listr2';
-import type { GlobalOptions } from '../prepare.js';
-import { connectAndPlan, listrOptions } from '../prepare.js';
+import type { GlobalOptions } from '../progress.js';
+import { listrOptions, listrRunner } from '../progress.js';
+import { connectAndPlan } from '../../engine/prepare.js';
 import { closeAll } from '../../engine/hosts.js';
 import { connect } from '../../ssh/session.js';
 import { probeTarget } from '../../ssh/targets.js';
@@ -119,7 +120,7 @@ async function runCapture(inv: Inventory, hosts: CaptureHost[], unreachable: Map
 export async function doctorCommand(file: string, opts: DoctorOptions): Promise<number> {
   const seconds = captureSeconds(opts.capture);
   // read-only: facts without the run lock, no plan, no journal
-  const prep = await connectAndPlan(file, opts, false);
+  const prep = await connectAndPlan(file, listrRunner(opts), false);
   const { inv } = prep;
   let probe: HostSession | undefined;
   try {

@@ -1,23 +1,16 @@
-import type { GlobalOptions } from '../prepare.js';
-import { connectAndPlan } from '../prepare.js';
-import { closeAll, withSession, type HostState } from '../../engine/hosts.js';
-import type { HostRollbackResult } from '../../engine/apply-host.js';
-import { rollbackVia, releaseLocks, rollbackJson } from './apply.js';
+import type { GlobalOptions } from '../progress.js';
+import { listrRunner } from '../progress.js';
+import { rollback, type RollbackResult } from '../../engine/rollback.js';
+import { Interrupted } from '../../engine/apply.js';
+import type { PendingUndo } from '../../apply/journal-list.js';
 import { bold, green, red, yellow } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
-import { newRunId } from '../../apply/paths.js';
-import { lockInfo } from '../../apply/lock.js';
-import { pendingUndoScript, parsePendingUndo, type PendingUndo } from '../../apply/journal-list.js';
 import { watchInterruptions, isPromptInterrupt } from '../interrupt.js';
 import { summarizeHostErrors } from '../host-errors.js';
 import { undoneText } from '../undo-text.js';
 import { print, printErr } from '../terminal.js';
-import { writeReport, hostErrors, type Report } from '../report.js';
-
-/** What rollback will undo on one host, read from its journal while this run holds its lock. */
-async function pendingOn(h: HostState): Promise<PendingUndo[]> {
-  return withSession(h, async (s) => parsePendingUndo((await s.exec(pendingUndoScript(), { timeoutMs: 20_000 })).stdout));
-}
+import { writeReport } from '../report.js';
+import { rollbackReport } from '../../report/documents.js';
 
 /** The preview: per host, each change to undo (newest first), grouped by run. */
 function formatPending(pending: Map<string, PendingUndo[]>): string {
@@ -43,100 +36,51 @@ function rollbackLine(line: string): string {
   return undoneText(line.replace(/^undone /, ''));
 }
 
-/** Undo everything dsrctl applied on every host, from each host's own journal. Twice is harmless. */
+/** `dsrctl rollback`: the engine's rollback, with its preview and question on a terminal. */
 export async function rollbackCommand(file: string, opts: GlobalOptions): Promise<number> {
   if (!opts.yes && !process.stdin.isTTY) throw new UserError('rollback changes hosts: confirm on a terminal, or pass --yes when running unattended');
-  const lockRun = newRunId();
   const intr = watchInterruptions();
-  intr.busy('reading the hosts; nothing is changed yet');
-  let prep;
-  try {
-    prep = await connectAndPlan(file, opts, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock, breakArmed: true });
-  } catch (e) {
-    intr.dispose();
-    throw e;
-  }
   const say = (s: string) => {
     if (!opts.json && !opts.quiet) print(s);
   };
-  const locked = () => prep.hosts.filter((h) => h.session && h.lock?.state === 'acquired');
-  const json = (doc: Omit<Report, 'command'>) => {
-    if (opts.json) writeReport({ ...doc, command: 'rollback' } as Report);
-  };
+  let r: RollbackResult;
   try {
-    for (const n of prep.notices) say(n);
-    // upstreams first: their default route must leave before the proxy stops handling their replies
-    const order = [...locked().filter((h) => h.target.role === 'upstream'), ...locked().filter((h) => h.target.role === 'proxy')];
-    const pending = new Map<string, PendingUndo[]>();
-    const errors = new Map(prep.errors);
-    await Promise.all(
-      order.map((h) =>
-        pendingOn(h).then(
-          (p) => void pending.set(h.target.name, p),
-          (e: Error) => void errors.set(h.target.name, e),
-        ),
-      ),
-    );
-    const stop = async (code: number, message: string, result: string) => {
-      await releaseLocks(locked(), lockRun);
-      json({ result, ok: code === EXIT.ok, exitCode: code, nothingToUndo: false, errors: hostErrors(errors), hosts: [] });
-      if (!opts.json) (code === EXIT.ok ? print : printErr)(message);
-      return code;
-    };
-    if (intr.signal) return await stop(EXIT.interrupted, 'Interrupted; nothing was undone and every lock was released.', 'interrupted');
-    const total = [...pending.values()].reduce((n, l) => n + l.length, 0);
-    if (total > 0 || errors.size) say(formatPending(new Map([...order].filter((h) => pending.has(h.target.name)).map((h) => [h.target.name, pending.get(h.target.name)!]))));
-    for (const line of summarizeHostErrors(errors, prep.hosts.map((h) => h.target.name))) if (!opts.json) printErr(red(line));
-    if (total > 0 && !opts.yes) {
-      let ok: boolean;
-      try {
-        intr.busy('at the question; nothing is undone yet');
-        const hosts = [...pending].filter(([, l]) => l.length).length;
-        ok = await (await import('@inquirer/prompts')).confirm({ message: `Undo these ${total} change(s) on ${hosts} host(s), back to before dsrctl's first apply?`, default: false }, { signal: intr.abort });
-      } catch (e) {
-        if (isPromptInterrupt(e)) return await stop(EXIT.interrupted, 'Interrupted; nothing was undone and every lock was released.', 'interrupted');
-        throw e;
-      }
-      if (!ok) return await stop(EXIT.ok, 'Cancelled; nothing was undone.', 'cancelled');
-    }
-    intr.busy('rolling back');
-    const results: HostRollbackResult[] = [];
-    for (const role of ['upstream', 'proxy'] as const) {
-      const group = order.filter((h) => h.target.role === role && pending.has(h.target.name));
-      results.push(...(await Promise.all(group.map((h) => rollbackVia(h, undefined, lockRun, prep.inv.rollback.timeout_seconds)))));
-    }
-    await releaseLocks(locked().filter((h) => !pending.has(h.target.name)), lockRun);
-    const failed = [...errors].map(([host, e]) => ({ host, ok: false, nothing: false, lines: [], error: e.message }) as HostRollbackResult);
-    const all = [...results, ...failed];
-    const ok = all.every((r) => r.ok);
-    const code = ok ? EXIT.ok : EXIT.rollbackIncomplete;
-    const undone = results.filter((r) => r.ok && !r.nothing);
-    const changes = undone.reduce((n, r) => n + r.lines.length, 0);
-    const summary = !ok
-      ? `Rollback did not complete on ${all.filter((r) => !r.ok).map((r) => r.host).join(', ')}: a person must look (dsrctl doctor, then dsrctl rollback again).`
-      : changes === 0
-        ? 'Nothing to undo on any host.'
-        : `Rolled back ${changes} change${changes === 1 ? '' : 's'} on ${undone.map((r) => r.host).join(', ')}; every host is as it was before dsrctl's first apply.`;
-    json({
-      result: ok ? (changes ? 'rolled-back' : 'nothing-to-undo') : 'rollback-failed',
-      ok,
-      exitCode: code,
-      nothingToUndo: all.every((r) => r.nothing),
-      warnings: prep.notices,
-      errors: hostErrors(errors),
-      hosts: all.map(rollbackJson),
+    r = await rollback(file, {
+      runner: listrRunner(opts),
+      breakLock: !!opts.breakLock,
+      interruption: intr,
+      onPending: (pending, errors) => {
+        const total = [...pending.values()].reduce((n, l) => n + l.length, 0);
+        if (total > 0 || errors.size) say(formatPending(pending));
+        if (!opts.json) for (const line of summarizeHostErrors(errors, [...pending.keys()])) printErr(red(line));
+      },
+      confirm: async (pending, total) => {
+        try {
+          const hosts = [...pending].filter(([, l]) => l.length).length;
+          return await (await import('@inquirer/prompts')).confirm({ message: `Undo these ${total} change(s) on ${hosts} host(s), back to before dsrctl's first apply?`, default: false }, { signal: intr.abort });
+        } catch (e) {
+          if (isPromptInterrupt(e)) throw new Interrupted(intr.signal ?? 'SIGINT');
+          throw e;
+        }
+      },
+      ...(opts.yes ? { confirm: undefined } : {}),
     });
-    if (!opts.json && !opts.quiet) {
-      for (const r of all) {
-        if (!r.ok) print(red(`ROLLBACK FAILED ${r.host}: ${r.error}`));
-        else if (r.nothing) print(`${r.host}: nothing to undo`);
-        else print(green(`${r.host}: rolled back`) + (r.lines.length ? '\n    ' + r.lines.map(rollbackLine).join('\n    ') : ''));
-      }
-    }
-    if (!opts.json) (ok ? (opts.quiet ? () => undefined : print) : printErr)(ok ? `\n${summary}` : red(bold(summary)));
-    return code;
   } finally {
     intr.dispose();
-    await closeAll(prep.hosts);
   }
+  for (const n of r.notices) say(n);
+  if (opts.json) {
+    writeReport(rollbackReport(r));
+    return r.exitCode;
+  }
+  if (!opts.quiet)
+    for (const h of r.hosts) {
+      if (!h.ok) print(red(`ROLLBACK FAILED ${h.host}: ${h.error}`));
+      else if (h.nothing) print(`${h.host}: nothing to undo`);
+      else print(green(`${h.host}: rolled back`) + (h.lines.length ? '\n    ' + h.lines.map(rollbackLine).join('\n    ') : ''));
+    }
+  if (r.ok) {
+    if (!opts.quiet) print(r.result === 'cancelled' ? r.message : `\n${r.message}`);
+  } else printErr(r.exitCode === EXIT.rollbackIncomplete ? red(bold(r.message)) : r.message);
+  return r.exitCode;
 }

@@ -1,4 +1,4 @@
-import type { HostState } from '../engine/hosts.js';
+import type { HostState } from './hosts.js';
 import { parseLockInfo } from '../apply/lock.js';
 
 /** Hosts whose dead-man's switch reverted a run by itself, read from their facts. */

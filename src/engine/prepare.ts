@@ -1,41 +1,21 @@
-import { Listr, ListrLogger, ProcessOutput } from 'listr2';
 import type { Inventory } from '../inventory/schema.js';
 import { loadInventory } from '../inventory/load.js';
 import { loadPlaybook, type Playbook } from '../playbook/load.js';
 import { desiredHosts } from '../plan/desired.js';
-import { inventoryTargets } from '../ssh/targets.js';
-import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } from '../engine/hosts.js';
+import { inventoryTargets, probeTarget } from '../ssh/targets.js';
+import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } from './hosts.js';
 import { describeHolder, holderIsDeadHere, type LockState } from '../apply/lock.js';
 import { PlanError } from '../resources/types.js';
 import { EXIT } from '../util/errors.js';
-import { probeTarget } from '../ssh/targets.js';
 import { connect } from '../ssh/session.js';
 import { checkLocalFiles } from '../ssh/local-files.js';
 import type { HostSession } from '../ssh/types.js';
-import { escapeControls, safeError } from './terminal.js';
-
-export interface GlobalOptions {
-  json?: boolean;
-  yes?: boolean;
-  quiet?: boolean;
-  verbose?: boolean;
-  breakLock?: boolean;
-}
+import type { StepRunner } from './steps.js';
 
 /**
- * listr2 options for every task tree: progress goes to stderr (stdout holds only results, so
- * `dsrctl plan > file` holds the plan alone), and listr2 registers no signal listeners (its SIGINT
- * handler exits 127 at once, which left hosts locked; src/cli/interrupt.ts decides instead).
+ * The start of every run: the inventory and its playbook (pure, exit 2 on bad input), then every
+ * host connected, read and planned at once, taking the run lock in the same round trip.
  */
-export function listrOptions(opts: GlobalOptions) {
-  const renderer: 'default' | 'simple' | 'silent' = opts.json || opts.quiet ? 'silent' : process.stderr.isTTY ? 'default' : 'simple';
-  return {
-    renderer,
-    registerSignalListeners: false,
-    rendererOptions: { logger: new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) }) },
-  } as const;
-}
-
 export interface Prepared {
   inv: Inventory;
   pb: Playbook;
@@ -59,8 +39,8 @@ export function loadAll(file: string, withProbe = false): { inv: Inventory; pb: 
   return { inv, pb, hosts };
 }
 
-/** Connect to every host, read facts, plan: one listr2 branch per host, all in parallel. */
-export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan = true, lock?: LockRequest, withProbe = false): Promise<Prepared> {
+/** Connect to every host, read facts, plan: one step per host, all in parallel. */
+export async function connectAndPlan(file: string, runner: StepRunner, doPlan = true, lock?: LockRequest, withProbe = false): Promise<Prepared> {
   const { inv, pb, hosts } = loadAll(file, withProbe);
   const errors = new Map<string, Error>();
   const notices: string[] = [];
@@ -71,13 +51,13 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
     ? [
         {
           title: `probe: connect to ${pt.user}@${pt.host}${pt.via ? ` via ${pt.via.name}` : ''}`,
-          task: async (_ctx: unknown, task: { title: string }) => {
+          run: async (update: (t: string) => void) => {
             try {
               probe = await connect(pt);
-              task.title = `probe: connected to ${pt.user}@${pt.host}`;
+              update(`probe: connected to ${pt.user}@${pt.host}`);
             } catch (e) {
               errors.set('probe', e as Error);
-              throw safeError(e);
+              throw e;
             }
           },
         },
@@ -88,10 +68,10 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
   let proxyDone: () => void = () => undefined;
   const proxyGate = new Promise<void>((resolve) => (proxyDone = resolve));
   const proxyState = () => hosts.find((x) => x.target.role === 'proxy');
-  await new Listr(
+  await runner(
     [...probeTask, ...hosts.map((h) => ({
       title: `${h.target.name}: connect to ${h.ssh.user}@${h.ssh.host}${h.ssh.via ? ` via ${h.ssh.via.name}` : ''}`,
-      task: async (_ctx: unknown, task: { title: string }) => {
+      run: async (update: (t: string) => void) => {
         try {
           await connectHost(h);
           if (lock && h.target.role !== 'proxy') {
@@ -99,7 +79,7 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
             const p = proxyState();
             if (p?.lock?.state !== 'acquired') throw new Error(`not read: the proxy ${p?.lock?.state === 'held' ? 'is locked by another run' : 'could not be locked'}`);
           }
-          task.title = `${h.target.name}: read facts`;
+          update(`${h.target.name}: read facts`);
           let facts = await gatherFacts(h, inv, pb, lock);
           // a lock left by a dsrctl on this machine whose process is gone needs no person (the
           // lock script still refuses one whose run has its switch armed)
@@ -123,19 +103,17 @@ export async function connectAndPlan(file: string, opts: GlobalOptions, doPlan =
           if (h.lock?.state === 'acquired' && h.lock.broke) notices.push(`${h.target.name}: broke the lock of ${describeHolder(h.lock.broke)}`);
           if (doPlan) {
             const plan = planFor(h, inv, pb);
-            task.title = `${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${escapeControls(facts.hostname)}, kernel ${escapeControls(facts.kernel)})`;
-          } else task.title = `${h.target.name}: connected (${escapeControls(facts.hostname)})`;
+            update(`${h.target.name}: ${plan.changes.length} change${plan.changes.length === 1 ? '' : 's'} planned (${facts.hostname}, kernel ${facts.kernel})`);
+          } else update(`${h.target.name}: connected (${facts.hostname})`);
         } catch (e) {
           if (h.target.role === 'proxy') proxyDone();
           errors.set(h.target.name, e as Error);
-          // a long report (a port conflict) is printed once, below the task list
-          const first = (e as Error).message?.split('\n');
-          throw safeError(first && first.length > 1 ? new Error(`${first[0]} (see below)`) : e);
+          throw e;
         }
       },
     }))],
-    { concurrent: true, exitOnError: false, collectErrors: false, ...listrOptions(opts) },
-  ).run();
+    { concurrent: true },
+  );
   return { inv, pb, hosts, errors, probe, notices };
 }
 

@@ -1,0 +1,48 @@
+import { Listr, ListrLogger, ProcessOutput } from 'listr2';
+import type { StepRunner } from '../engine/steps.js';
+import { escapeControls, safeError } from './terminal.js';
+
+export interface GlobalOptions {
+  json?: boolean;
+  yes?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  breakLock?: boolean;
+}
+
+/**
+ * listr2 options for every task tree: progress goes to stderr (stdout holds only results, so
+ * `dsrctl plan > file` holds the plan alone), and listr2 registers no signal listeners (its SIGINT
+ * handler exits 127 at once, which left hosts locked; src/cli/interrupt.ts decides instead).
+ */
+export function listrOptions(opts: GlobalOptions) {
+  const renderer: 'default' | 'simple' | 'silent' = opts.json || opts.quiet ? 'silent' : process.stderr.isTTY ? 'default' : 'simple';
+  return {
+    renderer,
+    registerSignalListeners: false,
+    rendererOptions: { logger: new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) }) },
+  } as const;
+}
+
+/** The engine's steps as a listr2 task tree on stderr; host text in titles and errors made harmless. */
+export function listrRunner(opts: GlobalOptions): StepRunner {
+  return async (steps, { concurrent, stopOnError }) => {
+    await new Listr(
+      steps.map((s) => ({
+        title: escapeControls(s.title),
+        task: async (_ctx: unknown, task: { title: string }) => {
+          try {
+            await s.run((t) => (task.title = escapeControls(t)));
+          } catch (e) {
+            // a long report (a port conflict) is printed once, below the task list
+            const lines = (e as Error).message?.split('\n');
+            throw safeError(lines && lines.length > 1 ? new Error(`${lines[0]} (see below)`) : e);
+          }
+        },
+      })),
+      { concurrent, exitOnError: !!stopOnError, collectErrors: false, ...listrOptions(opts) },
+    )
+      .run()
+      .catch(() => undefined); // the step's own code recorded what failed
+  };
+}
