@@ -23,6 +23,11 @@ export function hostLabel(host: string, target: string): string {
   return `${host} (${target})`;
 }
 
+/** "30 s", "2500 ms": a duration as messages give it. */
+export function formatMs(ms: number): string {
+  return ms >= 1000 && ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
 /** Local configuration problem: missing known_hosts, unreadable/undecryptable key file, no auth method. */
 export class SshConfigError extends SshError {
   constructor(host: string, target: string, message: string, options?: { cause?: unknown }) {

@@ -1,3 +1,7 @@
+/**
+ * Connect targets: built from the inventory (`ssh:` defaults, per-host settings, jump hosts), and
+ * how a target is named in messages.
+ */
 import type { Inventory, JumpHost, SshOptions } from '../inventory/schema.js';
 import type { ConnectTarget } from './types.js';
 import { UserError } from '../util/errors.js';
@@ -83,4 +87,21 @@ export function inventoryTargets(inv: Inventory): ConnectTarget[] {
 export function probeTarget(inv: Inventory): ConnectTarget | undefined {
   const p = inv.verify.probe;
   return p ? connectTarget('probe', p.ssh_host, inv.ssh, p.ssh, 'verify.probe.ssh', { proxy: () => proxyTarget(inv) }) : undefined;
+}
+
+/** "user@address:port" (IPv6 addresses bracketed). */
+export function formatTarget(t: Pick<ConnectTarget, 'user' | 'host' | 'port'>): string {
+  const host = t.host.includes(':') ? `[${t.host}]` : t.host;
+  return `${t.user}@${host}:${t.port}`;
+}
+
+/**
+ * "user@address:port", followed for a jumped target by its jump hosts:
+ * "root@172.16.0.11:22 via proxy root@10.211.0.10:22".
+ */
+export function describeTarget(t: ConnectTarget): string {
+  const base = formatTarget(t);
+  if (!t.via) return base;
+  const hop = t.via.name === t.via.host ? '' : `${t.via.name} `;
+  return `${base} via ${hop}${describeTarget(t.via)}`;
 }
