@@ -25,3 +25,4 @@ export type { CheckResult } from './verify/checks.js';
 export type { PendingUndo } from './apply/journal-list.js';
 export { planReport, applyReport, verifyReport, rollbackReport, reportDocument, SCHEMA_VERSION, type Report } from './report/documents.js';
 export { EXIT, UserError } from './util/errors.js';
+export type { Connector } from './engine/connector.js';

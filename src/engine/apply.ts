@@ -11,6 +11,7 @@ import { releaseLocks, rollbackInOrder } from './host-rollback.js';
 import { verifyHosts } from './verify.js';
 import { revertNotes } from './reverted.js';
 import { eventRunner, type StepRunner } from './steps.js';
+import type { Connector } from './connector.js';
 
 /**
  * One apply run, the guide's whole procedure on every host: connect, read, lock and plan at once;
@@ -41,6 +42,8 @@ export class Interrupted extends Error {
 
 export interface ApplyOptions {
   runner?: StepRunner;
+  /** how hosts are reached (default SSH) */
+  connect?: Connector;
   /** remove a lock left by a dead run before taking it (never one whose switch is armed) */
   breakLock?: boolean;
   /** asked before any change when there are changes; absent: apply without asking (the CLI's --yes, the library) */
@@ -83,7 +86,7 @@ export async function apply(inventoryFile: string, opts: ApplyOptions = {}): Pro
   const busy = (what: string) => intr?.busy(what);
   const runId = newRunId();
   busy('reading the hosts; nothing is changed yet');
-  const prep = await connectAndPlan(inventoryFile, runner, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock }, true);
+  const prep = await connectAndPlan(inventoryFile, runner, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock }, true, opts.connect);
   const applied: HostApplyResult[] = [];
   let checks: CheckResult[] = [];
   let rollbacks: HostRollbackResult[] = [];

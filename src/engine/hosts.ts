@@ -4,7 +4,7 @@ import type { HostSession, ConnectTarget } from '../ssh/types.js';
 import type { HostFacts } from '../facts/types.js';
 import type { HostPlan } from '../plan/types.js';
 import type { HostTarget } from '../plan/desired.js';
-import { connect } from '../ssh/session.js';
+import { sshConnector, type Connector } from './connector.js';
 import { HostConnectionError, ExecTimeoutError } from '../ssh/errors.js';
 import { buildFactsScript } from '../facts/script.js';
 import { parseFacts } from '../facts/parse.js';
@@ -22,6 +22,8 @@ export interface HostState {
   plan?: HostPlan;
   /** the run lock, for commands that change hosts */
   lock?: LockState;
+  /** how to reach the host (SSH, or a test's fake) */
+  connect?: Connector;
 }
 
 export interface LockRequest {
@@ -49,14 +51,14 @@ export async function withSession<T>(h: HostState, f: (s: HostSession) => Promis
   } catch (e) {
     if (!isConnectionLoss(e)) throw e;
     await h.session?.close().catch(() => undefined);
-    h.session = await timed(`${h.target.name} reconnect`, () => connect({ ...h.ssh, connectTimeoutMs: Math.min(h.ssh.connectTimeoutMs ?? 10_000, 10_000) }));
+    h.session = await timed(`${h.target.name} reconnect`, () => (h.connect ?? sshConnector)({ ...h.ssh, connectTimeoutMs: Math.min(h.ssh.connectTimeoutMs ?? 10_000, 10_000) }));
     return f(h.session);
   }
 }
 
 /** Shared: upstreams whose jump host is this host (`jump: proxy`) tunnel through this very connection. */
 export async function connectHost(h: HostState): Promise<void> {
-  h.session = await timed(`${h.target.name} connect`, () => connect(h.ssh, { share: true }));
+  h.session = await timed(`${h.target.name} connect`, () => (h.connect ?? sshConnector)(h.ssh, { share: true }));
 }
 
 /** One exec: the facts, and for changing commands the run lock in the same round trip. */

@@ -6,6 +6,7 @@ import { closeAll } from './hosts.js';
 import { connectAndPlan, preflightExit } from './prepare.js';
 import { hostSummaries, type HostSummary } from './host-summary.js';
 import { eventRunner, type StepRunner } from './steps.js';
+import type { Connector } from './connector.js';
 
 export interface PlanResult {
   inventory: Inventory;
@@ -22,8 +23,8 @@ export interface PlanResult {
 }
 
 /** Read every host and say what apply would change. Read-only: no lock, nothing written. */
-export async function plan(inventoryFile: string, opts: { runner?: StepRunner } = {}): Promise<PlanResult> {
-  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner());
+export async function plan(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector } = {}): Promise<PlanResult> {
+  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), true, undefined, false, opts.connect);
   try {
     const plans = prep.hosts.map((h) => h.plan).filter((p): p is HostPlan => !!p);
     return {

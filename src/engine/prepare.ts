@@ -7,7 +7,7 @@ import { connectHost, gatherFacts, planFor, type HostState, type LockRequest } f
 import { describeHolder, holderIsDeadHere, type LockState } from '../apply/lock.js';
 import { PlanError } from '../resources/types.js';
 import { EXIT } from '../util/errors.js';
-import { connect } from '../ssh/session.js';
+import { sshConnector, type Connector } from './connector.js';
 import { checkLocalFiles } from '../ssh/local-files.js';
 import type { HostSession } from '../ssh/types.js';
 import type { StepRunner } from './steps.js';
@@ -40,8 +40,9 @@ export function loadAll(file: string, withProbe = false): { inv: Inventory; pb: 
 }
 
 /** Connect to every host, read facts, plan: one step per host, all in parallel. */
-export async function connectAndPlan(file: string, runner: StepRunner, doPlan = true, lock?: LockRequest, withProbe = false): Promise<Prepared> {
+export async function connectAndPlan(file: string, runner: StepRunner, doPlan = true, lock?: LockRequest, withProbe = false, connect: Connector = sshConnector): Promise<Prepared> {
   const { inv, pb, hosts } = loadAll(file, withProbe);
+  for (const h of hosts) (h as HostState).connect = connect;
   const errors = new Map<string, Error>();
   const notices: string[] = [];
   const pt = withProbe ? probeTarget(inv) : undefined;

@@ -9,6 +9,7 @@ import { connectAndPlan } from './prepare.js';
 import { releaseLocks, rollbackInOrder } from './host-rollback.js';
 import { Interrupted } from './apply.js';
 import { eventRunner, type StepRunner } from './steps.js';
+import type { Connector } from './connector.js';
 
 /**
  * `rollback`: undo everything dsrctl applied on every host, from each host's own journal, back to
@@ -20,6 +21,8 @@ export type RollbackOutcome = 'rolled-back' | 'nothing-to-undo' | 'rollback-fail
 
 export interface RollbackOptions {
   runner?: StepRunner;
+  /** how hosts are reached (default SSH) */
+  connect?: Connector;
   /** take the lock of a dead run, even one whose switch is armed (its run is undone anyway) */
   breakLock?: boolean;
   /** asked with what will be undone, when there is something; absent: undo without asking */
@@ -55,7 +58,7 @@ export async function rollback(inventoryFile: string, opts: RollbackOptions = {}
   const intr = opts.interruption;
   const lockRun = newRunId();
   intr?.busy('reading the hosts; nothing is changed yet');
-  const prep = await connectAndPlan(inventoryFile, runner, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock, breakArmed: true });
+  const prep = await connectAndPlan(inventoryFile, runner, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock, breakArmed: true }, false, opts.connect);
   const locked = () => prep.hosts.filter((h) => h.session && h.lock?.state === 'acquired');
   const errors = new Map(prep.errors);
   const read = new Map<string, PendingUndo[]>();

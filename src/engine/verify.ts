@@ -8,6 +8,7 @@ import { connectAndPlan, type Prepared } from './prepare.js';
 import { revertNotes } from './reverted.js';
 import { hostSummaries, type HostSummary } from './host-summary.js';
 import { eventRunner, type StepRunner } from './steps.js';
+import type { Connector } from './connector.js';
 import { planHost } from '../plan/plan-host.js';
 import { notAppliedLines } from '../verify/not-applied.js';
 
@@ -52,8 +53,8 @@ export interface VerifyResult {
 }
 
 /** The guide's checks, read-only: pings, each upstream's service, the probe through the proxy. */
-export async function verify(inventoryFile: string, opts: { runner?: StepRunner } = {}): Promise<VerifyResult> {
-  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), false, undefined, true);
+export async function verify(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector } = {}): Promise<VerifyResult> {
+  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), false, undefined, true, opts.connect);
   try {
     const checks = await verifyHosts(prep);
     const errors = new Map([...prep.errors].filter(([host]) => host !== 'probe'));

@@ -202,13 +202,16 @@ export function dsrctlLive(args: string[], opts: { env?: NodeJS.ProcessEnv; time
       bufs[which] = bufs[which].slice(i + 1);
     }
   };
-  child.stdout!.on('data', (d: Buffer) => {
+  // decoded as streams: a multi-byte character ("✔") split across two chunks stays whole
+  child.stdout!.setEncoding('utf8');
+  child.stderr!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
     stdout += d;
-    feed('out', d.toString());
+    feed('out', d);
   });
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stderr!.on('data', (d: string) => {
     stderr += d;
-    feed('err', d.toString());
+    feed('err', d);
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 170_000);
   const done = new Promise<CliResult>((resolve, reject) => {

@@ -1,0 +1,102 @@
+import type { ConnectTarget, ExecOptions, ExecResult, HostSession } from '../ssh/types.js';
+import type { Connector } from './connector.js';
+import { HostConnectionError } from '../ssh/errors.js';
+
+/**
+ * Transcripts of runs: every exec a run made on every host, with what it printed. A recording
+ * connector writes one while a real run goes (test/fixtures/runs/capture.mjs does this on the
+ * lab); a replaying connector answers a run from one, so the engine's decisions (which hosts roll
+ * back, in which order, what happens to locks, the exit code) are tested in milliseconds, and a
+ * scenario changes one answer (dev2's apply fails) rather than building a failing host.
+ */
+
+/** What a script does, told from its content. */
+export type ScriptKind = 'facts' | 'apply' | 'finish' | 'checks' | 'rollback' | 'pending' | 'release' | 'other';
+
+export function classifyScript(script: string): ScriptKind {
+  if (script.includes('@@dsrctl-finished')) return 'finish';
+  if (script.includes('@@dsrctl-applied')) return 'apply';
+  if (script.includes('@@dsrctl-pending')) return 'pending';
+  if (script.includes('@@dsrctl-nothing')) return 'rollback';
+  if (script.includes('@@check ') || script.includes('@@probe')) return 'checks';
+  if (script.includes('sysctl_value() {')) return 'facts';
+  if (/^if grep -q .* \/var\/lib\/dsrctl\/lock/.test(script.trim())) return 'release';
+  return 'other';
+}
+
+export interface TranscriptEntry {
+  host: string;
+  kind: ScriptKind;
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export type Transcript = TranscriptEntry[];
+
+/** Record every exec of a real connector into `into`. */
+export function recordingConnector(base: Connector, into: Transcript): Connector {
+  return async (target, opts) => {
+    const s = await base(target, opts);
+    return {
+      name: s.name,
+      target: s.target,
+      get execCount() {
+        return s.execCount;
+      },
+      async exec(script: string, o?: ExecOptions): Promise<ExecResult> {
+        const r = await s.exec(script, o);
+        into.push({ host: target.name, kind: classifyScript(script), code: r.code, stdout: r.stdout, stderr: r.stderr });
+        return r;
+      },
+      close: () => s.close(),
+    };
+  };
+}
+
+/**
+ * A change to one answer of a replay: return the entry to answer with (or an Error to throw, as
+ * a lost connection would), or undefined to keep the recorded one.
+ */
+export type Scenario = (host: string, kind: ScriptKind, recorded: TranscriptEntry | undefined, script: string) => TranscriptEntry | Error | undefined;
+
+/** What a replayed run asked, in order: host and kind of every exec. */
+export interface ReplayLog {
+  execs: { host: string; kind: ScriptKind }[];
+}
+
+/**
+ * Answer each exec with the next recorded entry of the same host and kind (the last one again
+ * when they run out). `unreachable`: hosts whose connection fails.
+ */
+export function replayConnector(transcript: Transcript, opts: { scenario?: Scenario; unreachable?: string[]; log?: ReplayLog } = {}): Connector {
+  const used = new Map<string, number>();
+  return async (target: ConnectTarget) => {
+    const where = `${target.user}@${target.host}:${target.port}`;
+    if (opts.unreachable?.includes(target.name)) throw new HostConnectionError(target.name, where, `${target.name} (${where}): connect ETIMEDOUT`, 'connect');
+    let count = 0;
+    return {
+      name: target.name,
+      target: where,
+      get execCount() {
+        return count;
+      },
+      async exec(script: string): Promise<ExecResult> {
+        count++;
+        const kind = classifyScript(script);
+        opts.log?.execs.push({ host: target.name, kind });
+        const key = `${target.name} ${kind}`;
+        const all = transcript.filter((e) => e.host === target.name && e.kind === kind);
+        const i = used.get(key) ?? 0;
+        used.set(key, i + 1);
+        // releasing a lock prints nothing: a run that never needed to has none recorded
+        const recorded = all[Math.min(i, all.length - 1)] ?? (kind === 'release' ? { host: target.name, kind, code: 0, stdout: '', stderr: '' } : undefined);
+        const answer = opts.scenario?.(target.name, kind, recorded, script) ?? recorded;
+        if (answer instanceof Error) throw answer;
+        if (!answer) throw new Error(`no recorded ${kind} exec for ${target.name}`);
+        return { code: answer.code, stdout: answer.stdout, stderr: answer.stderr };
+      },
+      async close() {},
+    };
+  };
+}
