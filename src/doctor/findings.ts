@@ -6,7 +6,7 @@ import ipaddr from 'ipaddr.js';
 import type { Inventory, Upstream } from '../inventory/schema.js';
 import type { HostFacts, IpRoute } from '../facts/types.js';
 import { chooseNatBackend, kernelAtLeast } from '../resources/nat-backend.js';
-import { currentForwardFilter, FORWARD_CHAIN } from '../resources/forward-filter.js';
+import { currentForwardFilter, FORWARD_CHAIN, needsForwarding } from '../resources/forward-filter.js';
 import { CAP_NET_ADMIN, CAP_NET_RAW, NGINX_KEEPS_CAP, decodeCaps, versionAtLeast } from '../resources/nginx/user-decision.js';
 import type { DoctorOutput, ProcInfo } from './collect.js';
 import { ERROR_LOG_TAIL } from './collect.js';
@@ -526,7 +526,7 @@ function proxySysctls(inv: Inventory, h: HostEvidence): Finding[] {
   const s = h.doctor!.sysctl;
   const out: Finding[] = [];
   // the playbooks: router NAT forwards the replies; Method 1 forwards only for masquerade; origin NAT never
-  const needForward = inv.mode === 'dsr-router-nat' || (inv.mode === 'ip-transparency' && inv.proxy.masquerade);
+  const needForward = needsForwarding(inv);
   const why = inv.mode === 'dsr-origin-nat' ? 'the replies never cross the proxy' : 'replies are delivered to nginx locally';
   const fwd = s.ip_forward;
   if (fwd !== undefined) {

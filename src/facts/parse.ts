@@ -23,9 +23,9 @@ export function parseFacts(stdout: string): HostFacts {
   const sections = splitSections(stdout);
   const single = new Map<SingleName, Section>();
   const optional = new Map<string, Section>();
-  const repeated: Record<'sysctl' | 'file' | 'tc' | 'rt-tables' | 'journal-file', Section[]> = { sysctl: [], file: [], tc: [], 'rt-tables': [], 'journal-file': [] };
+  const repeated: Record<'sysctl' | 'file' | 'tc' | 'rt-tables' | 'journal-file' | 'journal-change', Section[]> = { sysctl: [], file: [], tc: [], 'rt-tables': [], 'journal-file': [], 'journal-change': [] };
   for (const s of sections) {
-    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc' || s.name === 'rt-tables' || s.name === 'journal-file') repeated[s.name].push(s);
+    if (s.name === 'sysctl' || s.name === 'file' || s.name === 'tc' || s.name === 'rt-tables' || s.name === 'journal-file' || s.name === 'journal-change') repeated[s.name].push(s);
     else if ((SINGLE as readonly string[]).includes(s.name)) {
       if (single.has(s.name as SingleName)) throw new FactsParseError(s.name, `section appears twice (line ${s.line})`);
       single.set(s.name as SingleName, s);
@@ -131,6 +131,7 @@ export function parseFacts(stdout: string): HostFacts {
     tc: Object.fromEntries(repeated.tc.map((t) => parseTc(t.body))),
     stateDir,
     journalBackups: Object.fromEntries(repeated['journal-file'].flatMap((s) => parseJournalFile(s.body))),
+    journalUndos: Object.fromEntries(repeated['journal-change'].flatMap((s) => parseJournalChange(s.body))),
     dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
     incomplete,
   };
@@ -147,6 +148,18 @@ function parseJournalFile(body: string): [string, { run: string; content: string
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-file', `${path}: content= is not base64`, b64.slice(0, 80));
   // latin1, like every file's content in the facts: one char per byte
   return [[path, { run, content: Buffer.from(b64, 'base64').toString('latin1') }]];
+}
+
+/** One `journal-change` section: id=, and run= undo= (base64) when a run still in place made that change. */
+function parseJournalChange(body: string): [string, { run: string; undo: string }][] {
+  const kv = parseKeyValues('journal-change', body);
+  const id = kv.get('id');
+  if (!id) throw new FactsParseError('journal-change', 'no id= line', body.split('\n')[0] ?? '');
+  const run = kv.get('run');
+  const b64 = kv.get('undo');
+  if (run === undefined || b64 === undefined) return [];
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-change', `${id}: undo= is not base64`, b64.slice(0, 80));
+  return [[id, { run, undo: Buffer.from(b64, 'base64').toString('utf8') }]];
 }
 
 /** `rt_tables`: "100 transparent" lines -> name -> number (main, local and default keep their names). */

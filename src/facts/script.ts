@@ -114,6 +114,24 @@ journal_file() {
   done
   e journal-file 0
 }
+# journal_change ID: the undo of change ID (done) in the oldest run still in place that made one
+journal_change() {
+  b journal-change
+  printf 'id=%s\n' "$1"
+  _jc=
+  for _r in $(ls -1 /var/lib/dsrctl/runs 2>/dev/null | sort); do
+    case "$(cat "/var/lib/dsrctl/runs/$_r/status" 2>/dev/null)" in
+      ${ACTIVE_RUN_STATUSES.join('|')}) ;;
+      *) continue ;;
+    esac
+    for _i in "/var/lib/dsrctl/runs/$_r/changes/"*.id; do
+      [ -f "$_i" ] && [ "$(cat "$_i")" = "$1" ] && [ "$(cat "${'$'}{_i%.id}.state" 2>/dev/null)" = done ] && [ -r "${'$'}{_i%.id}.undo" ] || continue
+      _jc=${'$'}{_i%.id}.undo; break
+    done
+    if [ -n "$_jc" ] && have base64; then printf 'run=%s\n' "$_r"; printf 'undo=%s\n' "$(b64 <"$_jc")"; break; fi
+  done
+  e journal-change 0
+}
 # sysctl KEY PROCPATH
 sysctl_value() {
   b sysctl
@@ -214,6 +232,10 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
     ...(req.interfaces ?? []).map((i) => `  b tc; printf 'dev=%s\\n' ${q(checkIfname(i))}; tc qdisc show dev ${q(i)} 2>/dev/null; printf '%s\\n' '--filters--'; tc filter show dev ${q(i)} 2>/dev/null; e tc 0`),
     NGINX.replace(/^\n|\n$/g, ''),
     ...files.map((p) => `  fileinfo file ${q(p)}`),
+    ...[...new Set(req.journalChanges ?? [])].map((id) => {
+      if (!/^[A-Za-z0-9 ._\/:-]{1,200}$/.test(id)) throw new Error(`invalid change id ${JSON.stringify(id)}`);
+      return `  journal_change ${q(id)}`;
+    }),
     ...[...new Set(req.journalFiles ?? [])].map(checkFactsPath).map((p) => `  journal_file ${q(p)} ${q(encodePath(p))}`),
     `  fileinfo dsrctl-journal ${q(DSRCTL_STATE_FILES.journal)}`,
     `  fileinfo dsrctl-lock ${q(DSRCTL_STATE_FILES.lock)}`,

@@ -153,6 +153,11 @@ export interface HostFacts {
    * (runs/<run>/files/<key>), i.e. the file before dsrctl changed it. Absent: no such copy.
    */
   journalBackups?: Record<string, { run: string; content: string }>;
+  /**
+   * Requested change ids (e.g. "sysctl net.ipv4.ip_forward") as the oldest run still in place that
+   * made one (done) recorded them: that change's undo script, i.e. how to put the original back.
+   */
+  journalUndos?: Record<string, { run: string; undo: string }>;
   /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
   dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
   /** sections whose command was missing or failed, so that part of the facts is unknown
@@ -168,6 +173,8 @@ export interface FactsRequest {
   interfaces?: string[];
   /** files whose copy in the oldest active dsrctl run is read (facts.journalBackups) */
   journalFiles?: string[];
+  /** change ids whose undo in the oldest active dsrctl run that made one is read (facts.journalUndos) */
+  journalChanges?: string[];
 }
 
 export interface NftFacts {

@@ -58,7 +58,7 @@ export function planContext(inv: Inventory, pb: Playbook, target: HostTarget): P
 
 /** What the facts exec must read for this host's resources. */
 export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): FactsRequest {
-  const req: FactsRequest = { sysctls: [], files: [], interfaces: [], journalFiles: [] };
+  const req: FactsRequest = { sysctls: [], files: [], interfaces: [], journalFiles: [], journalChanges: [] };
   const ctx = planContext(inv, pb, target);
   for (const d of target.desired) {
     const more = RESOURCE_KINDS[d.kind]!.facts?.(d.spec, ctx);
@@ -66,11 +66,13 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
     req.files.push(...(more?.files ?? []));
     req.interfaces!.push(...(more?.interfaces ?? []));
     req.journalFiles!.push(...(more?.journalFiles ?? []));
+    req.journalChanges!.push(...(more?.journalChanges ?? []));
   }
   return {
     sysctls: [...new Set(req.sysctls)],
     files: [...new Set(req.files)],
     interfaces: [...new Set(req.interfaces)],
     ...(req.journalFiles!.length ? { journalFiles: [...new Set(req.journalFiles)] } : {}),
+    ...(req.journalChanges!.length ? { journalChanges: [...new Set(req.journalChanges)] } : {}),
   };
 }

@@ -55,7 +55,9 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
       { kind: 'nginx-user', spec: {} },
       { kind: 'nginx-exclusive-port', spec: {} },
       { kind: 'nginx-managed-config', spec: {} },
-      // no forwarding without masquerade: replies are delivered to nginx locally
+      // no forwarding without masquerade: replies are delivered to nginx locally (and forwarding an
+      // earlier dsrctl run turned on goes back off)
+      { kind: 'forwarding-put-back', spec: {} },
       { kind: 'ip-rule', spec: { fwmark: '0x1', table: '100' } },
       { kind: 'ip-route', spec: { type: 'local', dst: '0.0.0.0/0', dev: 'lo', table: '100' } },
       ...UPSTREAM_IPS.map((ip) => ({ kind: 'iptables-rule', spec: { table: 'mangle', chain: 'PREROUTING', rule: markRule(ip) } })),
@@ -105,7 +107,9 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     const targets = desiredHosts(inv, pb);
     expect(factsRequest(labInventory({ masquerade: true }), pb, host(desiredHosts(labInventory({ masquerade: true }), pb), 'proxy')).sysctls).toEqual(['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects']);
     // nginx.conf as the oldest dsrctl run still in place found it: the user it had before `user root;`
-    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toEqual({ sysctls: [], files: ['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)], interfaces: [], journalFiles: ['/etc/nginx/nginx.conf'] });
+    // ip_forward (and the earlier run's record of it): forwarding a dsrctl run turned on goes back off
+    expect(factsRequest(inv, pb, host(targets, 'proxy'))).toMatchObject({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects'], interfaces: [], journalFiles: ['/etc/nginx/nginx.conf'], journalChanges: ['sysctl net.ipv4.ip_forward'] });
+    expect(factsRequest(inv, pb, host(targets, 'proxy')).files).toEqual(expect.arrayContaining(['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)]));
     expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
   });
 });

@@ -9,7 +9,9 @@ import { loadPlaybook } from '../playbook/load.js';
 import { desiredHosts } from '../plan/desired.js';
 import { planHost } from '../plan/plan-host.js';
 import { renderStep } from '../apply/render-step.js';
-import { forwardFilter, forwardRules } from './forward-filter.js';
+import { forwardFilter, forwardRules, forwardingPutBack, sysctlUndoValues } from './forward-filter.js';
+import { sysctl } from './sysctl.js';
+import { renderUndo } from '../apply/apply-script.js';
 import type { PlanContext } from './types.js';
 
 /** iptables-save -t filter on the lab's proxy after a dsr-router-nat apply (real output, comments cut). */
@@ -117,5 +119,47 @@ describe('forward-filter', () => {
     const pb = loadPlaybook('dsr-router-nat');
     const kinds = desiredHosts(inv, pb).find((t) => t.name === 'proxy')!.desired.map((d) => (d.kind === 'sysctl' ? (d.spec as { key: string }).key : d.kind));
     expect(kinds.indexOf('forward-filter')).toBeLessThan(kinds.indexOf('net.ipv4.ip_forward'));
+  });
+});
+
+describe('forwarding-put-back', () => {
+  /** The undo an earlier run journaled for `ip_forward 0 -> 1`, exactly as the apply script writes it. */
+  function earlierRunUndo(): string {
+    const f = proxy(null);
+    f.sysctl['net.ipv4.ip_forward'] = '0';
+    f.sysctl['net.ipv4.conf.all.accept_redirects'] = '1';
+    const c = sysctl.plan({ key: 'net.ipv4.ip_forward', value: '1', restore: ['net.ipv4.conf.all.accept_redirects'] }, f, ctx(inventory('dsr-router-nat')))!;
+    return renderUndo(c, '/var/lib/dsrctl/runs/R');
+  }
+  /** The proxy after that run: forwarding on, the kernel's accept_redirects rewritten to 0. */
+  function afterEarlierRun(): HostFacts {
+    const f = proxy(null);
+    f.sysctl['net.ipv4.ip_forward'] = '1';
+    f.sysctl['net.ipv4.conf.all.accept_redirects'] = '0';
+    f.journalUndos = { 'sysctl net.ipv4.ip_forward': { run: '20261207T120000Z-abcdef', undo: earlierRunUndo() } };
+    return f;
+  }
+
+  it('reads the values back from the journaled undo', () => {
+    expect(sysctlUndoValues(earlierRunUndo())).toEqual([['net.ipv4.ip_forward', '0'], ['net.ipv4.conf.all.accept_redirects', '1']]);
+  });
+
+  it('Method 1 without masquerade after a run that turned forwarding on: put back off (with accept_redirects), undo turns it on again', () => {
+    const c = forwardingPutBack.plan({}, afterEarlierRun(), ctx(inventory('ip-transparency')))!;
+    expect(c).toMatchObject({ id: 'sysctl net.ipv4.ip_forward', action: 'update' });
+    expect(c.summary).toBe('set net.ipv4.ip_forward 1 -> 0 (put back: run 20261207T120000Z-abcdef turned forwarding on; ip-transparency without masquerade does not need it)');
+    expect(render(c.do)).toEqual(['sysctl -q -w net.ipv4.ip_forward\\=0', 'sysctl -q -w net.ipv4.conf.all.accept_redirects\\=1']);
+    expect(render(c.undo)).toEqual(['sysctl -q -w net.ipv4.ip_forward\\=1', 'sysctl -q -w net.ipv4.conf.all.accept_redirects\\=0']);
+  });
+
+  it('leaves forwarding alone where the mode needs it, where no dsrctl run turned it on, or where it is already back', () => {
+    expect(forwardingPutBack.plan({}, afterEarlierRun(), ctx(inventory('ip-transparency', true)))).toBeNull();
+    expect(forwardingPutBack.plan({}, afterEarlierRun(), ctx(inventory('dsr-router-nat')))).toBeNull();
+    const own = afterEarlierRun();
+    delete own.journalUndos;
+    expect(forwardingPutBack.plan({}, own, ctx(inventory('ip-transparency')))).toBeNull();
+    const off = afterEarlierRun();
+    off.sysctl['net.ipv4.ip_forward'] = '0';
+    expect(forwardingPutBack.plan({}, off, ctx(inventory('ip-transparency')))).toBeNull();
   });
 });

@@ -126,3 +126,53 @@ export const forwardFilter: ResourceKind<Spec> = {
     };
   },
 };
+
+/** The playbooks' rule: router NAT forwards the replies; Method 1 forwards only for masquerade; origin NAT never. */
+export const needsForwarding = (inv: Inventory): boolean => inv.mode === 'dsr-router-nat' || (inv.mode === 'ip-transparency' && inv.proxy.masquerade);
+
+const IP_FORWARD = 'net.ipv4.ip_forward';
+const REDIRECTS = 'net.ipv4.conf.all.accept_redirects';
+
+/** `sysctl -q -w KEY=VALUE` lines of a journaled undo script (shell-quote writes `KEY\=VALUE`). Pure. */
+export function sysctlUndoValues(undo: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const line of undo.split('\n')) {
+    // the journal's undo runs each step as `STEP || <keep the worst status>`
+    const m = /^sysctl -q -w ([a-z0-9_./-]+)\\?=(\d+)(?:\s|$)/.exec(line.trim());
+    if (m) out.push([m[1]!, m[2]!]);
+  }
+  return out;
+}
+
+/**
+ * Forwarding an earlier dsrctl run turned on (masquerade, router NAT) that this inventory does not
+ * need goes back off: left on, with the forward filter gone, the upstreams' network would be open
+ * to the public side. The values come from that run's journaled undo (ip_forward and the
+ * accept_redirects the kernel rewrites with it); a forwarding the host had before dsrctl is left
+ * alone. Same id as the earlier change, so `rollback --all` lets the older run's undo decide.
+ */
+export const forwardingPutBack: ResourceKind<Record<string, never>> = {
+  kind: 'forwarding-put-back',
+  schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
+  facts: () => ({ sysctls: [IP_FORWARD, REDIRECTS], journalChanges: [`sysctl ${IP_FORWARD}`] }),
+  plan(_, facts, ctx) {
+    if (needsForwarding(ctx.inventory)) return null;
+    const rec = facts.journalUndos?.[`sysctl ${IP_FORWARD}`];
+    const current = facts.sysctl[IP_FORWARD]?.trim();
+    if (!rec || current === undefined) return null;
+    const values = sysctlUndoValues(rec.undo);
+    const original = values.find(([k]) => k === IP_FORWARD)?.[1];
+    if (original === undefined || original === current) return null;
+    const redirects = facts.sysctl[REDIRECTS]?.trim();
+    const set = (k: string, v: string): Step => ({ run: ['sysctl', '-q', '-w', `${k}=${v}`] });
+    const why = ctx.inventory.mode === 'ip-transparency' ? 'ip-transparency without masquerade does not need it' : `${ctx.inventory.mode} does not need it`;
+    return {
+      kind: 'sysctl',
+      id: `sysctl ${IP_FORWARD}`,
+      action: 'update',
+      summary: `set ${IP_FORWARD} ${current} -> ${original} (put back: run ${rec.run} turned forwarding on; ${why})`,
+      do: values.map(([k, v]) => set(k, v)),
+      undo: [set(IP_FORWARD, current), ...(redirects !== undefined ? [set(REDIRECTS, redirects)] : [])],
+    };
+  },
+};

@@ -7,9 +7,9 @@ import { iptablesRule } from './iptables-rule.js';
 import { nginxMainDirective, nginxManagedConfig, nginxStreamContext, nginxUser } from './nginx-files.js';
 import { statelessNat } from './stateless-nat.js';
 import { nginxExclusivePort } from './nginx-port.js';
-import { forwardFilter } from './forward-filter.js';
+import { forwardFilter, forwardingPutBack } from './forward-filter.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const RESOURCE_KINDS: Record<string, ResourceKind<any>> = Object.fromEntries(
-  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxUser, nginxStreamContext, nginxExclusivePort, nginxManagedConfig, statelessNat, forwardFilter].map((k) => [k.kind, k]),
+  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxUser, nginxStreamContext, nginxExclusivePort, nginxManagedConfig, statelessNat, forwardFilter, forwardingPutBack].map((k) => [k.kind, k]),
 );

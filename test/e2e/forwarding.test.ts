@@ -49,6 +49,7 @@ function expectUnreachable(r: Reach, what: string): void {
   expect(r.dig.out, what).toMatch(/timed out|no servers could be reached/);
 }
 
+const httpOk = () => expect(curlSources(), 'every upstream sees the client').toEqual([CLIENT_IP, CLIENT_IP, CLIENT_IP, CLIENT_IP]);
 const sysctlForward = () => onHost('proxy', 'sysctl -n net.ipv4.ip_forward').stdout.trim();
 const filterTable = () => onHost('proxy', "iptables-save -t filter | grep -v '^#'").stdout;
 
@@ -134,6 +135,28 @@ describe('Method 1 (ip-transparency): no forwarding without masquerade', () => {
     const rb = await run(['rollback', '--yes'], inv);
     expectCode(rb, 0, 'rollback');
     expect(snapshotDiff(pristine), 'after rollback (iptables-save included)').toBe('');
+  });
+
+  it('masquerade on, then off again: the next apply puts forwarding back off and removes the filter; the client cannot reach the upstreams; rollback is exact', async () => {
+    const masq = inventoryVariant((y) => y.replace('masquerade: false', 'masquerade: true'));
+    expectCode(await run(['apply', '--yes'], masq), 0, 'apply with masquerade');
+    expect(sysctlForward()).toBe('1');
+    const r = await run(['apply', '--yes', '--json']);
+    expectCode(r, 0, 'apply without masquerade');
+    const changes = hostJson(expectJson(r, 'apply without masquerade'), 'proxy').changes as any[];
+    expect(changes.map((c) => c.summary), show(r)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^remove iptables chain DSRCTL-FORWARD and its jump from FORWARD/),
+        expect.stringMatching(/^set net\.ipv4\.ip_forward 1 -> 0 \(put back: run \S+ turned forwarding on; ip-transparency without masquerade does not need it\)$/),
+      ]),
+    );
+    expect(sysctlForward(), 'forwarding is off again').toBe('0');
+    expect(filterTable()).not.toContain('DSRCTL-FORWARD');
+    expectUnreachable(reachUpstreamViaProxy(UPSTREAM_IPS[0]!), 'after masquerade was turned off');
+    httpOk();
+    const rb = await run(['rollback', '--yes']);
+    expectCode(rb, 0, 'rollback of both runs');
+    expect(snapshotDiff(pristine), 'after rollback').toBe('');
   });
 });
 
