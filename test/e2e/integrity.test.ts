@@ -22,8 +22,11 @@ const sh = (host: string, cmd: string) => {
   return r.stdout;
 };
 
+let asGuide: string;
+
 beforeAll(async () => {
   labUp();
+  asGuide = inventoryReplacing('  masquerade: false', '  masquerade: false\n  nginx_user: root');
   sh('proxy', `printf '# caf\\351 (a Latin-1 byte)\\n%s\\n' '${SECRET_LINE}' >> ${NGINX_CONF} && chmod 600 ${NGINX_CONF}`);
   before = await settledSnapshotAll();
 }, 240_000);
@@ -85,10 +88,12 @@ describe('a second spelling of nginx.conf', () => {
 
 describe('apply and rollback keep bytes and secrets', () => {
   it('a Latin-1 byte survives apply; the journal is 0700/0600 and nobody can read the secret line', async () => {
-    const a = await run(['apply', '--yes']);
+    // the guide's `user root`, so that apply edits (and backs up) the root-only nginx.conf
+    const a = await run(['apply', '--yes'], asGuide);
     expectCode(a, 0, 'apply');
-    const conf = sh('proxy', `od -An -c ${NGINX_CONF} | tr -s ' ' | tr -d '\\n'; echo; stat -c %a ${NGINX_CONF}`);
-    expect(conf).toContain('c a f 351 ( a L a t i n - 1 b y t e )');
+    // the bytes as hex, one line: od's own line breaks cannot split what is looked for
+    const conf = sh('proxy', `od -An -tx1 -v ${NGINX_CONF} | tr -d ' \\n'; echo; stat -c %a ${NGINX_CONF}`);
+    expect(conf).toContain(Buffer.from('# caf\xe9 (a Latin-1 byte)', 'latin1').toString('hex'));
     expect(conf.trim().split('\n').at(-1)).toBe('600');
     // the journal: directories 0700, journal files 0600; backups keep the mode of what they hold
     const modes = sh('proxy', "find /var/lib/dsrctl -printf '%y %m %p\\n'").trim().split('\n');
@@ -107,10 +112,10 @@ describe('apply and rollback keep bytes and secrets', () => {
   });
 
   it('rollback puts every host back byte for byte, the Latin-1 byte and the 0600 mode included', async () => {
-    const r = await run(['rollback', '--yes']);
+    const r = await run(['rollback', '--yes'], asGuide);
     expectCode(r, 0, 'rollback');
     expectSnapshots(before, 'after rollback');
-    expect(sh('proxy', `od -An -c ${NGINX_CONF} | tr -s ' ' | tr -d '\\n'`)).toContain('c a f 351');
+    expect(sh('proxy', `od -An -tx1 -v ${NGINX_CONF} | tr -d ' \\n'`)).toContain(Buffer.from('caf\xe9', 'latin1').toString('hex'));
   });
 });
 
