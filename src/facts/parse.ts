@@ -5,7 +5,7 @@ import { parseIptablesSave, parseIptablesVariant } from './parsers/iptables-save
 import { parseNginx } from './parsers/nginx.js';
 import { parseSysctl } from './parsers/sysctl.js';
 import { parseNft, parseNatProbe, parseTc } from './parsers/nat.js';
-import type { FileFact, HostFacts, IptablesFacts, NginxConfigFacts } from './types.js';
+import type { FileFact, HealthProcessFacts, HostFacts, IptablesFacts, NginxConfigFacts } from './types.js';
 
 export { FactsParseError } from './format.js';
 
@@ -133,6 +133,8 @@ export function parseFacts(stdout: string): HostFacts {
     journalBackups: Object.fromEntries(repeated['journal-file'].flatMap((s) => parseJournalFile(s.body))),
     journalUndos: Object.fromEntries(repeated['journal-change'].flatMap((s) => parseJournalChange(s.body))),
     dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
+    ...(sections.some((s) => s.name === 'read') ? { reads: parseReads(sections.filter((s) => s.name === 'read')) } : {}),
+    ...(sections.some((s) => s.name === 'health') ? { health: parseHealthProcess(sections.find((s) => s.name === 'health')!.body) } : {}),
     incomplete,
   };
 }
@@ -193,4 +195,26 @@ export function parseNginxConfigSection(config: { rc: number; body: string }, li
     map[path] = { target, owner, mtime };
   }
   return { status: 'ok', dump, links: map };
+}
+
+/** `read` sections: path, exists, content (base64 of one read) -> path -> bytes (latin1) or null. */
+export function parseReads(sections: Section[]): Record<string, string | null> {
+  const out: Record<string, string | null> = {};
+  for (const s of sections) {
+    const kv = parseKeyValues('read', s.body);
+    const path = kv.get('path');
+    if (!path) throw new FactsParseError('read', 'no path= line', s.body.split('\n')[0] ?? '');
+    out[path] = kv.get('exists') === '1' ? Buffer.from(kv.get('content') ?? '', 'base64').toString('latin1') : null;
+  }
+  return out;
+}
+
+export function parseHealthProcess(body: string): HealthProcessFacts {
+  const kv = parseKeyValues('health', body);
+  const pid = kv.get('pid');
+  return {
+    pid: pid ? Number(pid) : null,
+    alive: kv.get('alive') === '1',
+    ...(kv.has('unit_active') ? { unitActive: kv.get('unit_active')!, unitEnabled: kv.get('unit_enabled') ?? '' } : {}),
+  };
 }

@@ -3,6 +3,7 @@ import { FACTS_FORMAT_VERSION, SHELL_PRELUDE } from './format.js';
 import type { FactsRequest } from './types.js';
 import { ACTIVE_RUN_STATUSES } from '../apply/paths.js';
 import { encodePath } from '../resources/nginx-files.js';
+import { HEALTH_PID, HEALTH_UNIT } from '../health/settings.js';
 
 /** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
 export const DSRCTL_STATE_FILES = {
@@ -211,6 +212,7 @@ const NGINX = String.raw`
 export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
   const sysctls = [...new Set(req.sysctls)].map((k) => ({ key: k, proc: sysctlProcPath(k) }));
   const files = [...new Set(req.files)].map(checkFactsPath);
+  const reads = [...new Set(req.reads ?? [])].map(checkFactsPath);
 
   const body: string[] = [
     `  b facts; printf 'format=%s\\n' ${FACTS_FORMAT_VERSION}; e facts 0`,
@@ -237,6 +239,9 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
       return `  journal_change ${q(id)}`;
     }),
     ...[...new Set(req.journalFiles ?? [])].map(checkFactsPath).map((p) => `  journal_file ${q(p)} ${q(encodePath(p))}`),
+    // one open, one read: a file the checker replaces (mv) meanwhile is read whole, old or new
+    ...reads.map((p) => `  b read; printf 'path=%s\\n' ${q(p)}; if { printf 'exists=1\\ncontent=%s\\n' "$(b64 <&3)"; } 2>/dev/null 3<${q(p)}; then :; else printf 'exists=0\\n'; fi; e read 0`),
+    `  b health; _p=$(cat ${q(HEALTH_PID)} 2>/dev/null | tr -cd 0-9); printf 'pid=%s\\n' "$_p"; if [ -n "$_p" ] && [ "$(cut -d' ' -f3 "/proc/$_p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$_p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh'; then echo alive=1; else echo alive=0; fi; if [ -d /run/systemd/system ] && have systemctl; then printf 'unit_active=%s\\nunit_enabled=%s\\n' "$(systemctl is-active ${HEALTH_UNIT} 2>/dev/null)" "$(systemctl is-enabled ${HEALTH_UNIT} 2>/dev/null)"; fi; e health 0`,
     `  fileinfo dsrctl-journal ${q(DSRCTL_STATE_FILES.journal)}`,
     `  fileinfo dsrctl-lock ${q(DSRCTL_STATE_FILES.lock)}`,
     `  fileinfo dsrctl-reverted ${q(DSRCTL_STATE_FILES.reverted)}`,

@@ -158,6 +158,10 @@ export interface HostFacts {
    * made one (done) recorded them: that change's undo script, i.e. how to put the original back.
    */
   journalUndos?: Record<string, { run: string; undo: string }>;
+  /** requested `reads`: the bytes (latin1), null when absent; absent from an older script */
+  reads?: Record<string, string | null>;
+  /** the health checker's process (src/health/); absent from an older script */
+  health?: HealthProcessFacts;
   /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
   dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
   /** sections whose command was missing or failed, so that part of the facts is unknown
@@ -175,6 +179,8 @@ export interface FactsRequest {
   journalFiles?: string[];
   /** change ids whose undo in the oldest active dsrctl run that made one is read (facts.journalUndos) */
   journalChanges?: string[];
+  /** files another program rewrites (the health checker's): read with one open, so one version */
+  reads?: string[];
 }
 
 export interface NftFacts {
@@ -197,4 +203,14 @@ export interface NatBackendFacts {
   actNat: 'loaded' | 'builtin' | 'module' | 'absent';
   tc: boolean;
   nft: boolean;
+}
+
+export interface HealthProcessFacts {
+  /** pid from the checker's pid file */
+  pid: number | null;
+  /** that pid runs the checker's script (not a zombie, not a recycled pid) */
+  alive: boolean;
+  /** systemd hosts: `systemctl is-active` / `is-enabled` of the unit */
+  unitActive?: string;
+  unitEnabled?: string;
 }

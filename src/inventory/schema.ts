@@ -155,6 +155,28 @@ export const inventorySchema = z
       })
       .strict()
       .default({ ping_targets: [], timeout_seconds: 2, upstream_checks: true, path_check: true }),
+    /**
+     * the active health checker on the proxy (src/health/): true, false, or its timing. Default:
+     * on for the DSR modes (nginx never sees a reply there), off for ip-transparency.
+     */
+    health: z
+      .union(
+        [
+          z.boolean(),
+          z
+            .object({
+              /** seconds between two checks of every upstream (NGINX Plus health_check: interval=5s) */
+              interval: z.number({ error: 'must be a number of seconds' }).min(1, 'must be 1-3600 seconds').max(3600, 'must be 1-3600 seconds').refine(Number.isInteger, 'must be a whole number of seconds').default(5),
+              /** consecutive failed checks that take an upstream out (fails=1) */
+              fails: z.number({ error: 'must be a number' }).min(1, 'must be 1-100').max(100, 'must be 1-100').refine(Number.isInteger, 'must be a whole number').default(1),
+              /** consecutive passed checks that put it back (passes=1) */
+              passes: z.number({ error: 'must be a number' }).min(1, 'must be 1-100').max(100, 'must be 1-100').refine(Number.isInteger, 'must be a whole number').default(1),
+            })
+            .strict(),
+        ],
+        { error: 'must be true, false or { interval, fails, passes }' },
+      )
+      .optional(),
     rollback: z
       .object({
         /** the dead-man's switch: seconds until a host reverts itself unless the run confirms */

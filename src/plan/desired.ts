@@ -58,7 +58,7 @@ export function planContext(inv: Inventory, pb: Playbook, target: HostTarget): P
 
 /** What the facts exec must read for this host's resources. */
 export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): FactsRequest {
-  const req: FactsRequest = { sysctls: [], files: [], interfaces: [], journalFiles: [], journalChanges: [] };
+  const req: FactsRequest = { sysctls: [], files: [], interfaces: [], journalFiles: [], journalChanges: [], reads: [] };
   const ctx = planContext(inv, pb, target);
   for (const d of target.desired) {
     const more = RESOURCE_KINDS[d.kind]!.facts?.(d.spec, ctx);
@@ -67,6 +67,7 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
     req.interfaces!.push(...(more?.interfaces ?? []));
     req.journalFiles!.push(...(more?.journalFiles ?? []));
     req.journalChanges!.push(...(more?.journalChanges ?? []));
+    req.reads!.push(...(more?.reads ?? []));
   }
   return {
     sysctls: [...new Set(req.sysctls)],
@@ -74,5 +75,6 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
     interfaces: [...new Set(req.interfaces)],
     ...(req.journalFiles!.length ? { journalFiles: [...new Set(req.journalFiles)] } : {}),
     ...(req.journalChanges!.length ? { journalChanges: [...new Set(req.journalChanges)] } : {}),
+    ...(req.reads!.length ? { reads: [...new Set(req.reads)] } : {}),
   };
 }

@@ -8,6 +8,7 @@ import { pruneChanges } from './prune.js';
 import { unsafeDir } from '../resources/nginx-files.js';
 import { PlanError } from '../resources/types.js';
 import { unreachableMessage, unreachableUpstreams } from './upstream-reach.js';
+import { healthSettings } from '../health/settings.js';
 
 /** desired × Facts -> the changes of one host, in playbook order. Pure. */
 export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts: HostFacts): HostPlan {
@@ -23,8 +24,8 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
     if (change) changes.push(...[change].flat());
   }
   const notes: string[] = [...ctx.notes];
-  if (target.role === 'proxy' && pb.health_checks === 'active')
-    notes.push('DSR: nginx never sees the replies, so passive health checks cannot work; run `dsrctl verify` on a schedule for active checks.');
+  if (target.role === 'proxy' && pb.health_checks === 'active' && !healthSettings(inv).enabled)
+    notes.push('DSR: nginx never sees the replies, so passive health checks cannot work, and no health checker runs: a dead upstream keeps its share of clients (remove `health: false`, or run `dsrctl verify` on a schedule).');
   if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root (set ssh.sudo: true, or log in as root)`);
   const preconditions = (ctx.shared.get('preconditions') as HostPlan['preconditions']) ?? [];
   if (changes.length > 0) {

@@ -55,6 +55,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
       { kind: 'nginx-user', spec: {} },
       { kind: 'nginx-exclusive-port', spec: {} },
       { kind: 'nginx-managed-config', spec: {} },
+      { kind: 'health-checker', spec: {} },
       // no forwarding without masquerade: replies are delivered to nginx locally (and forwarding an
       // earlier dsrctl run turned on goes back off)
       { kind: 'forwarding-put-back', spec: {} },
@@ -110,6 +111,7 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     // ip_forward (and the earlier run's record of it): forwarding a dsrctl run turned on goes back off
     expect(factsRequest(inv, pb, host(targets, 'proxy'))).toMatchObject({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects'], interfaces: [], journalFiles: ['/etc/nginx/nginx.conf'], journalChanges: ['sysctl net.ipv4.ip_forward'] });
     expect(factsRequest(inv, pb, host(targets, 'proxy')).files).toEqual(expect.arrayContaining(['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)]));
+    expect(factsRequest(inv, pb, host(targets, 'proxy')).reads).toEqual(['/etc/nginx/dsrctl-health.servers', '/var/lib/dsrctl/health/state']);
     expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
   });
 });

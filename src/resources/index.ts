@@ -8,8 +8,9 @@ import { nginxMainDirective, nginxManagedConfig, nginxStreamContext, nginxUser }
 import { statelessNat } from './stateless-nat.js';
 import { nginxExclusivePort } from './nginx-port.js';
 import { forwardFilter, forwardingPutBack } from './forward-filter.js';
+import { healthChecker } from './health-checker.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const RESOURCE_KINDS: Record<string, ResourceKind<any>> = Object.fromEntries(
-  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxUser, nginxStreamContext, nginxExclusivePort, nginxManagedConfig, statelessNat, forwardFilter, forwardingPutBack].map((k) => [k.kind, k]),
+  [sysctl, ipRule, ipRoute, defaultRoute, iptablesRule, nginxMainDirective, nginxUser, nginxStreamContext, nginxExclusivePort, nginxManagedConfig, statelessNat, forwardFilter, forwardingPutBack, healthChecker].map((k) => [k.kind, k]),
 );

@@ -7,6 +7,7 @@ import { setMainDirective, ensureStreamContext, getMainDirective, mainDirectiveT
 import { decideNginxUser } from './nginx/user-decision.js';
 import { renderManagedConfig } from './nginx/render.js';
 import { unifiedDiff } from './nginx/diff.js';
+import { healthSettings, serversFile } from '../health/settings.js';
 
 /**
  * A file as this plan has left it so far. Several resources may edit one file (nginx.conf gets
@@ -223,6 +224,7 @@ export const nginxManagedConfig: ResourceKind<Record<string, never>> = {
       upstreams: inv.upstreams.map((u) => ({ name: u.name, ip: u.ip })),
       proxyBind: playbook.nginx.proxy_bind,
       extra: inv.service.protocol === 'udp' ? playbook.nginx.udp_directives : [],
+      ...(healthSettings(inv).enabled ? { serversInclude: serversFile(inv) } : {}),
     }));
     if (pf.content === content) return null;
     // a new directory for the stream config (e.g. /etc/nginx/dsrctl) goes again on undo

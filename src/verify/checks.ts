@@ -16,13 +16,15 @@ import {
   type DnsQuestion,
   type ServiceCheckKind,
 } from './service-check.js';
+import { healthSettings, HEALTH_PID, HEALTH_STATE } from '../health/settings.js';
+import { describeDown, parseHealthState } from '../health/script.js';
 
 /** One verification check, as the guide's Troubleshooting would run it by hand. */
 export interface Check {
   id: string;
   /** inventory name of the host the check runs on ("probe" for the probe host, "none" for a note that runs nothing) */
   host: string;
-  kind: 'ping' | 'probe-http' | 'probe-dns' | 'service-http' | 'service-dns' | 'service-tcp' | 'path-http' | 'path-dns' | 'path-tcp' | 'note';
+  kind: 'health' | 'ping' | 'probe-http' | 'probe-dns' | 'service-http' | 'service-dns' | 'service-tcp' | 'path-http' | 'path-dns' | 'path-tcp' | 'note';
   target: string;
   description: string;
 }
@@ -62,6 +64,9 @@ export function planChecks(inv: Inventory): Check[] {
     for (const t of inv.verify.ping_targets)
       checks.push({ id: `ping-${u.name}-${t}`, host: u.name, kind: 'ping', target: t, description: `${u.name} reaches ${t}${inv.mode === 'dsr-origin-nat' ? '' : ' through the proxy'}` });
   }
+  const hs = healthSettings(inv);
+  if (hs.enabled)
+    checks.push({ id: 'health-checker', host: 'proxy', kind: 'health', target: '', description: `the health checker runs on the proxy (every ${hs.interval} s; down after ${hs.fails} failed, back after ${hs.passes} passed check(s))` });
   const probe = inv.verify.probe;
   const target = `${inv.proxy.public_ip}:${inv.service.listen_port}`;
   if (probe) {
@@ -159,6 +164,14 @@ export function renderCheckScript(checks: Check[], inv: Inventory, nonce = rando
         // sequential, like the HTTP probe
         for (let i = 0; i < probe!.requests; i++) lines.push(renderServiceProbe(`${c.id}#${i}`, 'dns', ip, port, inv));
         break;
+      case 'health':
+        // one read of the state file, and whether the pid it recorded runs the checker
+        lines.push(
+          `p=$(cat ${quote([HEALTH_PID])} 2>/dev/null | tr -cd 0-9); a=0; [ -n "$p" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh' && a=1`,
+          `printf '@@raw %s %s\\n' ${quote([`${c.id}#pid`])} "$(printf '%s %s' "$a" "$p" | base64 | tr -d '\\n')"`,
+          `printf '@@raw %s %s\\n' ${quote([c.id])} "$(cat ${quote([HEALTH_STATE])} 2>/dev/null | base64 | tr -d '\\n')"`,
+        );
+        break;
       case 'note':
         break;
     }
@@ -206,6 +219,8 @@ export function parseCheckOutput(checks: Check[], stdout: string, inv: Inventory
         const r = raw.get(c.id);
         return { ...c, ...(r === undefined ? missing : judgeTcpPath(r, upstreamRaws(c.id), c.target)) };
       }
+      case 'health':
+        return { ...c, ...judgeHealth(raw.get(`${c.id}#pid`) ?? '', raw.get(c.id) ?? '') };
       case 'note':
         return { ...c, ok: true, unproven: true, detail: '' };
       default:
@@ -239,4 +254,14 @@ export function judgeDnsProbe(raws: string[], q: DnsQuestion): { ok: boolean; de
   const detail = verdicts.map((v) => (v.ok ? (v.answers.length ? v.answers.join(' ') : v.rcode) : v.detail)).join(' | ');
   if (bad.length) return { ok: false, detail: `${bad.length} of ${raws.length} queries failed: ${detail}` };
   return { ok: true, detail: `${raws.length} of ${raws.length} answered: ${detail}` };
+}
+
+/** The checker runs (its recorded pid runs its script); the detail names the upstreams it has taken out. */
+export function judgeHealth(pidRaw: string, stateRaw: string): { ok: boolean; detail: string } {
+  const [alive, pid] = pidRaw.trim().split(' ');
+  const state = parseHealthState(stateRaw);
+  if (alive !== '1') return { ok: false, detail: `not running (${pid ? `pid ${pid} is gone` : 'no pid file'}): run dsrctl apply to start it again` };
+  if (!state) return { ok: true, detail: `running (pid ${pid}), no round finished yet (it waits while dsrctl holds the lock)` };
+  const down = describeDown(state, null);
+  return { ok: true, detail: `running (pid ${pid}); ${down.length ? `out of rotation: ${down.join('; ')}` : `all ${state.upstreams.length} upstreams in rotation`}` };
 }

@@ -51,30 +51,52 @@ export function describeServiceCheck(kind: Exclude<ServiceCheckKind, 'none'>, in
 export const pathCheckPath = (nonce: string) => `/.well-known/dsrctl-path-check/${nonce}`;
 
 /**
- * Shell for one check against ip:port: runs the tool and prints `@@raw ID BASE64` with everything
- * the tool said (judged by the pure functions below, not by shell patterns).
+ * The shell command of one check against ip:port: runs the tool and prints everything it said
+ * (judged by the pure functions below in verify, by `serviceAliveTest` in the health checker).
  */
-export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
+export function serviceProbeCommand(kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
   const t = inv.verify.timeout_seconds;
   const w = Math.max(1, Math.ceil(t));
-  let cmd: string;
   switch (kind) {
     case 'dns': {
       const q = dnsQuestion(inv);
       const tcp = inv.service.protocol === 'udp' ? [] : ['+tcp'];
-      cmd = `dig +tries=1 +time=${w} +noall +comments +answer ${quote([...tcp, '-p', String(port), `@${ip}`, q.name, q.type])} 2>&1 | head -c 2000`;
-      break;
+      return `dig +tries=1 +time=${w} +noall +comments +answer ${quote([...tcp, '-p', String(port), `@${ip}`, q.name, q.type])} 2>&1 | head -c 2000`;
     }
     case 'http':
       // line 1: the status code (000: no response), line 2: curl's error, then the body's start
-      cmd = `f=$(mktemp) && { curl -sS -o "$f" -w '%{http_code}\\n' --max-time ${t} ${quote([`http://${ip}:${port}${path}`])} 2>"$f.err"; head -n 1 "$f.err"; echo; head -c 600 "$f"; rm -f "$f" "$f.err"; }`;
-      break;
+      return `f=$(mktemp) && { curl -sS -o "$f" -w '%{http_code}\\n' --max-time ${t} ${quote([`http://${ip}:${port}${path}`])} 2>"$f.err"; head -n 1 "$f.err"; echo; head -c 600 "$f"; rm -f "$f" "$f.err"; }`;
     case 'tcp':
       // curl's telnet client connects and prints whatever the server sends first (a banner), sending nothing
-      cmd = `curl -sS --connect-timeout ${t} --max-time ${w + 1} ${quote([`telnet://${ip}:${port}`])} </dev/null 2>&1 | head -c 300`;
-      break;
+      return `curl -sS --connect-timeout ${t} --max-time ${w + 1} ${quote([`telnet://${ip}:${port}`])} </dev/null 2>&1 | head -c 300`;
   }
-  return `out=$(${cmd}); printf '@@raw %s %s\\n' ${quote([id])} "$(printf '%s' "$out" | base64 | tr -d '\\n')"`;
+}
+
+/**
+ * Shell for one check against ip:port: runs the tool and prints `@@raw ID BASE64` with everything
+ * the tool said (judged by the pure functions below, not by shell patterns).
+ */
+export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
+  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); printf '@@raw %s %s\\n' ${quote([id])} "$(printf '%s' "$out" | base64 | tr -d '\\n')"`;
+}
+
+/**
+ * The same decision as `judgeService`, as a shell test of "$out" (what serviceProbeCommand
+ * printed), for the health checker on the proxy, where no Node runs. Unit tests hold the two
+ * to the same verdict on real outputs.
+ */
+export function serviceAliveTest(kind: Exclude<ServiceCheckKind, 'none'>, inv: Inventory): string {
+  switch (kind) {
+    case 'dns':
+      // a response header with any status; with dns_query: NOERROR and an answer record
+      return dnsQuestion(inv).needAnswer
+        ? `printf '%s\\n' "$out" | grep -q -- '->>HEADER<<-.*status: NOERROR' && printf '%s\\n' "$out" | awk '!/^;/ && NF > 4 { f = 1 } END { exit !f }'`
+        : `printf '%s\\n' "$out" | grep -q -- '->>HEADER<<-.*status: [A-Z]'`;
+    case 'http':
+      return `{ c=$(printf '%s\\n' "$out" | head -n 1 | tr -cd 0-9); [ -n "$c" ] && [ "$c" -gt 0 ] && [ "$c" -lt 500 ]; }`;
+    case 'tcp':
+      return `! printf '%s\\n' "$out" | grep -E '^curl: \\([0-9]+\\)' | head -n 1 | grep -qiE "Failed to connect|Couldn't connect|Connection timed out|Connection refused|Could not resolve"`;
+  }
 }
 
 /** Pure: `@@raw ID BASE64` lines of a check script's output. */

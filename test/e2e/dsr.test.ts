@@ -18,7 +18,8 @@ import { digs, digFull, startCapture, stopCapture, PROXY_PUBLIC, UPSTREAM_IPS } 
 
 const STREAM_CONF = '/etc/nginx/dsrctl/stream.conf';
 /** the upstreams' DNS replies as the proxy would see them if they crossed it */
-const REPLY_FILTER = 'udp and src port 53 and src net 172.16.0.0/24';
+// replies to clients; the health checker's (and verify's) own queries ask from the proxy's private address
+const REPLY_FILTER = 'udp and src port 53 and src net 172.16.0.0/24 and not dst host 172.16.0.1';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -83,9 +84,11 @@ function dsrSuite(mode: Mode): void {
       expect(proxy.notes.join('\n'), show(r, 'the plan says which user and why')).toMatch(/nginx user: keep \(nginx 1\.22\.1 >= 1\.13\.8 and CAP_NET_RAW in its capability bounding set/);
       expect(byKind(proxy, 'nginx-stream-context').map((c: any) => c.summary), show(r)).toEqual([expect.stringMatching(new RegExp(`stream \\{ \\} block with include ${STREAM_CONF}`))]);
       expect(byKind(proxy, 'nginx-managed-config').map((c: any) => c.id), show(r)).toEqual([`file ${STREAM_CONF}`]);
+      // DSR's active health checker (test/e2e/health.test.ts): its server list and its daemon
+      expect(byKind(proxy, 'health-checker').map((c: any) => c.id), show(r)).toEqual(['file /etc/nginx/dsrctl-health.servers', 'health checker']);
 
       if (router) {
-        expect(kinds(j, 'proxy'), show(r, 'router NAT: the proxy changes')).toEqual(['forward-filter', 'nginx-managed-config', 'nginx-stream-context', 'stateless-nat', 'sysctl', 'sysctl']);
+        expect(kinds(j, 'proxy'), show(r, 'router NAT: the proxy changes')).toEqual(['forward-filter', 'health-checker', 'health-checker', 'nginx-managed-config', 'nginx-stream-context', 'stateless-nat', 'sysctl', 'sysctl']);
         expect(byKind(proxy, 'forward-filter')[0].summary, show(r, 'forwarding limited to the replies')).toMatch(/forward only the upstreams' replies \(udp sport 53\)/);
         expect(byKind(proxy, 'sysctl').map((c: any) => c.summary).sort(), show(r)).toEqual([
           expect.stringMatching(/net\.ipv4\.ip_forward 0 -> 1/),
@@ -106,7 +109,7 @@ function dsrSuite(mode: Mode): void {
         for (const ip of UPSTREAM_IPS) expect(nft.stdout).toMatch(new RegExp(`ip saddr ${ip.replace(/\./g, '\\.')} udp sport 53 ip saddr set 192\\.168\\.99\\.10 `));
         for (const u of UPSTREAMS) expect(onHost(u, 'ip route show default').stdout.trim(), u).toMatch(/^default via 172\.16\.0\.1 dev priv0/);
       } else {
-        expect(kinds(j, 'proxy'), show(r, 'origin NAT: only nginx on the proxy (no sysctl, no NAT)')).toEqual(['nginx-managed-config', 'nginx-stream-context']);
+        expect(kinds(j, 'proxy'), show(r, 'origin NAT: only nginx and its health checker on the proxy (no sysctl, no NAT)')).toEqual(['health-checker', 'health-checker', 'nginx-managed-config', 'nginx-stream-context']);
         for (const [i, u] of UPSTREAMS.entries()) {
           const h = hostJson(j, u);
           expect(kinds(j, u), show(r, `${u}: only its own NAT (no route change)`)).toEqual(['stateless-nat']);

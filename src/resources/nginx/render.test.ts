@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../../util/errors.js';
 import { parseNginx } from './parse.js';
 import { renderManagedConfig, type RenderOptions } from './render.js';
+import { renderServers } from '../../health/script.js';
 
 const upstreams = [
   { name: 'dev1', ip: '172.16.0.11' },
@@ -166,6 +167,22 @@ describe('nginx -t accepts every rendered protocol', () => {
     ['udp (dsr)', udpDsr, 'stream'],
   ] as const)('%s', (_label, opts, context) => {
     const r = nginxTest(renderManagedConfig(opts), context);
+    expect(r.output).toContain('test is successful');
+    expect(r.status).toBe(0);
+  });
+
+  it.each([
+    ['udp (dsr)', udpDsr, 'stream'],
+    ['http', http, 'http'],
+  ] as const)('%s with the health checker\'s server list included, one upstream marked down', (_label, opts, context) => {
+    const dir = mkdtempSync(join(tmpdir(), 'dsrctl-health-servers-'));
+    tmpDirs.push(dir);
+    const servers = join(dir, 'dsrctl-health.servers');
+    const port = opts.upstreamPort;
+    writeFileSync(servers, renderServers(upstreams.map((u, i) => ({ name: u.name, addr: `${u.ip}:${port}`, down: i === 1 }))));
+    const out = renderManagedConfig({ ...opts, serversInclude: servers });
+    expect(out).toContain(`upstream dsrctl_upstreams {\n    # the health checker's list (dev1 172.16.0.11:${port}, dev2 172.16.0.12:${port}, dev3 172.16.0.13:${port}, dev4 172.16.0.14:${port}): it marks a failing upstream down there\n    include ${servers};\n}\n`);
+    const r = nginxTest(out, context);
     expect(r.output).toContain('test is successful');
     expect(r.status).toBe(0);
   });

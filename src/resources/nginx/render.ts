@@ -24,6 +24,8 @@ export interface RenderOptions {
    * (stream: in the server block; http: in `location /` beside proxy_bind)
    */
   extra?: string[];
+  /** the health checker's file of `server` lines: the upstream block includes it instead of listing them */
+  serversInclude?: string;
 }
 
 export const UPSTREAM_GROUP = 'dsrctl_upstreams';
@@ -68,6 +70,8 @@ export function renderManagedConfig(opts: RenderOptions): string {
     return `server ${u.ip}:${upstreamPort}; # ${u.name}`;
   });
   const extra = (opts.extra ?? []).map(normalizeExtra);
+  const inc = opts.serversInclude;
+  if (inc !== undefined && (typeof inc !== 'string' || !/^\/[A-Za-z0-9_.\/-]+$/.test(inc))) bad('servers include', inc, 'must be an absolute path of letters, digits, "_", ".", "-", "/"');
 
   const ind = (depth: number) => (line: string) => '    '.repeat(depth) + line;
   const lines: string[] = [
@@ -75,7 +79,9 @@ export function renderManagedConfig(opts: RenderOptions): string {
     `# Context: ${protocol === 'http' ? 'http' : 'stream'}.`,
     '',
     `upstream ${UPSTREAM_GROUP} {`,
-    ...servers.map(ind(1)),
+    ...(inc
+      ? [`# the health checker's list (${servers.map((l) => l.replace(/^server (\S+); # (.*)$/, '$2 $1')).join(', ')}): it marks a failing upstream down there`, `include ${inc};`].map(ind(1))
+      : servers.map(ind(1))),
     '}',
     '',
     'server {',
