@@ -23,6 +23,7 @@ export type { Inventory } from './inventory/schema.js';
 export type { HostPlan, Change } from './plan/types.js';
 export type { CheckResult } from './verify/checks.js';
 export type { PendingUndo } from './apply/journal-list.js';
-export { planReport, applyReport, verifyReport, rollbackReport, reportDocument, SCHEMA_VERSION, type Report } from './report/documents.js';
+export { planReport, applyReport, verifyReport, rollbackReport, doctorReport, reportDocument, SCHEMA_VERSION, type Report } from './report/documents.js';
 export { EXIT, UserError } from './util/errors.js';
 export type { Connector } from './engine/connector.js';
+export { doctor, type DoctorOptions, type DoctorResult } from './engine/doctor.js';

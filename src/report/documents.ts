@@ -7,6 +7,8 @@ import type { PlanResult } from '../engine/plan.js';
 import type { ApplyResult } from '../engine/apply.js';
 import type { VerifyResult } from '../engine/verify.js';
 import type { RollbackResult } from '../engine/rollback.js';
+import type { DoctorResult } from '../engine/doctor.js';
+import { mergeTimeline } from '../doctor/capture.js';
 import { EXIT } from '../util/errors.js';
 
 /**
@@ -141,5 +143,31 @@ export function rollbackReport(r: RollbackResult): Report {
     warnings: r.notices,
     errors: hostErrors(r.errors),
     hosts: r.hosts.map(rollbackJson),
+  };
+}
+
+export function doctorReport(r: DoctorResult): Report {
+  const { findings, hostOrder, capture } = r;
+  const tally = Object.fromEntries((['error', 'warn', 'info', 'ok'] as const).map((s) => [s, findings.filter((f) => f.severity === s).length]));
+  const names = [...hostOrder, ...new Set(findings.map((f) => f.host).filter((h) => !hostOrder.includes(h)))];
+  return {
+    command: 'doctor',
+    result: r.exitCode === EXIT.ok ? 'healthy' : 'problems',
+    ok: r.exitCode === EXIT.ok,
+    exitCode: r.exitCode,
+    mode: r.inventory.mode,
+    summary: tally,
+    errors: [...r.errors].map(([host, message]) => ({ host, message })),
+    hosts: names.map((h) => ({ host: h, ...(r.roles.has(h) ? { role: r.roles.get(h) } : {}), findings: findings.filter((f) => f.host === h) })),
+    ...(capture
+      ? {
+          capture: {
+            seconds: capture.seconds,
+            filter: capture.filter,
+            hosts: capture.hosts.map((c) => ({ host: c.host, status: c.status, packets: c.packets.length, ...(c.note ? { note: c.note } : {}), ...(c.listeningAt ? { listeningAt: c.listeningAt } : {}) })),
+            timeline: mergeTimeline(capture.hosts).map(({ raw: _raw, ...p }) => p),
+          },
+        }
+      : {}),
   };
 }
