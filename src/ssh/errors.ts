@@ -45,6 +45,8 @@ export class HostKeyError extends SshError {
   /** recorded fingerprints for this host, for 'mismatch' */
   readonly expected?: string[];
   readonly knownHostsPath: string;
+  /** the line that would trust this key ("host keytype base64"), to record once a person confirmed it */
+  readonly knownHostsLine?: string;
 
   constructor(
     host: string,
@@ -56,6 +58,7 @@ export class HostKeyError extends SshError {
       keyType: string;
       expected?: string[];
       knownHostsPath: string;
+      knownHostsLine?: string;
     },
   ) {
     super(host, target, message);
@@ -65,6 +68,7 @@ export class HostKeyError extends SshError {
     this.keyType = details.keyType;
     if (details.expected) this.expected = details.expected;
     this.knownHostsPath = details.knownHostsPath;
+    if (details.knownHostsLine) this.knownHostsLine = details.knownHostsLine;
   }
 }
 

@@ -53,7 +53,14 @@ function privateKey(path: string, passphrase: string | undefined, field: string)
     const why = /passphrase/i.test(parsed.message) ? `${parsed.message} (set ssh.passphrase)` : parsed.message;
     throw new UserError(`${field}: ${path} is not a usable private key: ${why}`);
   }
+  const pub = publicKeyProblem(parsed, path);
+  if (pub) throw new UserError(`${field}: ${pub}`);
+}
+
+/** "PATH holds a public key; ..." when a parsed key file is not a private key (a .pub given by mistake). */
+export function publicKeyProblem(parsed: ReturnType<typeof utils.parseKey>, path: string): string | undefined {
+  if (parsed instanceof Error) return undefined;
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (!key || !key.isPrivateKey())
-    throw new UserError(`${field}: ${path} holds a public key; give the private key${path.endsWith('.pub') ? ` (${path.slice(0, -4)}?)` : ''}`);
+  if (key && key.isPrivateKey()) return undefined;
+  return `${path} holds a public key; give the private key${path.endsWith('.pub') ? ` (${path.slice(0, -4)}?)` : ''}`;
 }

@@ -18,7 +18,7 @@ import {
   SshError,
   hostLabel,
 } from './errors.js';
-import { checkHostKey, preferredHostKeyAlgorithms } from './known-hosts.js';
+import { checkHostKey, hostLookupName, preferredHostKeyAlgorithms } from './known-hosts.js';
 import { KEEPALIVE_COUNT_MAX, KEEPALIVE_INTERVAL_MS, SshConnection } from './connection.js';
 import type { ConnectTarget } from './types.js';
 
@@ -126,6 +126,7 @@ function hostKeyVerifier(
         keyType: check.keyType,
         ...(check.expected ? { expected: check.expected } : {}),
         knownHostsPath: t.knownHosts,
+        ...(check.reason === 'unknown' ? { knownHostsLine: `${hostLookupName(t.host, t.port)} ${check.keyType} ${key.toString('base64')}` } : {}),
       }),
     );
     return false;

@@ -46,6 +46,7 @@ export interface Draft {
     private_interface?: string;
     masquerade?: boolean;
     managed_config?: string;
+    take_over_port?: boolean;
   };
   upstreams?: UpstreamDraft[];
   verify?: {

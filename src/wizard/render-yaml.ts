@@ -64,7 +64,7 @@ function canonical(d: Draft): Record<string, unknown> {
       ...(d.service ? { service: ordered(d.service, ['protocol', 'listen_port', 'upstream_port', 'client_networks']) } : {}),
       ...(d.ssh ? { ssh: ordered(d.ssh, ['user', 'port', 'private_key', 'passphrase', 'agent', 'password', 'known_hosts']) } : {}),
       ...(d.proxy
-        ? { proxy: ordered(d.proxy, ['ssh_host', 'public_ip', 'public_interface', 'private_ip', 'private_interface', 'masquerade', 'managed_config']) }
+        ? { proxy: ordered(d.proxy, ['ssh_host', 'public_ip', 'public_interface', 'private_ip', 'private_interface', 'masquerade', 'managed_config', 'take_over_port']) }
         : {}),
       ...(d.upstreams ? { upstreams: d.upstreams.map((u) => ordered(u, ['name', 'ssh_host', 'ip', 'interface'])) } : {}),
       ...(d.verify
@@ -153,6 +153,7 @@ export function renderInventory(draft: Draft, opts: RenderOptions = {}): string 
   if (mode === 'dsr-origin-nat') inline(doc, ['proxy', 'masquerade'], 'not used by origin NAT (the proxy is not the gateway)');
   else inline(doc, ['proxy', 'masquerade'], 'true: ip_forward + MASQUERADE on public_interface, so upstreams reach external hosts');
   inline(doc, ['proxy', 'managed_config'], 'dsrctl owns it: backed up, restored on rollback');
+  inline(doc, ['proxy', 'take_over_port'], "the other nginx servers on listen_port: their sites-enabled links are removed, put back on rollback");
 
   above(
     doc,

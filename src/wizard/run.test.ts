@@ -85,7 +85,11 @@ let KEY: string;
 beforeEach(() => {
   cwd = mkdtempSync(join(tmpdir(), 'dsrctl-wizard-'));
   KEY = join(cwd, 'id_ed25519');
-  writeFileSync(KEY, ssh2.utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+  // ssh2 now and then generates an ed25519 key its own parser calls malformed: take one it reads
+  let pair = ssh2.utils.generateKeyPairSync('ed25519');
+  while (ssh2.utils.parseKey(pair.private) instanceof Error) pair = ssh2.utils.generateKeyPairSync('ed25519');
+  writeFileSync(KEY, pair.private, { mode: 0o600 });
+  writeFileSync(`${KEY}.pub`, pair.public);
   out = [];
   planned = [];
   connected = [];
@@ -126,8 +130,8 @@ function labScript(over: { save?: Answer[]; tail?: [RegExp, ...Answer[]][] } = {
     [/SSH user/, ''],
     [/SSH port/, ''],
     [/How does dsrctl log in/, 'key'],
-    [/Private key file/, join(cwd, 'missing-key'), KEY],
-    [/known_hosts file/, KH()],
+    [/Private key file/, join(cwd, 'missing-key'), `${KEY}.pub`, KEY],
+    [/known_hosts file/, join(cwd, 'no-known-hosts'), KH()],
     [/Connect to root@10\.211\.7\.10:22 now/, true],
     [/Public interface/, 'pub0'],
     [/public address/, '192.168.99.10'],
@@ -136,7 +140,7 @@ function labScript(over: { save?: Answer[]; tail?: [RegExp, ...Answer[]][] } = {
     [/nginx config file/, '/etc/nginx/conf.d/app.conf'],
     [/Enter the upstreams/, 'range'],
     [/Read each upstream's interfaces/, true],
-    [/Upstream addresses/, '172.16.0.1-12', '172.16.0.11-12'],
+    [/Upstream addresses/, '172.16.0.1-12', '10.0.0.11-12', '172.16.0.11-12'],
     [/Name prefix/, ''],
     [/Where does SSH reach them/, 'range'],
     [/Their SSH addresses/, '10.211.7.11-13', '10.211.7.11-12'],
@@ -166,7 +170,10 @@ describe('dsrctl wizard, scripted', () => {
       'service.upstream_port: must be 1-65535 (got 70000)',
       'proxy.ssh_host: must be an IP address or a DNS name (got "bad host!")',
       `${join(cwd, 'missing-key')} does not exist`,
+      `${KEY}.pub holds a public key; give the private key (${KEY}?)`,
+      `${join(cwd, 'no-known-hosts')} does not exist: give the file that holds the hosts' keys, or leave the answer empty to record the hosts' keys in a new file`,
       "upstreams[0].ip: 172.16.0.1 is the proxy's own address (got \"172.16.0.1\")",
+      "10.0.0.11 is not on the proxy's private network: priv0 has 172.16.0.0/24 (the proxy reaches the upstreams only there)",
       '3 addresses for 2 upstreams',
     ]);
     // facts: the proxy, then both upstreams, all with the same SSH settings
@@ -398,6 +405,123 @@ describe('dsrctl wizard, scripted', () => {
     expect(await runWizard(io(ask), { output: 'given.yaml' })).toBe(0);
     ask.done();
     expect(readFileSync(file, 'utf8')).toBe('keep\n');
+  });
+});
+
+describe('dsrctl wizard: SSH answers checked as typed, one answer changed after a failed connect', () => {
+  it('records a host key the user confirms by its fingerprint in the file they named; changes only the SSH user after an auth failure', async () => {
+    const rec = join(cwd, 'inventory', 'known_hosts');
+    const line = '10.211.7.10 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeyOfTheProxyForTheTestOnly0000000000000';
+    let attempt = 0;
+    const readFacts = async (t: ConnectTarget) => {
+      attempt++;
+      if (attempt === 1) {
+        expect(t.knownHosts).toBe('/dev/null'); // nothing recorded yet: every key is unknown
+        throw new HostKeyError(t.name, `root@${t.host}:22`, 'unknown', { reason: 'unknown', fingerprint: 'SHA256:proxykey', keyType: 'ssh-ed25519', knownHostsPath: t.knownHosts, knownHostsLine: line });
+      }
+      expect(t.knownHosts).toBe(rec);
+      if (t.user !== 'ops') throw new Error('authentication failed');
+      return labFacts(t.host);
+    };
+    const ask = new Script([
+      [/Which method/, 'ip-transparency'],
+      [/Service protocol/, 'http'],
+      [/Port clients connect to/, ''],
+      [/Port the upstreams listen on/, '8080'],
+      [/Networks the clients come from/, ''],
+      [/Proxy's SSH address/, '10.211.7.10'],
+      [/SSH user/, ''],
+      [/SSH port/, ''],
+      [/How does dsrctl log in/, 'key'],
+      [/Private key file/, KEY],
+      [/known_hosts file/, ''],
+      [/File to record the hosts' keys in/, ''],
+      [/Connect to root@10\.211\.7\.10:22 now/, true],
+      [/^Record 10\.211\.7\.10's host key SHA256:proxykey\?$/, true],
+      [/proxy: what now/, 'user'],
+      [/SSH user/, 'ops'],
+      [/Public interface/, CTRL_C],
+    ]);
+    await expect(runWizard(io(ask, readFacts))).rejects.toMatchObject({ name: 'ExitPromptError' });
+    ask.done();
+    expect(attempt).toBe(3);
+    expect(readFileSync(rec, 'utf8')).toBe(`${line}\n`);
+    const offered = ask.choices.get('proxy: what now?')!.map((c) => c.name);
+    expect(offered).toEqual(['try again', 'change the SSH address (10.211.7.10)', 'change the SSH user (root)', 'change the SSH port (22)', `change how dsrctl logs in (key ${KEY})`, `change the known_hosts file (${rec})`, 'go on without facts']);
+    expect(out).toContain(`  The wizard can record it in ${rec}: say yes only if 10.211.7.10 itself shows this fingerprint`);
+    expect(out).toContain(`  Recorded 10.211.7.10's key in ${rec}.`);
+    expect(out.some((l) => l.includes('/var/lib/dsrctl-lab/<prefix>/id_ed25519') && l.includes('/var/lib/dsrctl-lab/<prefix>/known_hosts'))).toBe(true);
+  });
+});
+
+describe('dsrctl wizard: the nginx server already on the service port', () => {
+  const withNginx = (nginxConfig: HostFacts['nginxConfig']) => async (t: ConnectTarget) => ({ ...labFacts(t.host), nginxConfig });
+  const upTo = (answer: [RegExp, ...Answer[]][]): Script =>
+    new Script([
+      [/Which method/, 'ip-transparency'],
+      [/Service protocol/, 'http'],
+      [/Port clients connect to/, ''],
+      [/Port the upstreams listen on/, '8080'],
+      [/Networks the clients come from/, ''],
+      [/Proxy's SSH address/, '10.211.7.10'],
+      [/SSH user/, ''],
+      [/SSH port/, ''],
+      [/How does dsrctl log in/, 'key'],
+      [/Private key file/, KEY],
+      [/known_hosts file/, KH()],
+      [/Connect to root@10\.211\.7\.10:22 now/, true],
+      [/Public interface/, 'pub0'],
+      [/public address/, '192.168.99.10'],
+      [/Private interface/, 'priv0'],
+      [/private address/, '172.16.0.1'],
+      ...answer,
+      [/Enter the upstreams/, CTRL_C],
+    ]);
+
+  it('a regular site file on the port (the lab\'s conf.d/app.conf) is offered as the file dsrctl manages', async () => {
+    writeFileSync(KH(), '');
+    const dump = [
+      '# configuration file /etc/nginx/nginx.conf:',
+      'events {}',
+      'http {',
+      '\tinclude /etc/nginx/conf.d/*.conf;',
+      '}',
+      '',
+      '# configuration file /etc/nginx/conf.d/app.conf:',
+      'server {',
+      '    listen 80;',
+      '    location / { proxy_pass http://127.0.0.1:8080; }',
+      '}',
+      '',
+    ].join('\n');
+    const ask = upTo([
+      [/Port 80 is taken on the proxy: what should dsrctl do/, 'manage'],
+      [/nginx config file dsrctl owns/, ''],
+    ]);
+    const state = newState();
+    await expect(runWizard(io(ask, withNginx({ status: 'ok', dump, links: {} })), {}, state)).rejects.toMatchObject({ name: 'ExitPromptError' });
+    ask.done();
+    expect(out).toContain('On the proxy, port 80/tcp on 192.168.99.10 is already served by another nginx server, which would answer clients instead of the upstreams:');
+    expect(out.some((l) => l.startsWith('  /etc/nginx/conf.d/app.conf:2  listen 80;'))).toBe(true);
+    expect(ask.choices.get('Port 80 is taken on the proxy: what should dsrctl do?')!.map((c) => c.value)).toEqual(['manage', 'keep']);
+    expect(state.draft.proxy!.managed_config).toBe('/etc/nginx/conf.d/app.conf');
+  });
+
+  it('Debian\'s default site: offers proxy.take_over_port, which the inventory then has', async () => {
+    writeFileSync(KH(), '');
+    const stock = parseFacts(readFileSync(new URL('../../test/fixtures/facts/stock-proxy-default-site.txt', import.meta.url), 'utf8'));
+    const ask = upTo([
+      [/Port 80 is taken on the proxy/, 'take'],
+      [/nginx config file dsrctl owns/, ''],
+    ]);
+    const state = newState();
+    await expect(runWizard(io(ask, withNginx(stock.nginxConfig)), {}, state)).rejects.toMatchObject({ name: 'ExitPromptError' });
+    ask.done();
+    expect(ask.choices.get('Port 80 is taken on the proxy: what should dsrctl do?')!.map((c) => c.name)).toEqual([
+      'take over the port: disable /etc/nginx/sites-enabled/default',
+      'keep /etc/nginx/conf.d/dsrctl.conf; I will free the port myself',
+    ]);
+    expect(state.draft.proxy).toMatchObject({ take_over_port: true, managed_config: '/etc/nginx/conf.d/dsrctl.conf' });
   });
 });
 

@@ -12,7 +12,7 @@
  * Nothing is written before the last question: Ctrl-C (inquirer's ExitPromptError) anywhere
  * before it leaves nothing behind. The caller maps it to exit code 130.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import ssh2 from 'ssh2';
@@ -21,6 +21,10 @@ import { expandVars, validateInventory } from '../inventory/load.js';
 import type { SshOptions } from '../inventory/schema.js';
 import { HostKeyError, SshError } from '../ssh/errors.js';
 import { connectTarget } from '../ssh/targets.js';
+import { publicKeyProblem } from '../ssh/local-files.js';
+import type { Inventory } from '../inventory/schema.js';
+import { describeConflict, serviceConflicts, type ServiceConflicts } from '../resources/nginx-port.js';
+import { connectedNetworks, insideAny } from '../plan/upstream-reach.js';
 import type { ConnectTarget } from '../ssh/types.js';
 import { UserError } from '../util/errors.js';
 import { hostNet, interfaceOf, networkWarnings, type HostNet } from './overlap.js';
@@ -73,7 +77,11 @@ export interface WizardIo {
   runApply?(file: string, secrets: Record<string, string>): Promise<number>;
   /** for the YAML header */
   date?: string;
+  /** where the built-in lab keeps its state (default /var/lib/dsrctl-lab) */
+  labRoot?: string;
 }
+
+const LAB_ROOT = '/var/lib/dsrctl-lab';
 
 export interface WizardState {
   draft: Draft;
@@ -84,6 +92,10 @@ export interface WizardState {
   facts: Map<string, HostNet>;
   /** host name -> its hostname, from the facts */
   factsHostnames: Map<string, string>;
+  /** the proxy's facts as read (nginx -T: the servers already on the service's port) */
+  proxyFacts?: HostFacts;
+  /** ssh.known_hosts is a file the wizard records confirmed host keys in */
+  recordKeys?: boolean;
 }
 
 const OTHER = '\u0000other';
@@ -152,7 +164,7 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
   say('SSH access (used for every host: the proxy, the upstreams and the probe).');
   d.ssh = await askSsh(io, state);
 
-  const proxyFacts = await offerFacts(io, state, 'proxy', d.proxy.ssh_host, true);
+  const proxyFacts = await offerFacts(io, state, 'proxy', d.proxy.ssh_host, true, { path: ['proxy', 'ssh_host'], set: (h) => (d.proxy!.ssh_host = h) });
 
   // ------------------------------------------------------------------------------- proxy addresses
   say('');
@@ -181,10 +193,11 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
     `Proxy's private address (${dsr && mode === 'dsr-origin-nat' ? 'nginx reaches the upstreams from it' : "the upstreams' gateway"})?`,
     addrChoices(proxyFacts, d.proxy.private_interface),
   );
+  const managedDefault = await offerServerOnPort(io, state, protocol);
   d.proxy.managed_config = (
     await ask.input({
       message: 'nginx config file dsrctl owns on the proxy (backed up, restored on rollback; an existing site file is fine)?',
-      default: defaultManagedConfig(protocol),
+      default: managedDefault,
       validate: validator(draft, ['proxy', 'managed_config']),
     })
   ).trim();
@@ -421,8 +434,20 @@ export function writeAtomic(path: string, text: string): void {
 }
 
 /** Pick from what the facts show, or type it; either way the schema checks it. */
-async function pickOrType(io: WizardIo, draft: () => Draft, path: Path, message: string, choices: Choice<string>[], def?: string): Promise<string> {
-  const check = validator(draft, path);
+async function pickOrType(
+  io: WizardIo,
+  draft: () => Draft,
+  path: Path,
+  message: string,
+  choices: Choice<string>[],
+  def?: string,
+  more?: (value: string) => true | string,
+): Promise<string> {
+  const schema = validator(draft, path);
+  const check = (s: string) => {
+    const r = schema(s);
+    return r === true && more ? more(s.trim()) : r;
+  };
   for (;;) {
     let value: string;
     if (choices.length) {
@@ -441,15 +466,50 @@ async function pickOrType(io: WizardIo, draft: () => Draft, path: Path, message:
 
 // ------------------------------------------------------------------------------- SSH access
 
+type SshField = 'user' | 'port' | 'auth' | 'known_hosts';
+
 async function askSsh(io: WizardIo, state: WizardState): Promise<SshDraft> {
+  state.draft.ssh = {};
+  for (const f of ['user', 'port', 'auth', 'known_hosts'] as const) await askSshField(io, state, f);
+  return state.draft.ssh;
+}
+
+/** Where the built-in lab keeps its key and known_hosts, and the labs up on this machine. */
+function labHint(io: WizardIo): string[] {
+  const root = io.labRoot ?? LAB_ROOT;
+  let up: string[] = [];
+  try {
+    up = readdirSync(root).filter((p) => existsSync(join(root, p, 'id_ed25519')) && existsSync(join(root, p, 'known_hosts')));
+  } catch {
+    /* no lab here */
+  }
+  return [
+    `  The built-in lab (dsrctl lab up) keeps its key in ${root}/<prefix>/id_ed25519 and its known_hosts in ${root}/<prefix>/known_hosts (prefix dsr unless DSR_LAB_PREFIX says otherwise).`,
+    ...(up.length ? [`  Labs on this machine: ${up.slice(0, 4).map((p) => join(root, p, 'id_ed25519')).join(', ')}${up.length > 4 ? ', ...' : ''}`] : []),
+  ];
+}
+
+/** One SSH answer, asked (again). Each is checked as it is typed: the key parses, the file exists. */
+async function askSshField(io: WizardIo, state: WizardState, field: SshField): Promise<void> {
   const { ask, say } = io;
-  const ssh: SshDraft = {};
   const d = state.draft;
-  d.ssh = ssh;
+  const ssh = d.ssh!;
   const draft = () => d;
-  ssh.user = (await ask.input({ message: 'SSH user?', default: 'root', validate: validator(draft, ['ssh', 'user']) })).trim();
-  const port = portAnswer(await ask.input({ message: 'SSH port?', default: '22', validate: validator(draft, ['ssh', 'port'], portAnswer) })) as number;
-  ssh.port = port;
+  if (field === 'user') {
+    ssh.user = (await ask.input({ message: 'SSH user?', default: ssh.user ?? 'root', validate: validator(draft, ['ssh', 'user']) })).trim();
+    return;
+  }
+  if (field === 'port') {
+    ssh.port = portAnswer(await ask.input({ message: 'SSH port?', default: String(ssh.port ?? 22), validate: validator(draft, ['ssh', 'port'], portAnswer) })) as number;
+    return;
+  }
+  if (field === 'known_hosts') {
+    await askKnownHosts(io, state);
+    return;
+  }
+  for (const k of ['private_key', 'passphrase', 'agent', 'password'] as const) delete ssh[k];
+  delete state.secrets[SECRET.password];
+  delete state.secrets[SECRET.passphrase];
   const agentSock = io.env.SSH_AUTH_SOCK;
   const auth = await ask.select<'key' | 'agent' | 'password'>({
     message: 'How does dsrctl log in?',
@@ -460,6 +520,7 @@ async function askSsh(io: WizardIo, state: WizardState): Promise<SshDraft> {
     ],
   });
   if (auth === 'key') {
+    for (const l of labHint(io)) say(l);
     const def = ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((k) => join(homedir(), '.ssh', k)).find((p) => existsSync(p));
     const keyPath = (s: string) => {
       const t = s.trim();
@@ -501,19 +562,59 @@ async function askSsh(io: WizardIo, state: WizardState): Promise<SshDraft> {
     state.secrets[SECRET.password] = pw;
     ssh.password = `\${${SECRET.password}}`;
   }
-  const khDefault = join(homedir(), '.ssh', 'known_hosts');
+}
+
+/**
+ * known_hosts: a file that exists (checked as typed), or, with an empty answer, a file the wizard
+ * records each host's key in once the user has confirmed its SHA256 fingerprint.
+ */
+async function askKnownHosts(io: WizardIo, state: WizardState): Promise<void> {
+  const d = state.draft;
+  const ssh = d.ssh!;
   const kh = (
-    await ask.input({
-      message: "known_hosts file with the hosts' keys (dsrctl never accepts an unknown host key)?",
-      default: khDefault,
-      validate: (s) => validateAt(d, ['ssh', 'known_hosts'], s.trim() ? resolveMaybeVar(io, s) : undefined),
+    await io.ask.input({
+      message: "known_hosts file with the hosts' keys (dsrctl never accepts an unknown host key; empty: record them in a new file after you confirm each key's fingerprint)?",
+      ...(ssh.known_hosts && !state.recordKeys ? { default: ssh.known_hosts } : {}),
+      validate: (s) => {
+        if (!s.trim()) return true;
+        const p = resolveMaybeVar(io, s);
+        const schema = validateAt(d, ['ssh', 'known_hosts'], p);
+        if (schema !== true) return schema;
+        return existingFile(expand(io, state, p), 'leave the answer empty to record the hosts\' keys in a new file');
+      },
     })
   ).trim();
-  ssh.known_hosts = resolveMaybeVar(io, kh);
-  const khPath = expand(io, state, ssh.known_hosts);
-  if (khPath && !existsSync(khPath))
-    say(`  Note: ${khPath} does not exist yet: dsrctl can connect only once every host's key is in it (ssh-keyscan, then check the fingerprints).`);
-  return ssh;
+  if (kh) {
+    ssh.known_hosts = resolveMaybeVar(io, kh);
+    state.recordKeys = false;
+    return;
+  }
+  const rec = (
+    await io.ask.input({
+      message: "File to record the hosts' keys in (written only when you confirm a key)?",
+      default: join(io.cwd, 'inventory', 'known_hosts'),
+      validate: (s) => {
+        const p = resolve(io.cwd, expandHome(s.trim()));
+        const schema = validateAt(d, ['ssh', 'known_hosts'], p);
+        if (schema !== true) return schema;
+        return existsSync(p) ? existingFile(p, '') : checkTargetPath(p);
+      },
+    })
+  ).trim();
+  ssh.known_hosts = resolve(io.cwd, expandHome(rec));
+  state.recordKeys = true;
+}
+
+/** true, or why `p` is not a readable regular file. */
+function existingFile(p: string, orElse: string): true | string {
+  if (!p) return 'the variable is not set (in the environment or .env)';
+  let st;
+  try {
+    st = statSync(p);
+  } catch {
+    return `${p} does not exist${orElse ? `: give the file that holds the hosts' keys, or ${orElse}` : ''}`;
+  }
+  return st.isFile() ? true : `${p} is not a regular file`;
 }
 
 function resolveMaybeVar(io: WizardIo, s: string): string {
@@ -540,7 +641,7 @@ function readKey(path: string): Buffer | string {
   }
   const parsed = ssh2.utils.parseKey(buf);
   if (parsed instanceof Error && !/passphrase|encrypted/i.test(parsed.message)) return `${path} is not a private key dsrctl can use: ${parsed.message}`;
-  return buf;
+  return publicKeyProblem(parsed, path) ?? buf;
 }
 
 // ------------------------------------------------------------------------------- facts
@@ -559,9 +660,9 @@ function showHost(io: WizardIo, name: string, facts: HostFacts, net: HostNet): v
 }
 
 /** What to tell the user when a host's key is not (or not correctly) in known_hosts. */
-export function hostKeyAdvice(e: HostKeyError, host: string, port: number): string[] {
-  const type = e.keyType.replace(/^ssh-/, '').replace(/^ecdsa-sha2-.*/, 'ecdsa');
-  const kh = e.knownHostsPath;
+export function hostKeyAdvice(e: HostKeyError, host: string, port: number, knownHosts = e.knownHostsPath): string[] {
+  const type = keyFileType(e.keyType);
+  const kh = knownHosts;
   if (e.reason !== 'unknown')
     return [
       `  ${e.message}`,
@@ -579,11 +680,57 @@ export function hostKeyAdvice(e: HostKeyError, host: string, port: number): stri
   ];
 }
 
+const keyFileType = (t: string) => t.replace(/^ssh-/, '').replace(/^ecdsa-sha2-.*/, 'ecdsa');
+
+/**
+ * An unknown host key: offer to record it in the known_hosts file of the answers, once the user
+ * says it is the fingerprint the host itself shows. Returns whether it was recorded.
+ */
+async function offerRecord(io: WizardIo, state: WizardState, host: string, e: HostKeyError): Promise<boolean> {
+  if (e.reason !== 'unknown' || !e.knownHostsLine) return false;
+  const kh = expand(io, state, state.draft.ssh?.known_hosts ?? '');
+  if (!kh) return false;
+  io.say(`  The wizard can record it in ${kh}: say yes only if ${host} itself shows this fingerprint`);
+  io.say(`  (on its console: ssh-keygen -lf /etc/ssh/ssh_host_${keyFileType(e.keyType)}_key.pub).`);
+  const ok = await io.ask.confirm({ message: `Record ${host}'s host key ${e.fingerprint}?`, default: false });
+  if (!ok) return false;
+  mkdirSync(dirname(kh), { recursive: true });
+  const text = existsSync(kh) ? readFileSync(kh, 'utf8') : '';
+  appendFileSync(kh, `${text && !text.endsWith('\n') ? '\n' : ''}${e.knownHostsLine}\n`, { mode: 0o600 });
+  io.say(`  Recorded ${host}'s key in ${kh}.`);
+  return true;
+}
+
+type Next = 'retry' | 'skip' | 'host' | SshField;
+
+/** After a failed connect: try again, change one answer (then try again), or go on without facts. */
+function nextChoices(state: WizardState, hostKey: boolean, host?: string): Choice<Next>[] {
+  const ssh = state.draft.ssh ?? {};
+  const login = ssh.private_key ? `key ${ssh.private_key}` : ssh.agent ? 'ssh-agent' : 'a password';
+  return [
+    { value: 'retry', name: 'try again', description: hostKey ? 'after adding the host key to known_hosts' : 'after fixing the problem' },
+    ...(host ? [{ value: 'host' as const, name: `change the SSH address (${host})` }] : []),
+    { value: 'user', name: `change the SSH user (${ssh.user ?? 'root'})` },
+    { value: 'port', name: `change the SSH port (${ssh.port ?? 22})` },
+    { value: 'auth', name: `change how dsrctl logs in (${login})` },
+    { value: 'known_hosts', name: `change the known_hosts file (${ssh.known_hosts ?? '-'})` },
+    { value: 'skip', name: 'go on without facts', description: 'type the interfaces and addresses' },
+  ];
+}
+
 /**
  * Offer to connect and read facts; returns the host's network view, or undefined when the user
  * declines or gives up. `offer` false: the user already said yes for this group of hosts.
+ * `address`: where this host's SSH address lives in the answers, so that it can be changed.
  */
-async function offerFacts(io: WizardIo, state: WizardState, name: string, host: string, offer: boolean): Promise<HostNet | undefined> {
+async function offerFacts(
+  io: WizardIo,
+  state: WizardState,
+  name: string,
+  host: string,
+  offer: boolean,
+  address?: { path: Path; set(h: string): void },
+): Promise<HostNet | undefined> {
   const ssh = state.draft.ssh ?? {};
   const who = `${ssh.user ?? 'root'}@${host}:${ssh.port ?? 22}`;
   if (offer && !(await io.ask.confirm({ message: `Connect to ${who} now and read its interfaces and addresses (read-only)?`, default: true }))) return undefined;
@@ -594,38 +741,89 @@ async function offerFacts(io: WizardIo, state: WizardState, name: string, host: 
       return r.net;
     }
     for (const l of r.lines) io.say(l);
-    const next = await io.ask.select<'retry' | 'skip'>({
-      message: `${name}: what now?`,
-      choices: [
-        { value: 'retry', name: 'try again', description: r.hostKey ? 'after adding the host key to known_hosts' : 'after fixing the problem' },
-        { value: 'skip', name: 'go on without facts', description: 'type the interfaces and addresses' },
-      ],
-    });
+    if (r.hostKey && (await offerRecord(io, state, host, r.hostKey))) continue;
+    const next = await io.ask.select<Next>({ message: `${name}: what now?`, choices: nextChoices(state, !!r.hostKey, address ? host : undefined) });
     if (next === 'skip') return undefined;
+    if (next === 'host' && address) {
+      host = (await io.ask.input({ message: `${name}: SSH address?`, default: host, validate: validator(() => state.draft, address.path) })).trim();
+      address.set(host);
+    } else if (next !== 'retry' && next !== 'host') await askSshField(io, state, next);
   }
 }
 
-type ReadResult = { ok: true; facts: HostFacts; net: HostNet } | { ok: false; lines: string[]; hostKey: boolean };
+type ReadResult = { ok: true; facts: HostFacts; net: HostNet } | { ok: false; lines: string[]; hostKey?: HostKeyError };
 
 async function readOne(io: WizardIo, state: WizardState, name: string, host: string): Promise<ReadResult> {
   let target: ConnectTarget;
   try {
     target = targetFor(io, state, name, host);
   } catch (e) {
-    return { ok: false, lines: [`  ${(e as Error).message}`], hostKey: false };
+    return { ok: false, lines: [`  ${(e as Error).message}`] };
   }
+  const knownHosts = target.knownHosts;
+  // a file to record keys in that has none yet: every key is unknown, so each can be offered
+  if (state.recordKeys && !existsSync(knownHosts)) target = { ...target, knownHosts: '/dev/null' };
   io.say(`  ${name}: connecting to ${target.user}@${host}:${target.port} ...`);
   try {
     const facts = await io.readFacts(target);
     const net = hostNet(name, facts);
     state.facts.set(name, net);
     state.factsHostnames.set(name, facts.hostname);
+    if (name === 'proxy') state.proxyFacts = facts;
     return { ok: true, facts, net };
   } catch (e) {
-    if (e instanceof HostKeyError) return { ok: false, lines: hostKeyAdvice(e, host, target.port), hostKey: true };
+    if (e instanceof HostKeyError) return { ok: false, lines: hostKeyAdvice(e, host, target.port, knownHosts), hostKey: e };
     const msg = e instanceof SshError ? e.message : `${name}: ${(e as Error).message}`;
-    return { ok: false, lines: [`  ${msg}`], hostKey: false };
+    return { ok: false, lines: [`  ${msg}`] };
   }
+}
+
+// ------------------------------------------------------------------------------- the service port
+
+/**
+ * nginx servers already on the service's port (from the proxy's nginx -T): named with file:line,
+ * and offered as the file dsrctl manages (a regular file holding all of them: backed up, replaced,
+ * restored byte for byte on rollback) or taken over (proxy.take_over_port: their sites-enabled
+ * links are removed and put back on rollback). Returns the default for the managed file question.
+ */
+async function offerServerOnPort(io: WizardIo, state: WizardState, protocol: Protocol): Promise<string> {
+  const d = state.draft;
+  const def = defaultManagedConfig(protocol);
+  const cfg = state.proxyFacts?.nginxConfig;
+  if (cfg?.status !== 'ok' || !d.proxy?.public_ip || !d.service?.listen_port) return def;
+  const inv = { service: { protocol, listen_port: d.service.listen_port }, proxy: { public_ip: d.proxy.public_ip, managed_config: def } } as unknown as Inventory;
+  let found: ServiceConflicts;
+  try {
+    found = serviceConflicts(inv, cfg.dump, cfg.links);
+  } catch {
+    return def; // plan reads nginx -T again and says what is wrong with it
+  }
+  if (!found.conflicts.length) return def;
+  io.say('');
+  io.say(`On the proxy, ${found.head}`);
+  for (const c of found.conflicts) io.say(`  ${describeConflict(c)}`);
+  const files = [...new Set(found.conflicts.map((c) => c.listen.serverFile))];
+  const own = files.length === 1 && !cfg.links[files[0]!] && found.conflicts.every((c) => c.listen.serverInclude) ? files[0] : undefined;
+  const canTake = found.takeOver.sites.length > 0 && found.takeOver.refused.length === 0;
+  const choices: Choice<'manage' | 'take' | 'keep'>[] = [
+    ...(own ? [{ value: 'manage' as const, name: `let dsrctl manage ${own}`, description: 'it is backed up and replaced by dsrctl\'s server; rollback restores it byte for byte' }] : []),
+    ...(canTake ? [{ value: 'take' as const, name: `take over the port: disable ${found.takeOver.sites.map((x) => x.link).join(', ')}`, description: 'proxy.take_over_port: true; rollback puts the links back' }] : []),
+    { value: 'keep', name: `keep ${def}; I will free the port myself`, description: 'plan refuses until no other server answers on the port' },
+  ];
+  const pick = await io.ask.select({ message: `Port ${d.service.listen_port} is taken on the proxy: what should dsrctl do?`, choices });
+  if (pick === 'manage') return own!;
+  if (pick === 'take') d.proxy.take_over_port = true;
+  return def;
+}
+
+/** Why an upstream address cannot be reached from the proxy's private interface, per its facts. */
+function outsidePrivate(state: WizardState, ip: string): true | string {
+  const iface = state.draft.proxy?.private_interface;
+  const f = state.proxyFacts;
+  if (!f || !iface || !f.interfaces.some((i) => i.name === iface)) return true;
+  const nets = connectedNetworks(f, iface);
+  if (insideAny(ip, nets)) return true;
+  return `${ip} is not on the proxy's private network: ${iface} has ${nets.length ? nets.join(', ') : 'no IPv4 network'} (the proxy reaches the upstreams only there)`;
 }
 
 // ------------------------------------------------------------------------------- upstreams
@@ -639,7 +837,13 @@ async function upstreamRange(io: WizardIo, state: WizardState, readFacts: boolea
     validate: (s) => {
       const r = parseRange(s);
       if (!r.ok) return r.error;
-      return checkEach(d, r.addresses.map((ip, i) => [['upstreams', i, 'ip'], ip] as const), (i) => ({ ip: r.addresses[i] }));
+      const each = checkEach(d, r.addresses.map((ip, i) => [['upstreams', i, 'ip'], ip] as const), (i) => ({ ip: r.addresses[i] }));
+      if (each !== true) return each;
+      for (const ip of r.addresses) {
+        const out = outsidePrivate(state, ip);
+        if (out !== true) return out;
+      }
+      return true;
     },
   });
   const ips = (parseRange(ipText) as { addresses: string[] }).addresses;
@@ -726,16 +930,16 @@ async function readMany(io: WizardIo, state: WizardState, hosts: { name: string;
       if (r.ok) showHost(io, h.name, r.facts, r.net);
       else for (const l of r.lines) io.say(l);
     }
-    todo = results.filter((x) => !x.r.ok).map((x) => x.h);
+    const failed = results.filter((x) => !x.r.ok);
+    todo = failed.map((x) => x.h);
     if (!todo.length) return;
-    const next = await io.ask.select<'retry' | 'skip'>({
-      message: `${todo.map((h) => h.name).join(', ')}: what now?`,
-      choices: [
-        { value: 'retry', name: 'try again', description: 'after fixing the problem (e.g. adding the host keys)' },
-        { value: 'skip', name: 'go on without their facts' },
-      ],
-    });
+    // unknown keys the user confirms are recorded; when every failure was one, try again at once
+    let recorded = 0;
+    for (const { h, r } of failed) if (!r.ok && r.hostKey && (await offerRecord(io, state, h.host, r.hostKey))) recorded++;
+    if (recorded === failed.length) continue;
+    const next = await io.ask.select<Next>({ message: `${todo.map((h) => h.name).join(', ')}: what now?`, choices: nextChoices(state, failed.some((x) => !x.r.ok && x.r.hostKey)) });
     if (next === 'skip') return;
+    if (next !== 'retry' && next !== 'host') await askSshField(io, state, next);
   }
 }
 
@@ -749,11 +953,11 @@ async function upstreamsOneByOne(io: WizardIo, state: WizardState, readFacts: bo
     ups.push(u);
     u.name = (await ask.input({ message: `Upstream ${i + 1}: name?`, default: `dev${i + 1}`, validate: validator(draft, ['upstreams', i, 'name']) })).trim();
     u.ssh_host = (await ask.input({ message: `${u.name}: SSH address?`, validate: validator(draft, ['upstreams', i, 'ssh_host']) })).trim();
-    const facts = readFacts ? await offerFacts(io, state, u.name, u.ssh_host, false) : undefined;
+    const facts = readFacts ? await offerFacts(io, state, u.name, u.ssh_host, false, { path: ['upstreams', i, 'ssh_host'], set: (h) => (u.ssh_host = h) }) : undefined;
     const addrs = (facts?.interfaces ?? []).flatMap((f) =>
       f.addresses.filter((a) => a.address !== u.ssh_host).map((a) => ({ value: a.address, short: a.address, name: `${a.address}/${a.prefixlen} on ${f.name}` })),
     );
-    u.ip = await pickOrType(io, draft, ['upstreams', i, 'ip'], `${u.name}: its address on the proxy's private network (what nginx proxies to)?`, addrs);
+    u.ip = await pickOrType(io, draft, ['upstreams', i, 'ip'], `${u.name}: its address on the proxy's private network (what nginx proxies to)?`, addrs, undefined, (v) => outsidePrivate(state, v));
     const holder = facts ? interfaceOf(facts, u.ip)?.name : undefined;
     const required = d.mode === 'dsr-origin-nat';
     const ifMsg = `${u.name}: interface on the private network${required ? ' (origin NAT rewrites replies there)' : ' (optional)'}?`;

@@ -79,7 +79,10 @@ describe.skipIf(!HAVE_TMUX)('dsrctl wizard in a terminal (tmux)', () => {
     await t.answer(/SSH user/, '');
     await t.answer(/SSH port/, '');
     await t.choose(/How does dsrctl log in/, 'a private key file');
+    await t.waitFor(/The built-in lab \(dsrctl lab up\) keeps its key in \/var\/lib\/dsrctl-lab\/<prefix>\/id_ed25519 and its known_hosts in \/var\/lib\/dsrctl-lab\/<prefix>\/known_hosts/);
+    await t.refused(/Private key file/, `${lab.key}.pub`, new RegExp(`^> ${lab.key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.pub holds a public key; give the private key`));
     await t.answer(/Private key file/, lab.key);
+    await t.refused(/known_hosts file/, '/nonexistent/known_hosts', /^> \/nonexistent\/known_hosts does not exist: give the file that holds the hosts' keys/);
     await t.answer(/known_hosts file/, lab.knownHosts);
     await t.answer(/Connect to root@.* now and read its interfaces/, 'y');
     await t.waitFor(/ {4}pub0 +UP +192\.168\.99\.10\/24/);
@@ -87,10 +90,14 @@ describe.skipIf(!HAVE_TMUX)('dsrctl wizard in a terminal (tmux)', () => {
     await t.choose(/Proxy's public address/, '192.168.99.10');
     await t.choose(/Private interface/, 'priv0');
     await t.choose(/Proxy's private address/, '172.16.0.1');
-    await t.answer(/nginx config file dsrctl owns/, '/etc/nginx/conf.d/app.conf'); // the lab's site file
+    // the lab's proxy serves :80 from conf.d/app.conf: named, and offered as the file dsrctl manages
+    await t.waitFor(/^ {2}\/etc\/nginx\/conf\.d\/app\.conf:\d+ {2}listen 80;/m);
+    await t.choose(/Port 80 is taken on the proxy/, 'let dsrctl manage /etc/nginx/conf.d/app.conf');
+    await t.answer(/nginx config file dsrctl owns/, ''); // its default is now the file offered
     await t.choose(/Enter the upstreams/, 'as a range');
     await t.answer(/Read each upstream's interfaces/, 'y');
     await t.refused(/Upstream addresses/, '172.16.0.1-14', /^> upstreams\[0\]\.ip: 172\.16\.0\.1 is the proxy's own address/);
+    await t.refused(/Upstream addresses/, '10.0.0.11-14', /^> 10\.0\.0\.11 is not on the proxy's private network: priv0 has 172\.16\.0\.0\/24/);
     await t.answer(/Upstream addresses/, '172.16.0.11-14');
     await t.answer(/Name prefix/, '');
     await t.choose(/Where does SSH reach them/, 'at other addresses');
@@ -170,6 +177,8 @@ describe.skipIf(!HAVE_TMUX)('dsrctl wizard in a terminal (tmux)', () => {
     await t.answer(/Connect to root@.* now/, '');
     await t.waitFor(new RegExp(`host key is not in ${emptyKh.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\. It presents ${fingerprint.replace(/[+/]/g, '\\$&')} \\(ssh-ed25519\\)`));
     await t.waitFor(/ssh-keyscan -p 22 -t ed25519 /);
+    await t.waitFor(new RegExp(`The wizard can record it in ${emptyKh.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: say yes only if`));
+    await t.answer(new RegExp(`Record ${lab.proxy.replace(/\./g, '\\.')}'s host key ${fingerprint.replace(/[+/]/g, '\\$&')}\\?`), 'n');
     await t.choose(/proxy: what now/, 'go on without facts');
     expect(readFileSync(emptyKh, 'utf8')).toBe('');
     await t.answer(/Public interface/, 'pub0');
