@@ -53,7 +53,7 @@ describe('the README demo from a checkout anywhere', () => {
     ['/tmp', '/tmp', 2],
   ] as const) {
     it(`runs from a checkout under ${where}`, () => {
-      const octet = (Number(process.env.DSR_E2E_OCTET_BASE ?? '100') + 60 + n) % 250;
+      const octet = (Number(process.env.DSR_E2E_OCTET_BASE ?? '100') + 130 + n) % 250;
       const r = demoFrom(parent, `e2e${TAG}ca${n}`, octet);
       const all = `${r.out}\n${r.err}`;
       expect(r.code, `npm run demo in ${r.checkout}:\n${all.slice(-4000)}`).toBe(0);

@@ -28,7 +28,9 @@ const WORKER = Number(process.env.VITEST_WORKER_ID ?? '1');
  */
 const TAG = process.env.DSR_E2E_TAG ?? '';
 const PREFIX = process.env.DSR_E2E_PREFIX ?? `e2e${TAG}${WORKER}`;
-const OCTET = process.env.DSR_E2E_OCTET ?? String((Number(process.env.DSR_E2E_OCTET_BASE ?? '100') + WORKER) % 250);
+// worker ids count every test file of the run (unit ones too): the octets stay within base..base+119,
+// and checkout-anywhere's demos use base+130.. (they run beside another file's lab)
+const OCTET = process.env.DSR_E2E_OCTET ?? String((Number(process.env.DSR_E2E_OCTET_BASE ?? '100') + (WORKER % 120)) % 250);
 /** Lab state lives outside the checkout: each lab host mounts its own /root and /tmp over it. */
 export const LAB_DIR = `/var/lib/dsrctl-lab/${PREFIX}`;
 export const LAB_INVENTORY = join(LAB_DIR, 'lab.yaml');
