@@ -9,11 +9,11 @@ import { readFileSync, writeFileSync, mkdtempSync, copyFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ssh2 from 'ssh2';
 import { apply } from './apply.js';
 import { rollback } from './rollback.js';
 import { replayConnector, type ReplayLog, type Scenario, type Transcript } from './transcript.js';
 import { HostConnectionError } from '../ssh/errors.js';
+import { generateKeyPairSync } from '../../test/support/keys.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/runs/', import.meta.url));
 const runs = JSON.parse(readFileSync(join(FIXTURES, 'ip-transparency.json'), 'utf8')) as Record<'apply' | 'apply-again' | 'rollback', Transcript>;
@@ -24,7 +24,7 @@ let inventory: string;
 beforeAll(() => {
   const dir = mkdtempSync(join(tmpdir(), 'dsrctl-workflow-'));
   copyFileSync(join(FIXTURES, 'ip-transparency.inventory.yaml'), join(dir, 'inventory.yaml'));
-  writeFileSync(join(dir, 'id_ed25519'), ssh2.utils.generateKeyPairSync('ed25519').private);
+  writeFileSync(join(dir, 'id_ed25519'), generateKeyPairSync('ed25519').private);
   writeFileSync(join(dir, 'known_hosts'), '');
   inventory = join(dir, 'inventory.yaml');
 });

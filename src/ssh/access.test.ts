@@ -18,6 +18,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { ExecTimeoutError, HostConnectionError, HostKeyError, SudoError } from './errors.js';
 import { SUDO_N_COMMAND, SUDO_S_COMMAND, connect, sharedConnectionCount } from './session.js';
 import type { ConnectTarget, HostSession } from './types.js';
+import { generateKeyPairSync } from '../../test/support/keys.js';
 
 const { Server, utils } = ssh2;
 
@@ -56,7 +57,7 @@ interface ServerOptions {
 }
 
 async function startServer(o: ServerOptions): Promise<TestServer> {
-  const hostKey = utils.generateKeyPairSync('ed25519');
+  const hostKey = generateKeyPairSync('ed25519');
   const allowed = o.allowedKeys.map((k) => {
     const p = utils.parseKey(k);
     if (p instanceof Error) throw p;
@@ -254,10 +255,10 @@ const until = async (f: () => boolean, ms = 3000) => {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dsrctl-access-'));
-  const key = utils.generateKeyPairSync('ed25519');
+  const key = generateKeyPairSync('ed25519');
   keyPath = join(dir, 'id_ed25519');
   writeFileSync(keyPath, key.private, { mode: 0o600 });
-  const enc = utils.generateKeyPairSync('ed25519', { passphrase: KEY_PASSPHRASE, cipher: 'aes256-cbc', rounds: 4 });
+  const enc = generateKeyPairSync('ed25519', { passphrase: KEY_PASSPHRASE, cipher: 'aes256-cbc', rounds: 4 });
   encKeyPath = join(dir, 'id_encrypted');
   writeFileSync(encKeyPath, enc.private, { mode: 0o600 });
   writeFileSync(join(dir, 'sudo'), FAKE_SUDO, { mode: 0o755 });

@@ -2,20 +2,18 @@ import { describe, it, expect, beforeAll } from 'vitest';
 import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
-
-const { utils } = ssh2;
 import { checkLocalFiles } from './local-files.js';
 import { inventoryTargets } from './targets.js';
 import type { ConnectTarget } from './types.js';
 import { parseInventoryText } from '../inventory/load.js';
+import { generateKeyPairSync } from '../../test/support/keys.js';
 
 let dir: string;
 const base = (over: Partial<ConnectTarget> = {}): ConnectTarget => ({ name: 'proxy', host: '10.0.0.1', port: 22, user: 'root', knownHosts: join(dir, 'known_hosts'), privateKey: join(dir, 'id'), ...over });
 
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'dsrctl-local-files-'));
-  const kp = utils.generateKeyPairSync('ed25519');
+  const kp = generateKeyPairSync('ed25519');
   writeFileSync(join(dir, 'id'), kp.private);
   writeFileSync(join(dir, 'id.pub'), kp.public);
   writeFileSync(join(dir, 'known_hosts'), '10.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAcJ3gkJaRMZ6JOzSZk7hjkQtbRkS6w4hOq3sSWAoChL\n');

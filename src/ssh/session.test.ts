@@ -23,6 +23,7 @@ import {
 import { fingerprint } from './known-hosts.js';
 import { connect } from './session.js';
 import type { ConnectTarget, HostSession } from './types.js';
+import { generateKeyPairSync } from '../../test/support/keys.js';
 
 const { Server, utils } = ssh2;
 
@@ -59,8 +60,8 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
 }
 
 async function startServer(allowedClientPub: string): Promise<TestServer> {
-  const ed = utils.generateKeyPairSync('ed25519');
-  const ecdsa = utils.generateKeyPairSync('ecdsa', { bits: 256 });
+  const ed = generateKeyPairSync('ed25519');
+  const ecdsa = generateKeyPairSync('ecdsa', { bits: 256 });
   const allowed = utils.parseKey(allowedClientPub);
   if (allowed instanceof Error) throw allowed;
   const events = new EventEmitter();
@@ -195,11 +196,11 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dsrctl-ssh-'));
-  const clientKey = utils.generateKeyPairSync('ed25519');
+  const clientKey = generateKeyPairSync('ed25519');
   clientKeyPath = join(dir, 'id_ed25519');
   writeFileSync(clientKeyPath, clientKey.private, { mode: 0o600 });
   // passphrase-protected key the server does not know: used to tell parse errors from auth errors
-  const encrypted = utils.generateKeyPairSync('ed25519', {
+  const encrypted = generateKeyPairSync('ed25519', {
     passphrase: KEY_PASSPHRASE,
     cipher: 'aes256-cbc',
     rounds: 4,
@@ -207,7 +208,7 @@ beforeAll(async () => {
   encryptedKeyPath = join(dir, 'id_encrypted');
   writeFileSync(encryptedKeyPath, encrypted.private, { mode: 0o600 });
   otherKeyPath = join(dir, 'id_other');
-  writeFileSync(otherKeyPath, utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+  writeFileSync(otherKeyPath, generateKeyPairSync('ed25519').private, { mode: 0o600 });
 
   srv = await startServer(clientKey.public);
   knownHostsPath = kh('known_hosts', `[127.0.0.1]:${srv.port} ssh-ed25519 ${srv.edBlob.toString('base64')}\n`);
@@ -339,7 +340,7 @@ describe('host key verification', () => {
   });
 
   it('refuses a mismatching key', async () => {
-    const other = publicBlob(utils.generateKeyPairSync('ed25519').public);
+    const other = publicBlob(generateKeyPairSync('ed25519').public);
     const p = kh('kh_mismatch', `[127.0.0.1]:${srv.port} ssh-ed25519 ${other.toString('base64')}\n`);
     const err = await rejection(connect(target({ knownHosts: p })));
     expect(err).toBeInstanceOf(HostKeyError);
