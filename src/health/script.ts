@@ -10,7 +10,7 @@ import { serviceAliveTest, serviceProbeCommand, describeServiceCheck } from '../
 import { HANDLER_FUNCTIONS } from '../apply/render-step.js';
 import { LOCK_FILE } from '../apply/lock.js';
 import { REMOTE_PATH } from '../util/remote-env.js';
-import { HEALTH_DIR, HEALTH_EVENTS, HEALTH_PID, HEALTH_SCRIPT, HEALTH_STATE, HEALTH_UNIT, serversFile, type HealthSettings } from './settings.js';
+import { HEALTH_DIR, HEALTH_EVENTS, HEALTH_SCRIPT, HEALTH_STATE, HEALTH_UNIT, serversFile, type HealthSettings } from './settings.js';
 
 type On = Extract<HealthSettings, { enabled: true }>;
 const q = (s: string) => quote([s]);
@@ -168,7 +168,6 @@ export function renderHealthUnit(): string {
     '',
     '[Service]',
     `ExecStart=/bin/sh ${HEALTH_SCRIPT}`,
-    `PIDFile=${HEALTH_PID}`,
     'Restart=always',
     'RestartSec=2',
     '',

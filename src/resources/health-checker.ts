@@ -37,12 +37,17 @@ const STOP_PROCESS = [
   `rm -f ${q(HEALTH_PID)}`,
 ].join('\n');
 
+/** Wait until the checker has recorded its pid (so verify right after apply finds it running). */
+const WAIT_FOR_PID = [
+  `i=0; while [ $i -lt 100 ]; do p=$(cat ${q(HEALTH_PID)} 2>/dev/null) && [ -n "$p" ] && [ -d "/proc/$p" ] && break; sleep 0.1; i=$((i+1)); done`,
+  `[ $i -lt 100 ] || { echo 'the health checker did not start (no pid in ${HEALTH_PID} within 10 s)' >&2; false; }`,
+].join('\n');
+
 /** Start it in a session of its own, reparented at once (no zombie under the apply script); wait for its pid. */
 const START_PROCESS = [
   `rm -f ${q(HEALTH_PID)}`,
   `( umask 022; cd / && if command -v setsid >/dev/null 2>&1; then setsid /bin/sh ${q(HEALTH_SCRIPT)} </dev/null >/dev/null 2>&1 & else /bin/sh ${q(HEALTH_SCRIPT)} </dev/null >/dev/null 2>&1 & fi )`,
-  `i=0; while [ $i -lt 100 ]; do p=$(cat ${q(HEALTH_PID)} 2>/dev/null) && [ -n "$p" ] && [ -d "/proc/$p" ] && break; sleep 0.1; i=$((i+1)); done`,
-  `[ $i -lt 100 ] || { echo 'the health checker did not start (no pid in ${HEALTH_PID} within 10 s)' >&2; false; }`,
+  WAIT_FOR_PID,
 ].join('\n');
 
 const sh = (code: string, display: string): Step => ({ sh: `{\n${code}\n}`, display });
@@ -56,7 +61,11 @@ function stopSteps(systemd: boolean): Step[] {
 
 function startSteps(systemd: boolean): Step[] {
   return systemd
-    ? [{ run: ['systemctl', 'daemon-reload'] }, { run: ['systemctl', 'enable', '--quiet', HEALTH_UNIT] }, { run: ['systemctl', 'restart', HEALTH_UNIT] }]
+    ? [
+        { run: ['systemctl', 'daemon-reload'] },
+        { run: ['systemctl', 'enable', '--quiet', HEALTH_UNIT] },
+        sh(`rm -f ${q(HEALTH_PID)}\nif systemctl restart ${HEALTH_UNIT}; then\n${WAIT_FOR_PID}\nelse false; fi`, `systemctl restart ${HEALTH_UNIT}`),
+      ]
     : [sh(START_PROCESS, `setsid sh ${HEALTH_SCRIPT} &`)];
 }
 
