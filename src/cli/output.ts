@@ -13,7 +13,7 @@ export const bold = paint('1');
 export const dim = paint('2');
 
 /** The plan as a person reads it: per host, each change, its commands, and file diffs. */
-export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?: string; unread?: string[] }): string {
+export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?: string; unread?: string[]; refused?: string[] }): string {
   const out: string[] = [];
   for (const p of plans) {
     out.push(bold(`${p.host} (${p.role}): ${p.changes.length === 0 ? 'no changes' : `${p.changes.length} change${p.changes.length > 1 ? 's' : ''}`}`));
@@ -30,13 +30,17 @@ export function formatPlan(plans: HostPlan[], opts: { commands: boolean; runId?:
   const total = plans.reduce((n, p) => n + p.changes.length, 0);
   // never a claim about a host that was not read
   const unread = opts.unread ?? [];
-  const about = unread.length ? ` (${unread.join(', ')} not read: nothing is known about ${unread.length === 1 ? 'it' : 'them'})` : '';
-  if (unread.length && !plans.length) out.push('', `No host was read: ${unread.join(', ')}.`);
+  const refused = opts.refused ?? [];
+  const about = [
+    ...(unread.length ? [`${unread.join(', ')} not read: nothing is known about ${unread.length === 1 ? 'it' : 'them'}`] : []),
+    ...(refused.length ? [`${refused.join(', ')} refused: see below`] : []),
+  ].map((s) => ` (${s})`).join('');
+  if ((unread.length || refused.length) && !plans.length) out.push('', `No host was planned${about}.`);
   else
     out.push(
       '',
       total === 0
-        ? unread.length
+        ? about
           ? `Nothing to change on ${plans.map((p) => p.host).join(', ')}${about}.`
           : 'Nothing to change: every host is in the desired state.'
         : `Plan: ${total} change${total > 1 ? 's' : ''} on ${plans.filter((p) => p.changes.length).length} host(s)${about}.`,

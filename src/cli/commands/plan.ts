@@ -18,8 +18,10 @@ export async function planCommand(file: string, opts: PlanOptions): Promise<numb
   if (opts.json) {
     writeReport(report);
   } else {
-    const unread = r.hosts.filter((h) => !r.plans.some((p) => p.host === h.host)).map((h) => h.host);
-    if (!opts.quiet) print('\n' + formatPlan(r.plans, { commands: true, unread }) + '\n' + r.verification.map((l) => `Verification: ${l}`).join('\n'));
+    const unplanned = r.hosts.filter((h) => !r.plans.some((p) => p.host === h.host));
+    const unread = unplanned.filter((h) => !h.read).map((h) => h.host);
+    const refused = unplanned.filter((h) => h.read).map((h) => h.host);
+    if (!opts.quiet) print('\n' + formatPlan(r.plans, { commands: true, unread, refused }) + '\n' + r.verification.map((l) => `Verification: ${l}`).join('\n'));
     for (const line of summarizeHostErrors(r.errors, r.hosts.map((h) => h.host))) printErr(red(line));
   }
   return code;
