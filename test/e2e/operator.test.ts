@@ -108,7 +108,8 @@ describe.skipIf(!HAVE_TMUX)('the operator\'s surface', () => {
     const r = await run(['rollback', '--yes']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/dev1: rolled back\n {4}default route via 172\.16\.0\.254 .* again \(dsrctl had set via 172\.16\.0\.1\)/);
-    expect(r.stdout).toContain('/etc/nginx/nginx.conf: user www-data; again (dsrctl had set user root;)');
+    expect(r.stdout).toContain('removed: ip rule fwmark 0x1 lookup 100');
+    expect(r.stdout).toContain('/etc/nginx/conf.d/app.conf: its earlier content is back');
     expect(r.stdout.trim().split('\n').at(-1)).toBe(`Rolled back ${total} changes on dev1, dev2, dev3, dev4, proxy; every host is as it was before dsrctl's first apply.`);
     expect(await waitUntil(() => JSON.stringify(snapshotAll()) === JSON.stringify(before), 10_000)).toBe(true);
     const again = await run(['rollback', '--yes']);
