@@ -1,0 +1,26 @@
+import { quote } from 'shell-quote';
+import { parseKeyValues } from '../format.js';
+import type { HealthProcessFacts } from '../types.js';
+import { HEALTH_PID, HEALTH_UNIT } from '../../health/settings.js';
+import type { FactSection } from './section.js';
+
+/** The health checker's process (or systemd unit): is it running, as dsrctl started it. */
+export const health: FactSection = {
+  shell: () => [
+    `  b health; _p=$(cat ${quote([HEALTH_PID])} 2>/dev/null | tr -cd 0-9); printf 'pid=%s\\n' "$_p"; if [ -n "$_p" ] && [ "$(cut -d' ' -f3 "/proc/$_p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$_p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh'; then echo alive=1; else echo alive=0; fi; if [ -d /run/systemd/system ] && have systemctl; then printf 'unit_active=%s\\nunit_enabled=%s\\n' "$(systemctl is-active ${HEALTH_UNIT} 2>/dev/null)" "$(systemctl is-enabled ${HEALTH_UNIT} 2>/dev/null)"; fi; e health 0`,
+  ],
+  parse(ctx) {
+    const s = ctx.maybe('health');
+    return s ? { health: parseHealthProcess(s.body) } : {};
+  },
+};
+
+export function parseHealthProcess(body: string): HealthProcessFacts {
+  const kv = parseKeyValues('health', body);
+  const pid = kv.get('pid');
+  return {
+    pid: pid ? Number(pid) : null,
+    alive: kv.get('alive') === '1',
+    ...(kv.has('unit_active') ? { unitActive: kv.get('unit_active')!, unitEnabled: kv.get('unit_enabled') ?? '' } : {}),
+  };
+}

@@ -1,0 +1,114 @@
+import { quote } from 'shell-quote';
+import { FactsParseError, parseKeyValues } from '../format.js';
+import { parseFileSection } from '../parsers/files.js';
+import { ACTIVE_RUN_STATUSES } from '../../apply/paths.js';
+import { encodePath } from '../../resources/nginx-files.js';
+import { checkFactsPath } from './files.js';
+import type { FactSection } from './section.js';
+
+/** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
+export const DSRCTL_STATE_FILES = {
+  /** id of the last run applied on this host (its journal is runs/<id>/) */
+  journal: '/var/lib/dsrctl/last-run',
+  lock: '/var/lib/dsrctl/lock',
+  reverted: '/var/lib/dsrctl/reverted',
+} as const;
+
+/** dsrctl's journal directory: root's alone, or backups and undo scripts could be redirected or read. */
+export const DSRCTL_STATE_DIR = '/var/lib/dsrctl';
+
+/**
+ * dsrctl's own state on the host: the last run, the lock, a revert by the dead-man's switch, the
+ * journal directory's owner and mode; and from the journal, what the oldest run still in place
+ * found (its backups of files, its undo of changes) for plans that put things back.
+ */
+export const journal: FactSection = {
+  single: ['dsrctl-journal', 'dsrctl-lock', 'dsrctl-reverted'],
+  repeated: ['journal-file', 'journal-change'],
+  helpers: String.raw`# journal_file PATH ENCODED: PATH as the oldest run whose changes are still in place found it: that
+# run's first backup of it (files/NNN-ENCODED, the lowest NNN)
+journal_file() {
+  b journal-file
+  printf 'path=%s\n' "$1"
+  for _r in $(ls -1 /var/lib/dsrctl/runs 2>/dev/null | sort); do
+    case "$(cat "/var/lib/dsrctl/runs/$_r/status" 2>/dev/null)" in
+      ${ACTIVE_RUN_STATUSES.join('|')}) ;;
+      *) continue ;;
+    esac
+    _jf=
+    for _c in "/var/lib/dsrctl/runs/$_r/files/"[0-9][0-9][0-9]-"$2"; do [ -f "$_c" ] && { _jf=$_c; break; }; done
+    if [ -n "$_jf" ] && [ -r "$_jf" ] && have base64; then printf 'run=%s\n' "$_r"; printf 'content=%s\n' "$(b64 <"$_jf")"; break; fi
+  done
+  e journal-file 0
+}
+# journal_change ID: the undo of change ID (done) in the oldest run still in place that made one
+journal_change() {
+  b journal-change
+  printf 'id=%s\n' "$1"
+  _jc=
+  for _r in $(ls -1 /var/lib/dsrctl/runs 2>/dev/null | sort); do
+    case "$(cat "/var/lib/dsrctl/runs/$_r/status" 2>/dev/null)" in
+      ${ACTIVE_RUN_STATUSES.join('|')}) ;;
+      *) continue ;;
+    esac
+    for _i in "/var/lib/dsrctl/runs/$_r/changes/"*.id; do
+      [ -f "$_i" ] && [ "$(cat "$_i")" = "$1" ] && [ "$(cat "${'$'}{_i%.id}.state" 2>/dev/null)" = done ] && [ -r "${'$'}{_i%.id}.undo" ] || continue
+      _jc=${'$'}{_i%.id}.undo; break
+    done
+    if [ -n "$_jc" ] && have base64; then printf 'run=%s\n' "$_r"; printf 'undo=%s\n' "$(b64 <"$_jc")"; break; fi
+  done
+  e journal-change 0
+}
+`,
+  shell: (req) => [
+    ...[...new Set(req.journalChanges ?? [])].map((id) => {
+      if (!/^[A-Za-z0-9 ._\/:-]{1,200}$/.test(id)) throw new Error(`invalid change id ${JSON.stringify(id)}`);
+      return `  journal_change ${quote([id])}`;
+    }),
+    ...[...new Set(req.journalFiles ?? [])].map(checkFactsPath).map((p) => `  journal_file ${quote([p])} ${quote([encodePath(p)])}`),
+    `  fileinfo dsrctl-journal ${quote([DSRCTL_STATE_FILES.journal])}`,
+    `  fileinfo dsrctl-lock ${quote([DSRCTL_STATE_FILES.lock])}`,
+    `  fileinfo dsrctl-reverted ${quote([DSRCTL_STATE_FILES.reverted])}`,
+    `  fileinfo dsrctl-state ${quote([DSRCTL_STATE_DIR])}`,
+  ],
+  parse(ctx) {
+    const state = (name: 'dsrctl-journal' | 'dsrctl-lock' | 'dsrctl-reverted'): string | null => {
+      const f = parseFileSection(ctx.one(name).body, name);
+      if (f.exists && f.type === 'file' && f.readable === false) ctx.incomplete.push({ section: name, reason: `${f.path}: unreadable` });
+      return f.content ?? null;
+    };
+    // from a facts script that reads it (older fixtures lack it)
+    const stateSection = ctx.maybe('dsrctl-state');
+    return {
+      stateDir: stateSection ? parseFileSection(stateSection.body, 'dsrctl-state') : null,
+      journalBackups: Object.fromEntries(ctx.all('journal-file').flatMap((s) => parseJournalFile(s.body))),
+      journalUndos: Object.fromEntries(ctx.all('journal-change').flatMap((s) => parseJournalChange(s.body))),
+      dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
+    };
+  },
+};
+
+/** One `journal-file` section: path=, and run= content= (base64) when a run still in place has a copy. */
+function parseJournalFile(body: string): [string, { run: string; content: string }][] {
+  const kv = parseKeyValues('journal-file', body);
+  const path = kv.get('path');
+  if (!path) throw new FactsParseError('journal-file', 'no path= line', body.split('\n')[0] ?? '');
+  const run = kv.get('run');
+  const b64 = kv.get('content');
+  if (run === undefined || b64 === undefined) return [];
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-file', `${path}: content= is not base64`, b64.slice(0, 80));
+  // latin1, like every file's content in the facts: one char per byte
+  return [[path, { run, content: Buffer.from(b64, 'base64').toString('latin1') }]];
+}
+
+/** One `journal-change` section: id=, and run= undo= (base64) when a run still in place made that change. */
+function parseJournalChange(body: string): [string, { run: string; undo: string }][] {
+  const kv = parseKeyValues('journal-change', body);
+  const id = kv.get('id');
+  if (!id) throw new FactsParseError('journal-change', 'no id= line', body.split('\n')[0] ?? '');
+  const run = kv.get('run');
+  const b64 = kv.get('undo');
+  if (run === undefined || b64 === undefined) return [];
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-change', `${id}: undo= is not base64`, b64.slice(0, 80));
+  return [[id, { run, undo: Buffer.from(b64, 'base64').toString('utf8') }]];
+}

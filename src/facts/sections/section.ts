@@ -1,0 +1,38 @@
+import type { Section } from '../format.js';
+import type { FactsRequest, HostFacts } from '../types.js';
+
+/**
+ * One fact of a host, in one file: the shell that prints its section(s) of the facts script and
+ * the parser that reads them back. The registry (sections/index.ts) lists them in script order;
+ * script.ts and parse.ts only frame them. Fixtures of real output: test/fixtures/facts/.
+ */
+export interface FactSection {
+  /** section names it prints: `single` ones exactly once (their absence means a truncated output), `repeated` any number of times */
+  single?: readonly string[];
+  repeated?: readonly string[];
+  /** shell functions its lines call, put before the facts function */
+  helpers?: string;
+  /** its lines of the facts function, for this request */
+  shell(req: FactsRequest): string[];
+  /** its part of HostFacts */
+  parse(ctx: ParseContext): Partial<HostFacts>;
+}
+
+export interface ParseContext {
+  /** every section of the output, in order */
+  sections: Section[];
+  /** a `single` section */
+  one(name: string): Section;
+  /** every section of this name */
+  all(name: string): Section[];
+  /** a section that older scripts did not print */
+  maybe(name: string): Section | undefined;
+  /** the body of a single section whose command must succeed; a failure is recorded, the body is then "" */
+  ok(name: string): string;
+  /** the body of a single section without which there is nothing worth planning on (throws) */
+  must(name: string): string;
+  /** sections that did not read completely, and why */
+  incomplete: { section: string; reason: string }[];
+}
+
+export const reason = (rc: number) => (rc === 127 ? 'command not found' : `exit status ${rc}`);
