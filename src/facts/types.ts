@@ -1,4 +1,5 @@
 /** Facts: what one read-only exec per host learned about it. Plain data, produced by pure parsers. */
+import type { SectionFacts } from './sections/index.js';
 
 /** One entry of `ip -j -4 rule show`, as iproute2 prints it (extra keys kept). */
 export interface IpRule {
@@ -125,49 +126,15 @@ export type NginxConfigFacts =
   | { status: 'failed'; error: string }
   | { status: 'absent' };
 
-export interface HostFacts {
-  hostname: string;
-  kernel: string;
-  uid: number;
-  hasSystemd: boolean;
-  interfaces: InterfaceFact[];
-  rules: IpRule[];
-  routes: IpRoute[];
-  /** requested keys that exist, value as the kernel prints it (tabs kept, trailing newline cut);
-   *  a key the kernel does not have is absent here and listed in sysctlMissing */
-  sysctl: Record<string, string>;
-  sysctlMissing?: string[];
-  iptables: IptablesFacts;
-  nginx: NginxFacts;
-  /** absent from facts of an older script (then nothing is known about other servers) */
-  nginxConfig?: NginxConfigFacts;
-  files: Record<string, FileFact>;
-  nft: NftFacts;
-  nat: NatBackendFacts;
-  /** per requested interface */
-  tc: Record<string, TcFacts>;
-  /** /var/lib/dsrctl itself (owner, mode, its parent); null from an older facts script */
-  stateDir?: FileFact | null;
-  /**
-   * Requested files as the oldest run of dsrctl still in place found them: that run's byte copy
-   * (runs/<run>/files/<key>), i.e. the file before dsrctl changed it. Absent: no such copy.
-   */
-  journalBackups?: Record<string, { run: string; content: string }>;
-  /**
-   * Requested change ids (e.g. "sysctl net.ipv4.ip_forward") as the oldest run still in place that
-   * made one (done) recorded them: that change's undo script, i.e. how to put the original back.
-   */
-  journalUndos?: Record<string, { run: string; undo: string }>;
-  /** requested `reads`: the bytes (latin1), null when absent; absent from an older script */
-  reads?: Record<string, string | null>;
-  /** the health checker's process (src/health/); absent from an older script */
-  health?: HealthProcessFacts;
-  /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
-  dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
+/**
+ * Everything one facts exec learned about a host: the parts of every fact in the registry
+ * (src/facts/sections/, each declaring its own), and which sections could not be read.
+ */
+export type HostFacts = SectionFacts & {
   /** sections whose command was missing or failed, so that part of the facts is unknown
    *  (e.g. `iptables-save` as non-root); always present in parsed facts */
   incomplete?: { section: string; reason: string }[];
-}
+};
 
 /** What the facts script must read beyond the fixed set. */
 export interface FactsRequest {

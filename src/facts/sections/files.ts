@@ -3,6 +3,11 @@ import { parseFileSection } from '../parsers/files.js';
 import type { FileFact } from '../types.js';
 import type { FactSection } from './section.js';
 
+/** Its part of HostFacts. */
+export interface FilesFacts {
+  files: Record<string, FileFact>;
+}
+
 export function checkFactsPath(path: string): string {
   if (typeof path !== 'string' || !path.startsWith('/')) throw new Error(`invalid file path ${JSON.stringify(path)}: not absolute`);
   if (/[\0\n]/.test(path)) throw new Error(`invalid file path ${JSON.stringify(path)}: contains NUL or newline`);
@@ -10,7 +15,7 @@ export function checkFactsPath(path: string): string {
 }
 
 /** The files the plan edits or compares: type, mode, owner, sha256, content, resolved path (fileinfo in script.ts). */
-export const files: FactSection = {
+export const files: FactSection<FilesFacts> = {
   repeated: ['file'],
   shell: (req) => [...new Set(req.files)].map(checkFactsPath).map((p) => `  fileinfo file ${quote([p])}`),
   parse(ctx) {

@@ -4,8 +4,14 @@ import type { HealthProcessFacts } from '../types.js';
 import { HEALTH_PID, HEALTH_UNIT } from '../../health/settings.js';
 import type { FactSection } from './section.js';
 
+/** Its part of HostFacts. */
+export interface HealthFacts {
+  /** the health checker's process (src/health/); absent from an older script */
+  health?: HealthProcessFacts;
+}
+
 /** The health checker's process (or systemd unit): is it running, as dsrctl started it. */
-export const health: FactSection = {
+export const health: FactSection<HealthFacts> = {
   shell: () => [
     `  b health; _p=$(cat ${quote([HEALTH_PID])} 2>/dev/null | tr -cd 0-9); printf 'pid=%s\\n' "$_p"; if [ -n "$_p" ] && [ "$(cut -d' ' -f3 "/proc/$_p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$_p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh'; then echo alive=1; else echo alive=0; fi; if [ -d /run/systemd/system ] && have systemctl; then printf 'unit_active=%s\\nunit_enabled=%s\\n' "$(systemctl is-active ${HEALTH_UNIT} 2>/dev/null)" "$(systemctl is-enabled ${HEALTH_UNIT} 2>/dev/null)"; fi; e health 0`,
   ],

@@ -1,8 +1,16 @@
 import { FactsParseError } from '../format.js';
 import type { FactSection } from './section.js';
 
+/** Its part of HostFacts. */
+export interface IdentityFacts {
+  hostname: string;
+  kernel: string;
+  uid: number;
+  hasSystemd: boolean;
+}
+
 /** Who the host is: hostname, kernel, the user dsrctl runs as, whether systemd runs it. */
-export const identity: FactSection = {
+export const identity: FactSection<IdentityFacts> = {
   single: ['hostname', 'kernel', 'uid', 'systemd'],
   shell: () => [
     '  run hostname uname -n',

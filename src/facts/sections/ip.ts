@@ -1,8 +1,16 @@
 import { parseIpAddr, parseIpRoutes, parseIpRules } from '../parsers/ip-json.js';
 import type { FactSection } from './section.js';
+import type { InterfaceFact, IpRoute, IpRule } from '../types.js';
+
+/** Its part of HostFacts. */
+export interface IpFacts {
+  interfaces: InterfaceFact[];
+  rules: IpRule[];
+  routes: IpRoute[];
+}
 
 /** Addresses, policy rules and routes (every table), with rt_tables to name tables by number. */
-export const ip: FactSection = {
+export const ip: FactSection<IpFacts> = {
   single: ['ip-addr', 'ip-rule', 'ip-route'],
   repeated: ['rt-tables'],
   shell: () => [

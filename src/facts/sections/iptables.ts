@@ -2,8 +2,13 @@ import { parseIptablesSave, parseIptablesVariant } from '../parsers/iptables-sav
 import type { IptablesFacts } from '../types.js';
 import { reason, type FactSection } from './section.js';
 
+/** Its part of HostFacts. */
+export interface IptablesSectionFacts {
+  iptables: IptablesFacts;
+}
+
 /** iptables: which variant (legacy or nft), and every table as iptables-save prints it. */
-export const iptables: FactSection = {
+export const iptables: FactSection<IptablesSectionFacts> = {
   single: ['iptables-version', 'iptables-save'],
   shell: () => ['  run iptables-version iptables -V', '  run iptables-save iptables-save'],
   parse(ctx) {

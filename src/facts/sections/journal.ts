@@ -5,6 +5,25 @@ import { ACTIVE_RUN_STATUSES } from '../../apply/paths.js';
 import { encodePath } from '../../resources/nginx-files.js';
 import { checkFactsPath } from './files.js';
 import type { FactSection } from './section.js';
+import type { FileFact } from '../types.js';
+
+/** Its part of HostFacts. */
+export interface JournalFacts {
+  /** /var/lib/dsrctl itself (owner, mode, its parent); null from an older facts script */
+  stateDir?: FileFact | null;
+  /**
+   * Requested files as the oldest run of dsrctl still in place found them: that run's byte copy
+   * (runs/<run>/files/<key>), i.e. the file before dsrctl changed it. Absent: no such copy.
+   */
+  journalBackups?: Record<string, { run: string; content: string }>;
+  /**
+   * Requested change ids (e.g. "sysctl net.ipv4.ip_forward") as the oldest run still in place that
+   * made one (done) recorded them: that change's undo script, i.e. how to put the original back.
+   */
+  journalUndos?: Record<string, { run: string; undo: string }>;
+  /** dead-man's switch / journal state under /var/lib/dsrctl, raw */
+  dsrctl: { journal: string | null; lock: string | null; reverted: string | null };
+}
 
 /** Files under /var/lib/dsrctl that the facts always read (dead-man's switch / journal state). */
 export const DSRCTL_STATE_FILES = {
@@ -22,7 +41,7 @@ export const DSRCTL_STATE_DIR = '/var/lib/dsrctl';
  * journal directory's owner and mode; and from the journal, what the oldest run still in place
  * found (its backups of files, its undo of changes) for plans that put things back.
  */
-export const journal: FactSection = {
+export const journal: FactSection<JournalFacts> = {
   single: ['dsrctl-journal', 'dsrctl-lock', 'dsrctl-reverted'],
   repeated: ['journal-file', 'journal-change'],
   helpers: String.raw`# journal_file PATH ENCODED: PATH as the oldest run whose changes are still in place found it: that

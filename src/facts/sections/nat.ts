@@ -1,6 +1,15 @@
 import { quote } from 'shell-quote';
 import { parseNft, parseNatProbe, parseTc } from '../parsers/nat.js';
 import type { FactSection } from './section.js';
+import type { NatBackendFacts, NftFacts, TcFacts } from '../types.js';
+
+/** Its part of HostFacts. */
+export interface NatFacts {
+  nft: NftFacts;
+  nat: NatBackendFacts;
+  /** per requested interface */
+  tc: Record<string, TcFacts>;
+}
 
 export function checkIfname(name: string): string {
   if (!/^[A-Za-z0-9_.@-]{1,15}$/.test(name)) throw new Error(`invalid interface name ${JSON.stringify(name)}`);
@@ -8,7 +17,7 @@ export function checkIfname(name: string): string {
 }
 
 /** Stateless NAT: the nft ruleset, which backends the host can run, tc on the interfaces asked for. */
-export const nat: FactSection = {
+export const nat: FactSection<NatFacts> = {
   single: ['nft', 'nat-probe'],
   repeated: ['tc'],
   shell: (req) => [

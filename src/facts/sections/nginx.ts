@@ -2,12 +2,20 @@ import { parseNginx } from '../parsers/nginx.js';
 import { FactsParseError } from '../format.js';
 import type { NginxConfigFacts } from '../types.js';
 import { reason, type FactSection } from './section.js';
+import type { NginxFacts } from '../types.js';
+
+/** Its part of HostFacts. */
+export interface NginxSectionFacts {
+  nginx: NginxFacts;
+  /** absent from facts of an older script (then nothing is known about other servers) */
+  nginxConfig?: NginxConfigFacts;
+}
 
 /**
  * nginx: version and build options, loaded modules, the master process (and its capability
  * bounding set), the effective configuration (nginx -T) and which of its files are symlinks.
  */
-export const nginx: FactSection = {
+export const nginx: FactSection<NginxSectionFacts> = {
   single: ['nginx-version', 'nginx-modules', 'nginx-pid'],
   helpers: String.raw`# nginx_opt NAME: value of --NAME= in nginx -V
 nginx_opt() { printf '%s\n' "$NV" | sed -n "s/.*--$1=\([^ ]*\).*/\1/p" | head -n 1; }

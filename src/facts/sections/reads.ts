@@ -3,8 +3,14 @@ import { FactsParseError, parseKeyValues, type Section } from '../format.js';
 import { checkFactsPath } from './files.js';
 import type { FactSection } from './section.js';
 
+/** Its part of HostFacts. */
+export interface ReadsFacts {
+  /** requested `reads`: the bytes (latin1), null when absent; absent from an older script */
+  reads?: Record<string, string | null>;
+}
+
 /** Files another program rewrites (the health checker's state): one open, one read, so one version. */
-export const reads: FactSection = {
+export const reads: FactSection<ReadsFacts> = {
   repeated: ['read'],
   shell: (req) => [
     // one open, one read: a file the checker replaces (mv) meanwhile is read whole, old or new

@@ -1,12 +1,12 @@
 import type { Section } from '../format.js';
-import type { FactsRequest, HostFacts } from '../types.js';
+import type { FactsRequest } from '../types.js';
 
 /**
  * One fact of a host, in one file: the shell that prints its section(s) of the facts script and
  * the parser that reads them back. The registry (sections/index.ts) lists them in script order;
  * script.ts and parse.ts only frame them. Fixtures of real output: test/fixtures/facts/.
  */
-export interface FactSection {
+export interface FactSection<F extends object = object> {
   /** section names it prints: `single` ones exactly once (their absence means a truncated output), `repeated` any number of times */
   single?: readonly string[];
   repeated?: readonly string[];
@@ -14,8 +14,8 @@ export interface FactSection {
   helpers?: string;
   /** its lines of the facts function, for this request */
   shell(req: FactsRequest): string[];
-  /** its part of HostFacts */
-  parse(ctx: ParseContext): Partial<HostFacts>;
+  /** its part of HostFacts (HostFacts is the intersection of every fact's part: types.ts) */
+  parse(ctx: ParseContext): F;
 }
 
 export interface ParseContext {

@@ -2,6 +2,14 @@ import { quote } from 'shell-quote';
 import { parseSysctl } from '../parsers/sysctl.js';
 import type { FactSection } from './section.js';
 
+/** Its part of HostFacts. */
+export interface SysctlFacts {
+  /** requested keys that exist, value as the kernel prints it (tabs kept, trailing newline cut);
+   *  a key the kernel does not have is absent here and listed in sysctlMissing */
+  sysctl: Record<string, string>;
+  sysctlMissing?: string[];
+}
+
 const SYSCTL_KEY_RE = /^[a-z0-9_.\-/]+$/;
 
 /**
@@ -20,7 +28,7 @@ export function sysctlProcPath(key: string): string {
 }
 
 /** The sysctls the plan needs, each from /proc/sys (missing ones are told apart from unreadable ones). */
-export const sysctl: FactSection = {
+export const sysctl: FactSection<SysctlFacts> = {
   repeated: ['sysctl'],
   helpers: String.raw`# sysctl KEY PROCPATH
 sysctl_value() {
