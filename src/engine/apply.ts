@@ -12,6 +12,9 @@ import { verifyHosts } from './verify.js';
 import { revertNotes } from './reverted.js';
 import { eventRunner, type StepRunner } from './steps.js';
 import type { Connector } from './connector.js';
+import { Interrupted, type Interruption } from './interruption.js';
+
+export { Interrupted } from './interruption.js';
 
 /**
  * One apply run, the guide's whole procedure on every host: connect, read, lock and plan at once;
@@ -32,14 +35,6 @@ export type ApplyEvent =
   | { type: 'rolled-back'; result: HostRollbackResult }
   | { type: 'rolled-itself-back'; outcome: HostApplyResult };
 
-/** Thrown by a `confirm` hook whose question was interrupted (Ctrl-C at the prompt). */
-export class Interrupted extends Error {
-  constructor(readonly signal = 'SIGINT') {
-    super(`interrupted (${signal})`);
-    this.name = 'Interrupted';
-  }
-}
-
 export interface ApplyOptions {
   runner?: StepRunner;
   /** how hosts are reached (default SSH) */
@@ -49,7 +44,7 @@ export interface ApplyOptions {
   /** asked before any change when there are changes; absent: apply without asking (the CLI's --yes, the library) */
   confirm?: (plans: HostPlan[], changedHosts: number) => Promise<boolean>;
   /** an interruption the caller watches (signals): checked at every safe point */
-  interruption?: { readonly signal: string | undefined; busy(what: string): void };
+  interruption?: Interruption;
   onEvent?: (e: ApplyEvent) => void;
 }
 
@@ -184,7 +179,10 @@ export async function apply(inventoryFile: string, opts: ApplyOptions = {}): Pro
     }
     busy('rolling back');
     emit({ type: 'failure', text: failure });
-    return await undoRun(prep, runId, applied, changed, (r) => (rollbacks = r), runner, emit, (res) => (result = res), finish);
+    const undone = await undoRun(prep, runId, applied, changed, runner, emit);
+    rollbacks = undone.rollbacks;
+    result = undone.result;
+    return finish(undone.exitCode, undone.message);
   } finally {
     await closeAll([...prep.hosts, { session: prep.probe }]);
   }
@@ -200,40 +198,40 @@ async function undoRun(
   runId: string,
   applied: HostApplyResult[],
   changed: HostState[],
-  setRollbacks: (r: HostRollbackResult[]) => void,
   runner: StepRunner,
   emit: (e: ApplyEvent) => void,
-  setResult: (r: ApplyOutcome) => void,
-  finish: (code: number, message: string) => ApplyResult,
-): Promise<ApplyResult> {
+): Promise<{ rollbacks: HostRollbackResult[]; result: ApplyOutcome; exitCode: number; message: string }> {
   const seconds = prep.inv.rollback.timeout_seconds;
   const locked = () => prep.hosts.filter((h) => h.lock?.state === 'acquired' && h.session);
   const toUndo = prep.hosts.filter((h) => applied.some((a) => a.host === h.target.name && (a.ok || a.lost)));
   const rollbacks = toUndo.length ? await rollbackInOrder(toUndo, runId, runId, seconds, runner) : [];
-  setRollbacks(rollbacks);
   const locksLeft = await releaseLocks(locked().filter((h) => !toUndo.includes(h)), runId);
   for (const host of locksLeft) emit({ type: 'lock-left', host });
   const selfRolled = applied.filter((a) => !a.ok && !a.lost && (a.done > 0 || a.rollback.length > 0 || (a.rollbackStatus !== undefined && a.rollbackStatus !== 'rolled-back')));
   // a host whose own rollback did not finish as rolled-back (a full disk, an undo that failed) is left for a person
   const incomplete = [
     ...rollbacks.filter((r) => !r.ok).map((r) => r.host),
-    ...applied.filter((a) => !a.ok && !a.lost && a.rollbackStatus !== undefined && a.rollbackStatus !== 'rolled-back').map((a) => a.host),
+    ...selfRolled.filter((a) => a.rollbackStatus !== undefined && a.rollbackStatus !== 'rolled-back').map((a) => a.host),
     ...selfRolled.filter((a) => a.rollbackStatus === undefined).map((a) => a.host),
   ];
   for (const r of rollbacks) emit({ type: 'rolled-back', result: r });
   for (const a of selfRolled) emit({ type: 'rolled-itself-back', outcome: a });
   incomplete.push(...locksLeft.filter((h) => !incomplete.includes(h)));
-  if (incomplete.length) {
-    setResult('rollback-failed');
-    return finish(
-      EXIT.rollbackIncomplete,
-      `Rollback did not complete on ${incomplete.join(', ')}: a person must look. A host that could not be reached still has its dead-man's switch armed and reverts by itself within ${seconds} s of its apply; one whose rollback ran and failed does not. Check with dsrctl verify, then dsrctl rollback.`,
-    );
-  }
+  if (incomplete.length)
+    return {
+      rollbacks,
+      result: 'rollback-failed',
+      exitCode: EXIT.rollbackIncomplete,
+      message: `Rollback did not complete on ${incomplete.join(', ')}: a person must look. A host that could not be reached still has its dead-man's switch armed and reverts by itself within ${seconds} s of its apply; one whose rollback ran and failed does not. Check with dsrctl verify, then dsrctl rollback.`,
+    };
   // a host refused before its first change (its files drifted since the plan) changed nothing
   const touched = changed.length > 0 && applied.some((a) => a.ok || a.lost || a.done > 0 || a.rollback.length > 0);
-  setResult(touched ? 'rolled-back' : 'failed');
-  return finish(EXIT.failedRolledBack, `Run ${runId} failed; ${touched ? 'every changed host was rolled back' : 'nothing was changed'}.`);
+  return {
+    rollbacks,
+    result: touched ? 'rolled-back' : 'failed',
+    exitCode: EXIT.failedRolledBack,
+    message: `Run ${runId} failed; ${touched ? 'every changed host was rolled back' : 'nothing was changed'}.`,
+  };
 }
 
 /** Proxy first, then the upstreams in parallel: their new default route is useless until the proxy handles their replies. */

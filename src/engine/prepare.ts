@@ -42,7 +42,7 @@ export function loadAll(file: string, withProbe = false): { inv: Inventory; pb: 
 /** Connect to every host, read facts, plan: one step per host, all in parallel. */
 export async function connectAndPlan(file: string, runner: StepRunner, doPlan = true, lock?: LockRequest, withProbe = false, connect: Connector = sshConnector): Promise<Prepared> {
   const { inv, pb, hosts } = loadAll(file, withProbe);
-  for (const h of hosts) (h as HostState).connect = connect;
+  for (const h of hosts) h.connect = connect;
   const errors = new Map<string, Error>();
   const notices: string[] = [];
   const pt = withProbe ? probeTarget(inv) : undefined;

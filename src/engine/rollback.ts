@@ -7,7 +7,7 @@ import { closeAll, withSession, type HostState } from './hosts.js';
 import type { HostRollbackResult } from './apply-host.js';
 import { connectAndPlan } from './prepare.js';
 import { releaseLocks, rollbackInOrder } from './host-rollback.js';
-import { Interrupted } from './apply.js';
+import { Interrupted, type Interruption } from './interruption.js';
 import { eventRunner, type StepRunner } from './steps.js';
 import type { Connector } from './connector.js';
 
@@ -27,7 +27,7 @@ export interface RollbackOptions {
   breakLock?: boolean;
   /** asked with what will be undone, when there is something; absent: undo without asking */
   confirm?: (pending: Map<string, PendingUndo[]>, changes: number) => Promise<boolean>;
-  interruption?: { readonly signal: string | undefined; busy(what: string): void };
+  interruption?: Interruption;
   /** told what is to undo (and which hosts could not be read) before anything is undone */
   onPending?: (pending: Map<string, PendingUndo[]>, errors: Map<string, Error>) => void;
 }

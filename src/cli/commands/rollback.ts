@@ -1,7 +1,7 @@
 import type { GlobalOptions } from '../progress.js';
 import { listrRunner } from '../progress.js';
 import { rollback, type RollbackResult } from '../../engine/rollback.js';
-import { Interrupted } from '../../engine/apply.js';
+import { Interrupted } from '../../engine/interruption.js';
 import type { PendingUndo } from '../../apply/journal-list.js';
 import { bold, green, red, yellow } from '../output.js';
 import { EXIT, UserError } from '../../util/errors.js';
@@ -54,16 +54,17 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
         if (total > 0 || errors.size) say(formatPending(pending));
         if (!opts.json) for (const line of summarizeHostErrors(errors, [...pending.keys()])) printErr(red(line));
       },
-      confirm: async (pending, total) => {
-        try {
-          const hosts = [...pending].filter(([, l]) => l.length).length;
-          return await (await import('@inquirer/prompts')).confirm({ message: `Undo these ${total} change(s) on ${hosts} host(s), back to before dsrctl's first apply?`, default: false }, { signal: intr.abort });
-        } catch (e) {
-          if (isPromptInterrupt(e)) throw new Interrupted(intr.signal ?? 'SIGINT');
-          throw e;
-        }
-      },
-      ...(opts.yes ? { confirm: undefined } : {}),
+      confirm: opts.yes
+        ? undefined
+        : async (pending, total) => {
+            try {
+              const hosts = [...pending].filter(([, l]) => l.length).length;
+              return await (await import('@inquirer/prompts')).confirm({ message: `Undo these ${total} change(s) on ${hosts} host(s), back to before dsrctl's first apply?`, default: false }, { signal: intr.abort });
+            } catch (e) {
+              if (isPromptInterrupt(e)) throw new Interrupted(intr.signal ?? 'SIGINT');
+              throw e;
+            }
+          },
     });
   } finally {
     intr.dispose();

@@ -100,34 +100,25 @@ journal_change() {
     const stateSection = ctx.maybe('dsrctl-state');
     return {
       stateDir: stateSection ? parseFileSection(stateSection.body, 'dsrctl-state') : null,
-      journalBackups: Object.fromEntries(ctx.all('journal-file').flatMap((s) => parseJournalFile(s.body))),
-      journalUndos: Object.fromEntries(ctx.all('journal-change').flatMap((s) => parseJournalChange(s.body))),
+      // file copies as latin1, like every file's content in the facts: one char per byte
+      journalBackups: Object.fromEntries(ctx.all('journal-file').flatMap((s) => parseJournalEntry('journal-file', s.body, 'path', 'content', 'latin1'))),
+      journalUndos: Object.fromEntries(ctx.all('journal-change').flatMap((s) => parseJournalEntry('journal-change', s.body, 'id', 'undo', 'utf8'))),
       dsrctl: { journal: state('dsrctl-journal'), lock: state('dsrctl-lock'), reverted: state('dsrctl-reverted') },
     };
   },
 };
 
-/** One `journal-file` section: path=, and run= content= (base64) when a run still in place has a copy. */
-function parseJournalFile(body: string): [string, { run: string; content: string }][] {
-  const kv = parseKeyValues('journal-file', body);
-  const path = kv.get('path');
-  if (!path) throw new FactsParseError('journal-file', 'no path= line', body.split('\n')[0] ?? '');
+/**
+ * One `journal-file` (key path=, base64 content=) or `journal-change` (key id=, base64 undo=)
+ * section: the key, and run= with the decoded value when a run still in place has one.
+ */
+function parseJournalEntry<V extends string>(section: 'journal-file' | 'journal-change', body: string, keyName: string, valueName: V, encoding: BufferEncoding): [string, { run: string } & Record<V, string>][] {
+  const kv = parseKeyValues(section, body);
+  const key = kv.get(keyName);
+  if (!key) throw new FactsParseError(section, `no ${keyName}= line`, body.split('\n')[0] ?? '');
   const run = kv.get('run');
-  const b64 = kv.get('content');
+  const b64 = kv.get(valueName);
   if (run === undefined || b64 === undefined) return [];
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-file', `${path}: content= is not base64`, b64.slice(0, 80));
-  // latin1, like every file's content in the facts: one char per byte
-  return [[path, { run, content: Buffer.from(b64, 'base64').toString('latin1') }]];
-}
-
-/** One `journal-change` section: id=, and run= undo= (base64) when a run still in place made that change. */
-function parseJournalChange(body: string): [string, { run: string; undo: string }][] {
-  const kv = parseKeyValues('journal-change', body);
-  const id = kv.get('id');
-  if (!id) throw new FactsParseError('journal-change', 'no id= line', body.split('\n')[0] ?? '');
-  const run = kv.get('run');
-  const b64 = kv.get('undo');
-  if (run === undefined || b64 === undefined) return [];
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError('journal-change', `${id}: undo= is not base64`, b64.slice(0, 80));
-  return [[id, { run, undo: Buffer.from(b64, 'base64').toString('utf8') }]];
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new FactsParseError(section, `${key}: ${valueName}= is not base64`, b64.slice(0, 80));
+  return [[key, { run, [valueName]: Buffer.from(b64, 'base64').toString(encoding) } as { run: string } & Record<V, string>]];
 }
