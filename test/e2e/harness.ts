@@ -35,16 +35,20 @@ const OCTET = process.env.DSR_E2E_OCTET ?? String((Number(process.env.DSR_E2E_OC
 export const LAB_DIR = `/var/lib/dsrctl-lab/${PREFIX}`;
 export const LAB_INVENTORY = join(LAB_DIR, 'lab.yaml');
 export const LAB_ENV: NodeJS.ProcessEnv = { DSR_LAB_PREFIX: PREFIX, DSR_LAB_DIR: LAB_DIR, DSR_LAB_INVENTORY: LAB_INVENTORY, DSR_LAB_MGMT_OCTET: OCTET };
+/** The hosts dsrctl manages in a lab built with the default four upstreams (DSR_LAB_UPSTREAMS unset). */
 export const HOSTS = ['proxy', 'dev1', 'dev2', 'dev3', 'dev4'] as const;
 export const UPSTREAMS: readonly string[] = ['dev1', 'dev2', 'dev3', 'dev4'];
+/** The upstreams of a lab built with DSR_LAB_UPSTREAMS=n: dev1..devN. */
+export const upstreamNames = (n: number): string[] => Array.from({ length: n }, (_, i) => `dev${i + 1}`);
 
 export function lab(args: string[], env: NodeJS.ProcessEnv = {}) {
   const r = spawnSync('bash', [LAB, ...args], { encoding: 'utf8', env: { ...process.env, ...LAB_ENV, ...env }, maxBuffer: 64 << 20 });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Builds the file's lab: the guide's four upstreams unless env says DSR_LAB_UPSTREAMS. */
 export function labUp(env: NodeJS.ProcessEnv = {}): void {
-  const r = lab(['up'], env);
+  const r = lab(['up'], { DSR_LAB_UPSTREAMS: '4', ...env });
   if (r.code !== 0) throw new Error(`lab up failed:\n${r.stdout}\n${r.stderr}`);
 }
 

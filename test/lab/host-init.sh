@@ -37,7 +37,7 @@ mkdir -p -m 0700 "$hd/root"
 mount --bind "$hd/root" /root
 
 case $host in
-  proxy | dev[1-4])
+  proxy | dev*)
     rm -f /run/nginx.pid
     nginx </dev/null >>"$hd/nginx.start.log" 2>&1
     for _ in $(seq 50); do [[ -s /run/nginx.pid ]] && break; sleep 0.05; done
@@ -51,7 +51,7 @@ esac
 # exit status; so no polling is needed, unlike --keep-in-foreground with '&'. lab.sh's teardown
 # kills every process of the namespace, this one included.
 case $host in
-  dev[1-4])
+  dev*)
     rm -f /run/dnsmasq.pid
     /usr/sbin/dnsmasq --conf-file="$hd/dnsmasq.conf" </dev/null >>"$hd/dnsmasq.start.log" 2>&1 ||
       { echo "$host: dnsmasq failed to start:" >&2; cat "$hd/dnsmasq.start.log" >&2; exit 1; }

@@ -40,19 +40,24 @@
 #                      (conf.d/dsrctl.conf), and dsrctl must find the server that holds port 80.
 #   DSR_LAB_SUDO_PASSWORD  with DSR_LAB_SUDO=1: ops's password (for sudo, and SSH password login,
 #                      which sshd then allows for ops)
+#   DSR_LAB_UPSTREAMS  number of upstreams dev1..devN (default 4, at most 200): devI has private
+#                      address 172.16.0.(10+I) and mgmt 10.211.<octet>.(10+I). `up` records N in the
+#                      state dir; down, status, exec and pids use it (and down removes every dev*
+#                      namespace of the prefix whatever N says). Hosts are set up in parallel.
 #
 # Topology (the guide's addresses):
 #   public  192.168.99.0/24  bridge br-pub  in <prefix>-sw: client .1, proxy .10, router .254  (pub0)
-#   private 172.16.0.0/24    bridge br-priv in <prefix>-sw: proxy .1, dev1-4 .11-.14, router .254 (priv0)
+#   private 172.16.0.0/24    bridge br-priv in <prefix>-sw: proxy .1, dev1-N .11-.(10+N), router .254 (priv0)
 #   mgmt    10.211.0.0/24    bridge <prefix>-mgmt in the ROOT namespace (10.211.0.1):
-#                            client .2, proxy .10, dev1-4 .11-.14 (mgmt0); the router has none.
-# Services: nginx on the proxy (conf.d/app.conf: http :80 -> upstreams :8080) and on dev1-4
-# (conf.d/hello.conf: :8080 says who connected from where); dnsmasq on dev1-4, UDP and TCP 53 on
+#                            client .2, proxy .10, dev1-N .11-.(10+N) (mgmt0); the router has none.
+# (N = DSR_LAB_UPSTREAMS, 4 by default: the guide's dev1-4 .11-.14.)
+# Services: nginx on the proxy (conf.d/app.conf: http :80 -> upstreams :8080) and on dev1-N
+# (conf.d/hello.conf: :8080 says who connected from where); dnsmasq on dev1-N, UDP and TCP 53 on
 # the private address only, answering www.example.com and ns1.example.com A with the host's own
 # address (the guide's DSR demo zone); sshd on mgmt0 everywhere but the router.
 # test/lab/dsr-by-hand.sh applies and checks the guide's Method 2 by hand in an up lab.
 # The lab's only trace in the root namespace is that bridge (with its connected route) and the
-# bridge ports <prefix>-m-<cl|px|d1..d4>; IPv6 is disabled on them so no fe80::/64 route appears.
+# bridge ports <prefix>-m-<cl|px|d1..dN>; IPv6 is disabled on them so no fe80::/64 route appears.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,9 +70,20 @@ case $DNS in demo) ZONE=example.com ;; authoritative) ZONE=lab.test ;; *) echo "
 case $MODE in dsr-*) PROTOCOL=${DSR_LAB_PROTOCOL:-udp} ;; *) PROTOCOL=${DSR_LAB_PROTOCOL:-http} ;; esac
 INVENTORY=${DSR_LAB_INVENTORY:-$repo/inventory/lab.yaml}
 
-HOSTS=(client proxy router dev1 dev2 dev3 dev4) # every host namespace
-SSH_HOSTS=(client proxy dev1 dev2 dev3 dev4)    # hosts with mgmt0 + sshd
-NGINX_HOSTS=(proxy dev1 dev2 dev3 dev4)
+# The upstream count: DSR_LAB_UPSTREAMS for `up`; otherwise what the last `up` of this lab
+# recorded (so `lab.sh exec dev30 -- ...` works without repeating it), else 4.
+if [[ -n ${DSR_LAB_UPSTREAMS:-} ]]; then
+  N=$DSR_LAB_UPSTREAMS
+elif [[ ${1:-} != up && -s $LAB/upstreams ]]; then
+  N=$(<"$LAB/upstreams")
+else
+  N=4
+fi
+[[ $N =~ ^[0-9]{1,3}$ && $N -ge 1 && $N -le 200 ]] || { echo "DSR_LAB_UPSTREAMS must be 1-200 (got '$N')" >&2; exit 2; }
+DEVS=()
+for ((i = 1; i <= N; i++)); do DEVS+=("dev$i"); done
+HOSTS=(client proxy router "${DEVS[@]}") # every host namespace
+SSH_HOSTS=(client proxy "${DEVS[@]}")    # hosts with mgmt0 + sshd
 SW=$P-sw
 MGMT_BR=$P-mgmt
 # DSR_LAB_MGMT_OCTET: third octet of the management net (10.211.N.0/24), so labs with different
@@ -76,10 +92,15 @@ M=${DSR_LAB_MGMT_OCTET:-0}
 [[ $M =~ ^[0-9]{1,3}$ && $M -le 255 ]] || { echo "DSR_LAB_MGMT_OCTET must be 0-255" >&2; exit 2; }
 MGMT_GW=10.211.$M.1
 
-declare -A MGMT_IP=([client]=10.211.$M.2 [proxy]=10.211.$M.10 [dev1]=10.211.$M.11 [dev2]=10.211.$M.12 [dev3]=10.211.$M.13 [dev4]=10.211.$M.14)
+declare -A MGMT_IP=([client]=10.211.$M.2 [proxy]=10.211.$M.10)
 declare -A PUB_IP=([client]=192.168.99.1 [proxy]=192.168.99.10 [router]=192.168.99.254)
-declare -A PRIV_IP=([proxy]=172.16.0.1 [router]=172.16.0.254 [dev1]=172.16.0.11 [dev2]=172.16.0.12 [dev3]=172.16.0.13 [dev4]=172.16.0.14)
-declare -A CODE=([client]=cl [proxy]=px [dev1]=d1 [dev2]=d2 [dev3]=d3 [dev4]=d4)
+declare -A PRIV_IP=([proxy]=172.16.0.1 [router]=172.16.0.254)
+declare -A CODE=([client]=cl [proxy]=px)
+for ((i = 1; i <= N; i++)); do
+  MGMT_IP[dev$i]=10.211.$M.$((10 + i))
+  PRIV_IP[dev$i]=172.16.0.$((10 + i))
+  CODE[dev$i]=d$i
+done
 # SSH_IP: where each host's sshd listens (and what the inventory's ssh_host says).
 declare -A SSH_IP=()
 for h in "${!MGMT_IP[@]}"; do SSH_IP[$h]=${MGMT_IP[$h]}; done
@@ -89,7 +110,7 @@ SUDO_PASSWORD=${DSR_LAB_SUDO_PASSWORD:-}
 STOCK=${DSR_LAB_STOCK:-}
 case $STOCK in '' | default-site | reverse-proxy) ;; *) echo "DSR_LAB_STOCK must be default-site or reverse-proxy" >&2; exit 2 ;; esac
 if [[ -n $JUMP ]]; then
-  for h in dev1 dev2 dev3 dev4; do SSH_IP[$h]=${PRIV_IP[$h]}; unset "MGMT_IP[$h]"; done
+  for h in "${DEVS[@]}"; do SSH_IP[$h]=${PRIV_IP[$h]}; unset "MGMT_IP[$h]"; done
 fi
 LAB_USER=ops
 
@@ -97,6 +118,7 @@ log() { printf 'lab: %s\n' "$*" >&2; }
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 1; }
 
 [[ $P =~ ^[A-Za-z0-9_]([A-Za-z0-9_-]{0,9})$ ]] || die "DSR_LAB_PREFIX must be 1-10 letters, digits, '_' or '-' (interface names are at most 15 characters)"
+[[ -n $JUMP ]] || ((${#P} + 4 + ${#N} <= 15)) || die "DSR_LAB_PREFIX '$P' is too long for $N upstreams: the management link $P-m-d$N would exceed 15 characters"
 [[ $LAB =~ ^[A-Za-z0-9_./@+-]+$ ]] || die "DSR_LAB_DIR must not contain spaces or special characters: $LAB"
 # Each host bind-mounts its own copy over these, so inside a host a lab dir below them would vanish.
 for d in /tmp /run /root /etc/nginx /var/log/nginx /var/lib/nginx /var/lib/dsrctl; do
@@ -112,7 +134,9 @@ is_host() { local h; for h in "${HOSTS[@]}"; do [[ $h == "$1" ]] && return 0; do
 alive() {
   local st
   [[ $1 =~ ^[0-9]+$ ]] || return 1
-  st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  # builtins only: teardown asks this of hundreds of PIDs, many times
+  { read -r st <"/proc/$1/stat"; } 2>/dev/null || return 1
+  st=${st##*) }
   st=${st%% *}
   [[ -n $st && $st != Z ]]
 }
@@ -160,14 +184,33 @@ ensure_tools() {
 # ---------------------------------------------------------------------------------------------
 # Teardown: processes by PID, then root-side links, then namespaces, then state.
 REMOVED=()
-teardown() {
-  local pids=() ns h f pid cmd nsgone=()
+# The lab's namespaces as they exist now, whatever N this invocation was given (a lab built with
+# more upstreams is removed whole).
+lab_namespaces() {
+  local ns
+  while read -r ns _; do
+    [[ $ns =~ ^$P-(client|proxy|router|sw|dev[0-9]+)$ ]] && echo "$ns"
+  done < <(ip netns list 2>/dev/null)
+  return 0
+}
+# The PIDs of every process in the namespaces named (/run/netns/NAME): one pass over /proc for
+# all of them (`ip netns pids` walks /proc once per namespace: seconds for a 100-upstream lab).
+pids_in_namespaces() {
+  (($#)) || return 0
+  local inodes
+  inodes=$(cd /run/netns && stat -L -c %i "$@" 2>/dev/null | tr '\n' ' ')
+  [[ -n $inodes ]] || return 0
+  stat -L -c '%i %n' /proc/[0-9]*/ns/net 2>/dev/null |
+    awk -v want=" $inodes" 'index(want, " " $1 " ") { split($2, p, "/"); print p[3] }'
+}
 
-  for h in "${HOSTS[@]}" sw; do
-    ns=$(ns_of "$h")
-    ns_exists "$ns" || continue
-    while read -r pid; do [[ -n $pid ]] && pids+=("$pid"); done < <(ip netns pids "$ns" 2>/dev/null || true)
-  done
+teardown() {
+  local pids=() ns h f pid cmd nsgone=() nss=()
+  local -A seen=()
+  mapfile -t nss < <(lab_namespaces)
+
+  mapfile -t pids < <(pids_in_namespaces "${nss[@]}")
+  for pid in "${pids[@]}"; do seen[$pid]=1; done
   # Daemons whose namespace file is already gone (a half-finished earlier teardown): only
   # PIDs from our pid files that still look like our processes, outside the root netns.
   local rootnet
@@ -175,6 +218,7 @@ teardown() {
   for f in "$LAB"/pids/*.sshd "$LAB"/pids/*.nginx "$LAB"/pids/*.anchor "$LAB"/pids/*.dns; do
     [[ -s $f ]] || continue
     pid=$(<"$f")
+    [[ -z ${seen[$pid]:-} ]] || continue
     alive "$pid" || continue
     [[ $(readlink "/proc/$pid/ns/net" 2>/dev/null) != "$rootnet" ]] || continue
     cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
@@ -195,11 +239,7 @@ teardown() {
       sleep 0.1
     done
     # Anything still there (or started meanwhile in the namespaces) gets SIGKILL.
-    for h in "${HOSTS[@]}" sw; do
-      ns=$(ns_of "$h")
-      ns_exists "$ns" || continue
-      while read -r pid; do [[ -n $pid ]] && left+=("$pid"); done < <(ip netns pids "$ns" 2>/dev/null || true)
-    done
+    while read -r pid; do [[ -n $pid ]] && left+=("$pid"); done < <(pids_in_namespaces "${nss[@]}")
     if ((${#left[@]})); then
       kill -KILL "${left[@]}" 2>/dev/null || true
       for i in $(seq 20); do
@@ -212,16 +252,23 @@ teardown() {
   fi
 
   ((${#pids[@]})) && REMOVED+=("$(printf '%s\n' "${pids[@]}" | sort -u | wc -l) processes (sshd, nginx, dns servers, sessions)")
-  local links=0
-  for h in "${SSH_HOSTS[@]}"; do ip link del "$(root_veth "$h")" 2>/dev/null && links=$((links + 1)); done
+  # the root ends of the management links, found by name (deleting one deletes its peer too)
+  # (one `ip -batch` for each kind: a 100-upstream lab has over 200 of them)
+  local l links=()
+  while read -r l; do
+    [[ $l =~ ^$P-m-(cl|px|d[0-9]+)$ ]] && links+=("$l")
+  done < <(ip -o link show 2>/dev/null | awk -F': ' '{sub(/@.*/, "", $2); print $2}')
+  ((${#links[@]})) && printf 'link del %s\n' "${links[@]}" | ip -force -batch - 2>/dev/null || true
   ip link del "$MGMT_BR" 2>/dev/null && REMOVED+=("bridge $MGMT_BR ($MGMT_GW/24)")
-  ((links)) && REMOVED+=("$links management veth links ($P-m-*)")
-  for h in "${HOSTS[@]}" sw; do
-    ns=$(ns_of "$h")
-    ns_exists "$ns" && { ip netns del "$ns" 2>/dev/null && nsgone+=("$ns"); }
-  done
-  ((${#nsgone[@]})) && REMOVED+=("network namespaces ${nsgone[*]}")
-  rm -rf "$LAB/hosts" "$LAB/pids" "$LAB/known_hosts" "$LAB/authorized_keys"
+  ((${#links[@]})) && REMOVED+=("${#links[@]} management veth links ($P-m-*)")
+  ((${#nss[@]})) && printf 'netns del %s\n' "${nss[@]}" | ip -force -batch - 2>/dev/null || true
+  for ns in "${nss[@]}"; do ns_exists "$ns" || nsgone+=("$ns"); done
+  if ((${#nsgone[@]} > 12)); then
+    REMOVED+=("${#nsgone[@]} network namespaces $P-{client,proxy,router,sw,dev*}")
+  elif ((${#nsgone[@]})); then
+    REMOVED+=("network namespaces ${nsgone[*]}")
+  fi
+  rm -rf "$LAB/hosts" "$LAB/pids" "$LAB/known_hosts" "$LAB/authorized_keys" "$LAB/upstreams"
   remove_mountpoints
 }
 
@@ -262,21 +309,33 @@ prepare_files() {
     mkdir -p "$mp" && echo "$mp" >>"$MOUNTPOINTS_MADE"
   done
 
-  local h hd
-  : >"$LAB/known_hosts"
+  # every host's files at once (100 upstreams: cp and ssh-keygen 100 times)
+  local h pid pids=() rc=0
   for h in "${HOSTS[@]}"; do
-    hd=$LAB/hosts/$h
-    mkdir -p "$hd"
-    [[ $h == router ]] && continue
-    mkdir -p "$hd/etc" "$hd/var/log/nginx" "$hd/var/lib/nginx" "$hd/var/lib/dsrctl" "$hd/tmp" "$hd/ssh"
-    chmod 1777 "$hd/tmp"
-    cp -a /etc/nginx "$hd/etc/nginx"
-    # Debian's default site: kept on a stock proxy only (the copy's symlink points into the
-    # host's own /etc/nginx, which is mounted over the machine's)
-    [[ $h == proxy && $STOCK == default-site ]] || rm -f "$hd/etc/nginx/sites-enabled/default"
-    case $h in
-      dev*)
-        cat >"$hd/etc/nginx/conf.d/hello.conf" <<'EOF'
+    prepare_host "$h" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  ((rc == 0)) || die "preparing the hosts' files under $LAB/hosts failed"
+  for h in "${SSH_HOSTS[@]}"; do
+    echo "${SSH_IP[$h]} $(cut -d' ' -f1,2 "$LAB/hosts/$h/ssh/ssh_host_ed25519_key.pub")"
+  done >"$LAB/known_hosts"
+}
+
+# One host's files under $LAB/hosts/<host>: its /etc/nginx, sshd config and host key, dnsmasq.conf.
+prepare_host() {
+  local h=$1 hd=$LAB/hosts/$1 d
+  mkdir -p "$hd"
+  [[ $h == router ]] && return 0
+  mkdir -p "$hd/etc" "$hd/var/log/nginx" "$hd/var/lib/nginx" "$hd/var/lib/dsrctl" "$hd/tmp" "$hd/ssh"
+  chmod 1777 "$hd/tmp"
+  cp -a /etc/nginx "$hd/etc/nginx"
+  # Debian's default site: kept on a stock proxy only (the copy's symlink points into the
+  # host's own /etc/nginx, which is mounted over the machine's)
+  [[ $h == proxy && $STOCK == default-site ]] || rm -f "$hd/etc/nginx/sites-enabled/default"
+  case $h in
+    dev*)
+      cat >"$hd/etc/nginx/conf.d/hello.conf" <<'EOF'
 server {
     listen 8080;
     location / {
@@ -284,10 +343,10 @@ server {
     }
 }
 EOF
-        ;;
-      proxy)
-        if [[ $STOCK == reverse-proxy ]]; then
-          cat >"$hd/etc/nginx/sites-available/app" <<'EOF'
+      ;;
+    proxy)
+      if [[ $STOCK == reverse-proxy ]]; then
+        cat >"$hd/etc/nginx/sites-available/app" <<'EOF'
 # The user's own reverse proxy, enabled the Debian way (a symlink in sites-enabled).
 server {
     listen 80;
@@ -297,15 +356,13 @@ server {
     }
 }
 EOF
-          ln -s /etc/nginx/sites-available/app "$hd/etc/nginx/sites-enabled/app"
-        fi
-        [[ -n $STOCK ]] || cat >"$hd/etc/nginx/conf.d/app.conf" <<'EOF'
-# The guide's standard reverse proxy (before IP Transparency).
-upstream http_upstreams {
-    server 172.16.0.11:8080;
-    server 172.16.0.12:8080;
-    server 172.16.0.13:8080;
-    server 172.16.0.14:8080;
+        ln -s /etc/nginx/sites-available/app "$hd/etc/nginx/sites-enabled/app"
+      fi
+      [[ -n $STOCK ]] || {
+        echo "# The guide's standard reverse proxy (before IP Transparency)."
+        echo 'upstream http_upstreams {'
+        for d in "${DEVS[@]}"; do echo "    server ${PRIV_IP[$d]}:8080;"; done
+        cat <<'EOF'
 }
 
 server {
@@ -315,15 +372,16 @@ server {
     }
 }
 EOF
-        ;;
-    esac
-    # The guide's DNS upstreams: each dev answers www.example.com and ns1.example.com with its own
-    # address (the guide's zone file), on UDP and TCP 53 of its private address only. dnsmasq
-    # reads nothing from /etc (-C replaces /etc/dnsmasq.conf; no-resolv, no-hosts); other
-    # example.com names get NXDOMAIN, anything else REFUSED. host-init.sh starts it.
-    # DSR_LAB_DNS=authoritative: the zone is lab.test instead, so www.example.com gets REFUSED.
-    if [[ $h == dev* ]]; then
-      cat >"$hd/dnsmasq.conf" <<EOF
+      } >"$hd/etc/nginx/conf.d/app.conf"
+      ;;
+  esac
+  # The guide's DNS upstreams: each dev answers www.example.com and ns1.example.com with its own
+  # address (the guide's zone file), on UDP and TCP 53 of its private address only. dnsmasq
+  # reads nothing from /etc (-C replaces /etc/dnsmasq.conf; no-resolv, no-hosts); other
+  # example.com names get NXDOMAIN, anything else REFUSED. host-init.sh starts it.
+  # DSR_LAB_DNS=authoritative: the zone is lab.test instead, so www.example.com gets REFUSED.
+  if [[ $h == dev* ]]; then
+    cat >"$hd/dnsmasq.conf" <<EOF
 # lab host $h: DNS upstream of the guide's DSR demo ($DNS: answers $ZONE only)
 no-resolv
 no-hosts
@@ -338,10 +396,10 @@ local=/$ZONE/
 host-record=www.$ZONE,${PRIV_IP[$h]}
 host-record=ns1.$ZONE,${PRIV_IP[$h]}
 EOF
-    fi
+  fi
 
-    ssh-keygen -q -t ed25519 -N '' -C "lab-$h" -f "$hd/ssh/ssh_host_ed25519_key"
-    cat >"$hd/ssh/sshd_config" <<EOF
+  ssh-keygen -q -t ed25519 -N '' -C "lab-$h" -f "$hd/ssh/ssh_host_ed25519_key"
+  cat >"$hd/ssh/sshd_config" <<EOF
 # lab host $h
 ListenAddress ${SSH_IP[$h]}:22
 HostKey $hd/ssh/ssh_host_ed25519_key
@@ -363,14 +421,12 @@ AcceptEnv LANG LC_*
 Subsystem sftp internal-sftp
 LogLevel INFO
 EOF
-    # sshd reads authorized_keys as the user: ops cannot enter the (0700) lab dir, so its copy
-    # lives in the host's private /run (written by setup_users).
-    if [[ -n $SUDO ]]; then
-      printf 'Match User %s\n    AuthorizedKeysFile /run/dsrctl-lab/authorized_keys\n' "$LAB_USER" >>"$hd/ssh/sshd_config"
-      [[ -z $SUDO_PASSWORD ]] || printf '    PasswordAuthentication yes\n' >>"$hd/ssh/sshd_config"
-    fi
-    echo "${SSH_IP[$h]} $(cut -d' ' -f1,2 "$hd/ssh/ssh_host_ed25519_key.pub")" >>"$LAB/known_hosts"
-  done
+  # sshd reads authorized_keys as the user: ops cannot enter the (0700) lab dir, so its copy
+  # lives in the host's private /run (written by setup_users).
+  if [[ -n $SUDO ]]; then
+    printf 'Match User %s\n    AuthorizedKeysFile /run/dsrctl-lab/authorized_keys\n' "$LAB_USER" >>"$hd/ssh/sshd_config"
+    [[ -z $SUDO_PASSWORD ]] || printf '    PasswordAuthentication yes\n' >>"$hd/ssh/sshd_config"
+  fi
 }
 
 # DSR_LAB_SUDO: the user ops on every host, in per-host copies of the account files (and of
@@ -421,17 +477,10 @@ sw_link() {
 }
 
 build_network() {
-  local h ns
-  for h in "${HOSTS[@]}" sw; do
-    ip netns add "$(ns_of "$h")"
-    ip -n "$(ns_of "$h")" link set lo up
-  done
-  # No duplicate address detection on the hosts' links: their fe80:: addresses (and the local
-  # routes for them) exist at once instead of 1-2 s after `up`, so a snapshot taken right
-  # after `up` equals one taken later.
-  for h in "${HOSTS[@]}"; do
-    ip netns exec "$(ns_of "$h")" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 2>/dev/null || true
-  done
+  local h pid pids=() rc=0
+  # one process makes every namespace (a 100-upstream lab has over 100)
+  for h in "${HOSTS[@]}" sw; do echo "netns add $(ns_of "$h")"; done | ip -batch -
+  ip -n "$SW" link set lo up
   # The switch namespace is plumbing, not a host: no IPv6 chatter from its ports.
   ip netns exec "$SW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true
   ip -n "$SW" link add br-pub type bridge
@@ -446,32 +495,45 @@ build_network() {
   ip link set "$MGMT_BR" up
 
   for h in "${HOSTS[@]}"; do
-    ns=$(ns_of "$h")
-    if [[ -n ${PUB_IP[$h]:-} ]]; then
-      sw_link "$ns" pub0 br-pub "$h-pub"
-      ip -n "$ns" addr add "${PUB_IP[$h]}/24" dev pub0
-      ip -n "$ns" link set pub0 up
-    fi
-    if [[ -n ${PRIV_IP[$h]:-} ]]; then
-      sw_link "$ns" priv0 br-priv "$h-priv"
-      ip -n "$ns" addr add "${PRIV_IP[$h]}/24" dev priv0
-      ip -n "$ns" link set priv0 up
-    fi
-    if [[ -n ${MGMT_IP[$h]:-} ]]; then
-      local rv
-      rv=$(root_veth "$h")
-      ip link add "$rv" type veth peer name mgmt0 netns "$ns"
-      [[ -e /proc/sys/net/ipv6/conf/$rv ]] && echo 1 >"/proc/sys/net/ipv6/conf/$rv/disable_ipv6"
-      ip link set "$rv" master "$MGMT_BR" up
-      ip -n "$ns" addr add "${MGMT_IP[$h]}/24" dev mgmt0
-      ip -n "$ns" link set mgmt0 up
-    fi
+    link_host "$h" &
+    pids+=($!)
   done
-
-  for h in dev1 dev2 dev3 dev4; do ip -n "$(ns_of "$h")" route add default via 172.16.0.254; done
-  ip -n "$(ns_of client)" route add default via 192.168.99.254
-  ip -n "$(ns_of proxy)" route add default via 192.168.99.254
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  ((rc == 0)) || die "connecting the hosts failed"
   ip netns exec "$(ns_of router)" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# One host's links (to the switch's bridges and the management bridge), addresses and default route.
+link_host() {
+  local h=$1 ns rv
+  ns=$(ns_of "$h")
+  ip -n "$ns" link set lo up
+  # No duplicate address detection on the host's links: their fe80:: addresses (and the local
+  # routes for them) exist at once instead of 1-2 s after `up`, so a snapshot taken right
+  # after `up` equals one taken later. (Set before the links exist: new links take the default.)
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 2>/dev/null || true
+  if [[ -n ${PUB_IP[$h]:-} ]]; then
+    sw_link "$ns" pub0 br-pub "$h-pub"
+    ip -n "$ns" addr add "${PUB_IP[$h]}/24" dev pub0
+    ip -n "$ns" link set pub0 up
+  fi
+  if [[ -n ${PRIV_IP[$h]:-} ]]; then
+    sw_link "$ns" priv0 br-priv "$h-priv"
+    ip -n "$ns" addr add "${PRIV_IP[$h]}/24" dev priv0
+    ip -n "$ns" link set priv0 up
+  fi
+  if [[ -n ${MGMT_IP[$h]:-} ]]; then
+    rv=$(root_veth "$h")
+    ip link add "$rv" type veth peer name mgmt0 netns "$ns"
+    [[ -e /proc/sys/net/ipv6/conf/$rv ]] && echo 1 >"/proc/sys/net/ipv6/conf/$rv/disable_ipv6"
+    ip link set "$rv" master "$MGMT_BR" up
+    ip -n "$ns" addr add "${MGMT_IP[$h]}/24" dev mgmt0
+    ip -n "$ns" link set mgmt0 up
+  fi
+  case $h in
+    dev*) ip -n "$ns" route add default via 172.16.0.254 ;;
+    client | proxy) ip -n "$ns" route add default via 192.168.99.254 ;;
+  esac
 }
 
 start_hosts() {
@@ -487,38 +549,48 @@ start_hosts() {
   return $rc
 }
 
-# Wait until every sshd accepts a TCP connection and every nginx answers.
+# Wait until every sshd accepts a TCP connection and every nginx answers: every host at once.
 wait_ready() {
-  local h i ok out
-  local from
+  local h pid pids=() rc=0
   for h in "${SSH_HOSTS[@]}"; do
-    ok=
-    # DSR_LAB_JUMP: the upstreams' sshd is reachable from the proxy only
-    from=()
-    [[ -n ${MGMT_IP[$h]:-} ]] || from=(ip netns exec "$(ns_of proxy)")
-    for i in $(seq 100); do
-      if "${from[@]}" timeout 1 bash -c "exec 3<>/dev/tcp/${SSH_IP[$h]}/22" 2>/dev/null; then ok=1; break; fi
-      sleep 0.05
-    done
-    [[ -n $ok ]] || { log "sshd on $h (${SSH_IP[$h]}:22) does not accept connections"; sed 's/^/  /' "$LAB/hosts/$h/ssh/sshd.log" >&2 2>/dev/null || true; return 1; }
+    wait_host "$h" &
+    pids+=($!)
   done
-  for h in dev1 dev2 dev3 dev4; do
-    ok=
-    for i in $(seq 50); do
-      out=$(ip netns exec "$(ns_of "$h")" curl -s -m 2 "http://${PRIV_IP[$h]}:8080/" 2>/dev/null) || true
-      if [[ $out == "Hello from $h."* ]]; then ok=1; break; fi
-      sleep 0.05
-    done
-    [[ -n $ok ]] || { log "nginx on $h does not answer on ${PRIV_IP[$h]}:8080 (got: ${out:-nothing})"; return 1; }
-    ok=
-    for i in $(seq 20); do
-      out=$(ip netns exec "$(ns_of proxy)" dig +short +tries=1 +time=1 "@${PRIV_IP[$h]}" "www.$ZONE" A 2>/dev/null) || true
-      if [[ $out == "${PRIV_IP[$h]}" ]]; then ok=1; break; fi
-      sleep 0.05
-    done
-    [[ -n $ok ]] || { log "dnsmasq on $h does not answer www.$ZONE on ${PRIV_IP[$h]}:53 (got: ${out:-nothing})"; sed 's/^/  /' "$LAB/hosts/$h/dnsmasq.log" >&2 2>/dev/null || true; return 1; }
+  for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
+  ((rc == 0)) || return 1
+  wait_client
+}
+
+# One host: its sshd accepts connections; an upstream's nginx and dnsmasq answer.
+wait_host() {
+  local h=$1 i ok out from=()
+  # DSR_LAB_JUMP: the upstreams' sshd is reachable from the proxy only
+  [[ -n ${MGMT_IP[$h]:-} ]] || from=(ip netns exec "$(ns_of proxy)")
+  for i in $(seq 100); do
+    if "${from[@]}" timeout 1 bash -c "exec 3<>/dev/tcp/${SSH_IP[$h]}/22" 2>/dev/null; then ok=1; break; fi
+    sleep 0.05
   done
+  [[ -n $ok ]] || { log "sshd on $h (${SSH_IP[$h]}:22) does not accept connections"; sed 's/^/  /' "$LAB/hosts/$h/ssh/sshd.log" >&2 2>/dev/null || true; return 1; }
+  [[ $h == dev* ]] || return 0
   ok=
+  for i in $(seq 50); do
+    out=$(ip netns exec "$(ns_of "$h")" curl -s -m 2 "http://${PRIV_IP[$h]}:8080/" 2>/dev/null) || true
+    if [[ $out == "Hello from $h."* ]]; then ok=1; break; fi
+    sleep 0.05
+  done
+  [[ -n $ok ]] || { log "nginx on $h does not answer on ${PRIV_IP[$h]}:8080 (got: ${out:-nothing})"; return 1; }
+  ok=
+  for i in $(seq 20); do
+    out=$(ip netns exec "$(ns_of proxy)" dig +short +tries=1 +time=1 "@${PRIV_IP[$h]}" "www.$ZONE" A 2>/dev/null) || true
+    if [[ $out == "${PRIV_IP[$h]}" ]]; then ok=1; break; fi
+    sleep 0.05
+  done
+  [[ -n $ok ]] || { log "dnsmasq on $h does not answer www.$ZONE on ${PRIV_IP[$h]}:53 (got: ${out:-nothing})"; sed 's/^/  /' "$LAB/hosts/$h/dnsmasq.log" >&2 2>/dev/null || true; return 1; }
+}
+
+# The client reaches the upstreams through the proxy.
+wait_client() {
+  local i ok= out
   local want="Hello from dev*You connected from 172.16.0.1:*"
   # a stock proxy answers with its own site: Debian's welcome page, or the user's proxy's 502
   case $STOCK in default-site) want="*Welcome to nginx!*" ;; reverse-proxy) want="*502 Bad Gateway*" ;; esac
@@ -585,7 +657,7 @@ proxy:
 $managed
 upstreams:
 EOF
-  for h in dev1 dev2 dev3 dev4; do
+  for h in "${DEVS[@]}"; do
     echo "  - { name: $h, ssh_host: ${SSH_IP[$h]}, ip: ${PRIV_IP[$h]}, interface: priv0 }"
   done
   cat <<EOF
@@ -633,6 +705,7 @@ cmd_up() {
   exec 8>&-
   [[ -z $SUDO ]] || setup_users
   wait_ready
+  echo "$N" >"$LAB/upstreams"
   mkdir -p "$(dirname "$INVENTORY")"
   inventory_yaml "$LAB" >"$INVENTORY.tmp" && mv "$INVENTORY.tmp" "$INVENTORY"
   trap - EXIT INT TERM

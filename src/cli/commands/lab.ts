@@ -24,7 +24,8 @@ export async function labCommand(action: string, opts: { keep?: boolean }): Prom
 
 async function demo(keep: boolean): Promise<number> {
   print(bold('Building the lab: client 192.168.99.1, proxy 192.168.99.10 / 172.16.0.1, upstreams dev1-dev4 172.16.0.11-14'));
-  const up = labScript(['up'], { inherit: true });
+  // the demo is the guide's four upstreams, whatever DSR_LAB_UPSTREAMS says
+  const up = labScript(['up'], { inherit: true, env: { DSR_LAB_UPSTREAMS: '4' } });
   if (up.status !== 0) return up.status ?? 1;
   try {
     print(bold('\nBefore: the upstreams see the proxy\'s address'));
