@@ -781,6 +781,9 @@ cmd_pids() {
   host_pid "$h" || die "host $h is not running"
 }
 
+# Sourced (test/lab/systemd-lab.sh reuses the settings and functions above): define, do not run.
+[[ ${BASH_SOURCE[0]} == "$0" ]] || return 0
+
 case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
