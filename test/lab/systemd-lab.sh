@@ -274,11 +274,48 @@ prepare_sd_host() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# cgroups: systemd-nspawn --keep-unit puts the container below the cgroup it was started in
+# (<cgroup>/payload), and a container's systemd makes its own tree there (system.slice/...).
+# Containers started from one cgroup would share that tree and move each other's services
+# (seen: a unit failing with 219/CGROUP), so each host's supervisor runs in a cgroup of its own,
+# in each hierarchy systemd uses: the named v1 "systemd" one and the unified one (or the only
+# one on a pure cgroup2 machine).
+cgroup_dirs() { # HOST
+  local root
+  if [[ $(stat -f -c %T /sys/fs/cgroup 2>/dev/null) == cgroup2fs ]]; then
+    echo "/sys/fs/cgroup/dsrctl-lab/$P-$1"
+    return 0
+  fi
+  for root in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
+    mountpoint -q "$root" 2>/dev/null && echo "$root/dsrctl-lab/$P-$1"
+  done
+  return 0
+}
+
+cgroup_enter() { # HOST: move this process into HOST's cgroups
+  local c
+  for c in $(cgroup_dirs "$1"); do
+    mkdir -p "$c"
+    echo $$ >"$c/cgroup.procs"
+  done
+}
+
+cgroup_remove() { # HOST: its cgroups, bottom up, once no process is left in them
+  local c
+  for c in $(cgroup_dirs "$1"); do
+    [[ -d $c ]] && { find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
+    rmdir "$(dirname "$c")" 2>/dev/null || true # dsrctl-lab/, when no other lab uses it
+  done
+  return 0
+}
+
+# ---------------------------------------------------------------------------------------------
 # The supervisor: one per systemd host, detached; boots the container again after each reboot.
 supervise() {
   local h=$1 d=$SD/$1 ns rc
   ns=$(ns_of "$h")
   echo $$ >"$d/supervisor.pid"
+  cgroup_enter "$h"
   while :; do
     fresh_netns "$h"
     date +%s.%N >>"$d/boots"
@@ -328,6 +365,7 @@ stop_sd_hosts() {
     sleep 0.1
   done
   ((${#pids[@]})) && REMOVED+=("containers ${SD_HOSTS[*]} (supervisors and systemd-nspawn: ${pids[*]})")
+  for h in "${SD_HOSTS[@]}"; do cgroup_remove "$h"; done
   return 0
 }
 
