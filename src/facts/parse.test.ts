@@ -229,3 +229,21 @@ describe('parseFacts errors', () => {
     expect(() => parseFacts(text)).toThrowError(/"dsrctl-journal": \/var\/lib\/dsrctl\/last-run: sha256 of the content does not match/);
   });
 });
+
+describe("dsrctl's state files as stateinfo prints them (text=, each line behind a |)", () => {
+  const withLock = (body: string) =>
+    fixture('upstream-applied').replace(/(@@dsrctl-facts:begin dsrctl-lock@@\n)[\s\S]*?(@@dsrctl-facts:end dsrctl-lock)/, `$1${body}$2`);
+  it('reads the lines back with their newlines', () => {
+    const f = parseFacts(withLock('path=/var/lib/dsrctl/lock\nexists=1\ntype=file\ntext=\n|run=r1 command=apply agent=a pid=1 time=t\n'));
+    expect(f.dsrctl.lock).toBe('run=r1 command=apply agent=a pid=1 time=t\n');
+  });
+  it('an absent or unreadable file is null (unreadable: incomplete)', () => {
+    expect(parseFacts(withLock('path=/var/lib/dsrctl/lock\nexists=0\n')).dsrctl.lock).toBeNull();
+    const f = parseFacts(withLock('path=/var/lib/dsrctl/lock\nexists=1\ntype=file\nreadable=0\n'));
+    expect(f.dsrctl.lock).toBeNull();
+    expect(f.incomplete).toContainEqual({ section: 'dsrctl-lock', reason: '/var/lib/dsrctl/lock: unreadable' });
+  });
+  it('refuses a line without its |', () => {
+    expect(() => parseFacts(withLock('path=/var/lib/dsrctl/lock\nexists=1\ntype=file\ntext=\nrun=r1\n'))).toThrow(/line without the "\|" prefix/);
+  });
+});

@@ -9,7 +9,7 @@ export { parseNginxConfigSection } from './sections/nginx.js';
 export { parseReads } from './sections/reads.js';
 export { parseHealthProcess } from './sections/health.js';
 
-/** Sections every facts output has exactly once, whatever was asked: the header, each fact's own, `done`. */
+/** Sections a facts output has at most once: the header, each fact's own, `done`. */
 const SINGLE = ['facts', ...FACT_SECTIONS.flatMap((s) => s.single ?? []), 'done'];
 
 /**
@@ -31,7 +31,11 @@ export function parseFacts(stdout: string): HostFacts {
   }
   const format = parseKeyValues('facts', first.body).get('format');
   if (format !== String(FACTS_FORMAT_VERSION)) throw new FactsParseError('facts', `unsupported format (expected ${FACTS_FORMAT_VERSION})`, first.body);
-  for (const name of SINGLE) if (!single.has(name)) throw new FactsParseError(name, 'section missing (output truncated?)');
+  // an optional fact that was not asked for prints none of its sections; one that printed any
+  // printed all (the output ends with `done`, so it was not cut in between)
+  const notRead = FACT_SECTIONS.filter((s) => s.optional && !sections.some((x) => [...(s.single ?? []), ...(s.repeated ?? [])].includes(x.name)));
+  const skipped = new Set(notRead.flatMap((s) => s.single ?? []));
+  for (const name of SINGLE) if (!single.has(name) && !skipped.has(name)) throw new FactsParseError(name, 'section missing (output truncated?)');
 
   const incomplete: { section: string; reason: string }[] = [];
   const one = (name: string) => {
@@ -58,7 +62,8 @@ export function parseFacts(stdout: string): HostFacts {
     },
     incomplete,
   };
-  const facts = Object.assign({}, ...FACT_SECTIONS.map((s) => s.parse(ctx))) as HostFacts;
+  const facts = Object.assign({}, ...FACT_SECTIONS.map((s) => (notRead.includes(s) ? s.optional!.notRead() : s.parse(ctx)))) as HostFacts;
   facts.incomplete = incomplete;
+  if (notRead.length) facts.notRead = notRead.map((s) => s.id);
   return facts;
 }

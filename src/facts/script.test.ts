@@ -3,8 +3,42 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, wri
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { buildFactsScript, checkFactsPath, sysctlProcPath } from './script.js';
+import { buildFactsScript, checkFactsPath, leftHelper, sysctlProcPath } from './script.js';
 import { parseFacts } from './parse.js';
+
+describe('facts per role', () => {
+  it('reads the optional facts a request names; iptables and nft behind the journal test otherwise', () => {
+    const s = buildFactsScript({ sysctls: [], files: [], sections: [] });
+    expect(s).not.toContain('nginx -V');
+    expect(s).not.toContain('systemctl is-active');
+    expect(s).toMatch(/ {2}if dsrctl_left 'iptables '; then\n {2}run iptables-version iptables -V\n {2}run iptables-save iptables-save\n {2}fi/);
+    expect(s).toMatch(/ {2}if dsrctl_left 'nft table ' 'tc nat on '; then\n {2}run nft nft list ruleset/);
+    const all = buildFactsScript({ sysctls: [], files: [], sections: ['iptables', 'nat', 'nginx', 'health'] });
+    expect(all).not.toContain('dsrctl_left');
+    expect(all).toContain('nginx -V');
+  });
+
+  it('dsrctl_left: true only for a change of a run still in place', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dsrctl-left-'));
+    try {
+      const run = (id: string, status: string, changes: string[], newline = true) => {
+        mkdirSync(join(dir, 'runs', id, 'changes'), { recursive: true });
+        writeFileSync(join(dir, 'runs', id, 'status'), status + (newline ? '\n' : ''));
+        changes.forEach((c, i) => writeFileSync(join(dir, 'runs', id, 'changes', `00${i + 1}.id`), `${c}\n`));
+      };
+      const left = (...p: string[]) => spawnSync('sh', ['-c', `${leftHelper(dir)}dsrctl_left "$@"`, 'sh', ...p]).status;
+      expect(left('iptables ')).toBe(1);
+      run('a', 'rolled-back', ['iptables -t mangle -A PREROUTING -s 172.16.0.11/32 -j MARK']);
+      run('b', 'committed', ['ip route default', 'nft table netdev dsrctl_nat_priv0'], false);
+      expect(left('iptables ')).toBe(1);
+      expect(left('nft table ', 'tc nat on ')).toBe(0);
+      run('c', 'rollback-failed', ['iptables -t filter chain DSRCTL-FORWARD']);
+      expect(left('iptables ')).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('buildFactsScript: validation and quoting', () => {
   it('maps sysctl keys to /proc/sys paths, "/" standing for a dot inside a level', () => {

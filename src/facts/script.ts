@@ -1,6 +1,8 @@
 import { FACTS_FORMAT_VERSION, SHELL_PRELUDE } from './format.js';
 import type { FactsRequest } from './types.js';
 import { FACT_SECTIONS } from './sections/index.js';
+import { ACTIVE_RUN_STATUSES, STATE_DIR } from '../apply/paths.js';
+import { quote } from 'shell-quote';
 
 export { sysctlProcPath } from './sections/sysctl.js';
 export { checkFactsPath } from './sections/files.js';
@@ -45,8 +47,7 @@ fileinfo() {
     printf 'exists=1\n'
     if [ -f "$2" ]; then _t=file; elif [ -d "$2" ]; then _t=dir; else _t=other; fi
     printf 'type=%s\n' "$_t"
-    if _m=$(stat -L -c %a "$2" 2>/dev/null); then printf 'mode=%s\n' "$_m"; fi
-    if _o=$(stat -L -c '%u %g' "$2" 2>/dev/null); then printf 'owner=%s\n' "$_o"; fi
+    if _m=$(stat -L -c '%a %u %g' "$2" 2>/dev/null); then printf 'mode=%s\nowner=%s\n' "${'$'}{_m%% *}" "${'$'}{_m#* }"; fi
     if [ "$_t" = file ]; then
       if [ -r "$2" ]; then
         if _h=$(sha256sum <"$2" 2>/dev/null); then printf 'sha256=%s\n' "${'$'}{_h%% *}"; fi
@@ -63,6 +64,41 @@ fileinfo() {
 `;
 
 /**
+ * dsrctl_left PREFIX...: true when a run of dsrctl still in place (its status one of
+ * ACTIVE_RUN_STATUSES) recorded a change whose id starts with one of PREFIX. Builtins only: no
+ * process is started however many runs the journal keeps.
+ */
+export const leftHelper = (stateDir: string = STATE_DIR) => String.raw`dsrctl_left() {
+  for _r in ${quote([stateDir])}/runs/*/; do
+    [ -f "${'$'}{_r}status" ] || continue
+    _s=; { IFS= read -r _s || :; } <"${'$'}{_r}status" 2>/dev/null
+    case $_s in ${ACTIVE_RUN_STATUSES.join('|')}) ;; *) continue ;; esac
+    for _i in "${'$'}{_r}changes/"*.id; do
+      [ -f "$_i" ] || continue
+      _c=; { IFS= read -r _c || :; } <"$_i" 2>/dev/null
+      for _p in "$@"; do case $_c in "$_p"*) return 0 ;; esac; done
+    done
+  done
+  return 1
+}
+`;
+
+/**
+ * The facts a request reads, in registry order: every fact that is not optional, the optional ones
+ * it names (all of them without `sections`), and, behind a journal test (`when`), the optional ones
+ * whose leftovers prune must see.
+ */
+export function factsParts(req: FactsRequest): { section: (typeof FACT_SECTIONS)[number]; when?: string }[] {
+  const out: { section: (typeof FACT_SECTIONS)[number]; when?: string }[] = [];
+  for (const section of FACT_SECTIONS) {
+    const opt = 'optional' in section ? section.optional : undefined;
+    if (!opt || !req.sections || req.sections.includes(section.id)) out.push({ section });
+    else if (opt.leftBy?.length) out.push({ section, when: `dsrctl_left ${quote(opt.leftBy)}` });
+  }
+  return out;
+}
+
+/**
  * The read-only POSIX sh script that gathers one host's facts in a single exec (`sh -s`, script on
  * stdin): the `facts` header, every section of the registry (sections/index.ts) in order, `done`.
  * Runs under dash, as root or not; a missing tool only empties its own section. Keys and paths are
@@ -70,10 +106,11 @@ fileinfo() {
  * `epilogue`: more shell run after the facts in the same exec (the run lock), its output after `done`.
  */
 export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
-  const helpers = FACT_SECTIONS.map((s) => s.helpers ?? '').join('');
+  const parts = factsParts(req);
+  const helpers = [...parts.map((p) => p.section.helpers ?? ''), parts.some((p) => p.when) ? leftHelper() : ''].join('');
   const body: string[] = [
     `  b facts; printf 'format=%s\\n' ${FACTS_FORMAT_VERSION}; e facts 0`,
-    ...FACT_SECTIONS.flatMap((s) => s.shell(req)),
+    ...parts.flatMap(({ section, when }) => (when ? [`  if ${when}; then`, ...section.shell(req), '  fi'] : section.shell(req))),
     '  b done; e done 0',
   ];
   // Everything runs inside one function called with stdin from /dev/null: the shell reads the whole

@@ -134,6 +134,8 @@ export type HostFacts = SectionFacts & {
   /** sections whose command was missing or failed, so that part of the facts is unknown
    *  (e.g. `iptables-save` as non-root); always present in parsed facts */
   incomplete?: { section: string; reason: string }[];
+  /** optional facts this host was not asked for and did not read (their part of HostFacts is empty) */
+  notRead?: string[];
 };
 
 /** What the facts script must read beyond the fixed set. */
@@ -148,6 +150,12 @@ export interface FactsRequest {
   journalChanges?: string[];
   /** files another program rewrites (the health checker's): read with one open, so one version */
   reads?: string[];
+  /**
+   * The optional facts to read (ids of sections/*: "iptables", "nat", "nginx", "health"); absent:
+   * every fact. The others are read only when dsrctl's journal says an earlier run changed what
+   * they read (their `leftBy`), else parsed as not read (HostFacts.notRead).
+   */
+  sections?: string[];
 }
 
 export interface NftFacts {

@@ -58,7 +58,8 @@ export function planContext(inv: Inventory, pb: Playbook, target: HostTarget): P
 
 /** What the facts exec must read for this host's resources. */
 export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): FactsRequest {
-  const req: FactsRequest = { sysctls: [], files: [], interfaces: [], journalFiles: [], journalChanges: [], reads: [] };
+  // the proxy's plan checks that its private interface reaches every upstream (upstream-reach.ts): ip, always read
+  const req: FactsRequest = { sysctls: [], files: [], interfaces: [], journalFiles: [], journalChanges: [], reads: [], sections: [] };
   const ctx = planContext(inv, pb, target);
   for (const d of target.desired) {
     const more = RESOURCE_KINDS[d.kind]!.facts?.(d.spec, ctx);
@@ -68,6 +69,7 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
     req.journalFiles!.push(...(more?.journalFiles ?? []));
     req.journalChanges!.push(...(more?.journalChanges ?? []));
     req.reads!.push(...(more?.reads ?? []));
+    req.sections!.push(...(more?.sections ?? []));
   }
   return {
     sysctls: [...new Set(req.sysctls)],
@@ -76,5 +78,6 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
     ...(req.journalFiles!.length ? { journalFiles: [...new Set(req.journalFiles)] } : {}),
     ...(req.journalChanges!.length ? { journalChanges: [...new Set(req.journalChanges)] } : {}),
     ...(req.reads!.length ? { reads: [...new Set(req.reads)] } : {}),
+    sections: [...new Set(req.sections)],
   };
 }

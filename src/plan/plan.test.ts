@@ -9,6 +9,7 @@ import { renderStep } from '../apply/render-step.js';
 import { desiredHosts, factsRequest, type HostTarget } from './desired.js';
 import { planHost } from './plan-host.js';
 import { PlanError } from '../resources/types.js';
+import { FACT_SECTIONS } from '../facts/sections/index.js';
 
 const fixture = (name: string): HostFacts => parseFacts(readFileSync(new URL(`../../test/fixtures/facts/${name}.txt`, import.meta.url), 'utf8'));
 const MANAGED = '/etc/nginx/conf.d/dsrctl-does-not-exist.conf'; // the managed file the proxy fixtures read (absent there)
@@ -112,7 +113,57 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     expect(factsRequest(inv, pb, host(targets, 'proxy'))).toMatchObject({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects'], interfaces: [], journalFiles: ['/etc/nginx/nginx.conf'], journalChanges: ['sysctl net.ipv4.ip_forward'] });
     expect(factsRequest(inv, pb, host(targets, 'proxy')).files).toEqual(expect.arrayContaining(['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)]));
     expect(factsRequest(inv, pb, host(targets, 'proxy')).reads).toEqual(['/etc/nginx/dsrctl-health.servers', '/var/lib/dsrctl/health/state']);
-    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [] });
+    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [], sections: [] });
+    expect(factsRequest(inv, pb, host(targets, 'proxy')).sections).toEqual(['nginx', 'health', 'iptables']);
+  });
+});
+
+/** A fixture's output as the facts script of `req` prints it on a host whose journal shows no leftovers: the optional facts not asked for are gone. */
+function readAs(name: string, req: ReturnType<typeof factsRequest>): HostFacts {
+  const text = readFileSync(new URL(`../../test/fixtures/facts/${name}.txt`, import.meta.url), 'utf8');
+  const drop = new Set(FACT_SECTIONS.filter((s) => s.optional && !req.sections!.includes(s.id)).flatMap((s) => [...(s.single ?? []), ...(s.repeated ?? [])]));
+  const out: string[] = [];
+  let skipping = false;
+  for (const line of text.split('\n')) {
+    const b = /^@@dsrctl-facts:begin (\S+)@@$/.exec(line);
+    if (b) skipping = drop.has(b[1]!);
+    if (!skipping) out.push(line);
+    if (/^@@dsrctl-facts:end /.test(line)) skipping = false;
+  }
+  return parseFacts(out.join('\n'));
+}
+
+describe('facts per role: a host reads only what its plan needs', () => {
+  const cases: [string, 'proxy' | 'dev1', string][] = [
+    ['ip-transparency', 'proxy', 'proxy-applied'],
+    ['ip-transparency', 'proxy', 'stock-proxy-default-site'],
+    ['ip-transparency', 'dev1', 'upstream-applied'],
+    ['ip-transparency', 'dev1', 'pristine-upstream'],
+    ['dsr-router-nat', 'dev1', 'pristine-upstream'],
+    ['dsr-origin-nat', 'dev1', 'pristine-upstream'],
+    ['dsr-router-nat', 'proxy', 'stock-proxy-default-site'],
+    ['dsr-origin-nat', 'proxy', 'stock-proxy-default-site'],
+  ];
+  it.each(cases)('%s, %s from %s: the same plan as from every fact', (mode, name, fx) => {
+    const inv = inventorySchema.parse({ ...labInventory({ protocol: mode === 'ip-transparency' ? 'http' : 'udp', upstream_port: mode === 'ip-transparency' ? 8080 : 53 }), mode });
+    const p = loadPlaybook(mode as Inventory['mode']);
+    const t = host(desiredHosts(inv, p), name);
+    const req = factsRequest(inv, p, t);
+    const plan = (f: HostFacts) => {
+      try {
+        return planHost(inv, p, t, f);
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    expect(plan(readAs(fx, req))).toEqual(plan(fixture(fx)));
+  });
+
+  it('a Method 1 upstream reads neither nginx, nor iptables, nor nft', () => {
+    const inv = labInventory();
+    const req = factsRequest(inv, pb, host(desiredHosts(inv, pb), 'dev1'));
+    const f = readAs('upstream-applied', req);
+    expect(f.notRead).toEqual(['iptables', 'nat', 'nginx', 'health']);
   });
 });
 

@@ -85,6 +85,7 @@ export function forwardFilterRemoval(facts: HostFacts): Change | null {
 export const forwardFilter: ResourceKind<Spec> = {
   kind: 'forward-filter',
   schema,
+  facts: () => ({ sections: ['iptables'] }),
   plan(spec, facts, ctx: PlanContext) {
     const { variant } = facts.iptables;
     if (variant === null) throw new PlanError(ctx.host, 'iptables is not installed (dsrctl limits forwarding with it)');

@@ -202,7 +202,7 @@ function daemonChange(facts: HostFacts, ctx: PlanContext, hs: HealthSettings): C
 export const healthChecker: ResourceKind<Record<string, never>> = {
   kind: 'health-checker',
   schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
-  facts: (_, ctx) => ({ files: [HEALTH_SCRIPT, HEALTH_UNIT_FILE, HEALTH_DIR], reads: [serversFile(ctx.inventory), HEALTH_STATE] }),
+  facts: (_, ctx) => ({ sections: ['health'], files: [HEALTH_SCRIPT, HEALTH_UNIT_FILE, HEALTH_DIR], reads: [serversFile(ctx.inventory), HEALTH_STATE] }),
   plan(_, facts, ctx) {
     const hs = healthSettings(ctx.inventory);
     if (hs.enabled) {

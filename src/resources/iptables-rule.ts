@@ -14,6 +14,7 @@ type Spec = z.infer<typeof schema>;
 export const iptablesRule: ResourceKind<Spec> = {
   kind: 'iptables-rule',
   schema,
+  facts: () => ({ sections: ['iptables'] }),
   plan(spec, facts, ctx) {
     const { variant, tables } = facts.iptables;
     if (variant === null) throw new PlanError(ctx.host, 'iptables is not installed');

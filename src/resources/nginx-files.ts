@@ -137,7 +137,7 @@ function nginxEdit<T>(ctx: PlanContext, path: string, f: () => T): T {
 export const nginxMainDirective: ResourceKind<z.infer<typeof directiveSchema>> = {
   kind: 'nginx-main-directive',
   schema: directiveSchema,
-  facts: (_, ctx) => ({ files: [ctx.inventory.proxy.nginx_conf] }),
+  facts: (_, ctx) => ({ sections: ['nginx'], files: [ctx.inventory.proxy.nginx_conf] }),
   plan(spec, facts, ctx) {
     const pf = mainConf(facts, ctx);
     const result = nginxEdit(ctx, pf.fact.path, () => setMainDirective(pf.content!, spec.directive, spec.args));
@@ -155,7 +155,7 @@ export const nginxMainDirective: ResourceKind<z.infer<typeof directiveSchema>> =
 export const nginxUser: ResourceKind<Record<string, never>> = {
   kind: 'nginx-user',
   schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
-  facts: (_, ctx) => ({ files: [ctx.inventory.proxy.nginx_conf], journalFiles: [ctx.inventory.proxy.nginx_conf] }),
+  facts: (_, ctx) => ({ sections: ['nginx'], files: [ctx.inventory.proxy.nginx_conf], journalFiles: [ctx.inventory.proxy.nginx_conf] }),
   plan(_, facts, ctx) {
     const pf = mainConf(facts, ctx);
     const path = pf.fact.path;
@@ -192,7 +192,7 @@ export const nginxUser: ResourceKind<Record<string, never>> = {
 export const nginxStreamContext: ResourceKind<Record<string, never>> = {
   kind: 'nginx-stream-context',
   schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
-  facts: (_, ctx) => ({ files: [ctx.inventory.proxy.nginx_conf] }),
+  facts: (_, ctx) => ({ sections: ['nginx'], files: [ctx.inventory.proxy.nginx_conf] }),
   plan(_, facts, ctx) {
     if (!facts.nginx.modules.includes('stream'))
       throw new PlanError(ctx.host, `nginx has no stream module loaded (needed for ${ctx.inventory.service.protocol}); on Debian or Ubuntu install libnginx-mod-stream, elsewhere add load_module for ngx_stream_module.so`);
@@ -208,7 +208,7 @@ export const nginxStreamContext: ResourceKind<Record<string, never>> = {
 export const nginxManagedConfig: ResourceKind<Record<string, never>> = {
   kind: 'nginx-managed-config',
   schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
-  facts: (_, ctx) => ({ files: [ctx.inventory.proxy.managed_config, dirname(ctx.inventory.proxy.managed_config)] }),
+  facts: (_, ctx) => ({ sections: ['nginx'], files: [ctx.inventory.proxy.managed_config, dirname(ctx.inventory.proxy.managed_config)] }),
   plan(_, facts, ctx) {
     const { inventory: inv, playbook } = ctx;
     const path = inv.proxy.managed_config;

@@ -91,6 +91,7 @@ export function conflictFixes({ conflicts, takeOver }: ServiceConflicts): string
 export const nginxExclusivePort: ResourceKind<Record<string, never>> = {
   kind: 'nginx-exclusive-port',
   schema: z.object({}).strict() as unknown as z.ZodType<Record<string, never>>,
+  facts: () => ({ sections: ['nginx'] }),
   plan(_, facts, ctx) {
     const cfg = facts.nginxConfig;
     // facts of an older script, or no nginx (nginx-managed-config says so): nothing to compare

@@ -191,7 +191,7 @@ function planTc(spec: Spec, rules: NatRule[], facts: HostFacts, ctx: PlanContext
 export const statelessNat: ResourceKind<Spec> = {
   kind: 'stateless-nat',
   schema,
-  facts: (spec) => ({ interfaces: [spec.interface] }),
+  facts: (spec) => ({ interfaces: [spec.interface], sections: ['nat'] }),
   plan(spec, facts, ctx) {
     if (!facts.interfaces.some((i) => i.name === spec.interface)) throw new PlanError(ctx.host, `interface ${spec.interface} does not exist on this host`, { usage: true });
     const rules = natRules(spec, ctx);

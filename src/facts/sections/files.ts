@@ -16,6 +16,7 @@ export function checkFactsPath(path: string): string {
 
 /** The files the plan edits or compares: type, mode, owner, sha256, content, resolved path (fileinfo in script.ts). */
 export const files: FactSection<FilesFacts> = {
+  id: 'files',
   repeated: ['file'],
   shell: (req) => [...new Set(req.files)].map(checkFactsPath).map((p) => `  fileinfo file ${quote([p])}`),
   parse(ctx) {

@@ -12,6 +12,10 @@ export interface HealthFacts {
 
 /** The health checker's process (or systemd unit): is it running, as dsrctl started it. */
 export const health: FactSection<HealthFacts> = {
+  id: 'health',
+  // an older script printed none: then nothing is known of a checker, as when it is not read
+  single: ['health'],
+  optional: { notRead: () => ({}) },
   shell: () => [
     `  b health; _p=$(cat ${quote([HEALTH_PID])} 2>/dev/null | tr -cd 0-9); printf 'pid=%s\\n' "$_p"; if [ -n "$_p" ] && [ "$(cut -d' ' -f3 "/proc/$_p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$_p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh'; then echo alive=1; else echo alive=0; fi; if [ -d /run/systemd/system ] && have systemctl; then printf 'unit_active=%s\\nunit_enabled=%s\\n' "$(systemctl is-active ${HEALTH_UNIT} 2>/dev/null)" "$(systemctl is-enabled ${HEALTH_UNIT} 2>/dev/null)"; fi; e health 0`,
   ],

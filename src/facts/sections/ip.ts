@@ -11,6 +11,7 @@ export interface IpFacts {
 
 /** Addresses, policy rules and routes (every table), with rt_tables to name tables by number. */
 export const ip: FactSection<IpFacts> = {
+  id: 'ip',
   single: ['ip-addr', 'ip-rule', 'ip-route'],
   repeated: ['rt-tables'],
   shell: () => [

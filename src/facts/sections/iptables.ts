@@ -9,6 +9,9 @@ export interface IptablesSectionFacts {
 
 /** iptables: which variant (legacy or nft), and every table as iptables-save prints it. */
 export const iptables: FactSection<IptablesSectionFacts> = {
+  id: 'iptables',
+  // the variant null, as on a host without iptables: only prune looks then, and finds nothing of dsrctl's
+  optional: { notRead: () => ({ iptables: { variant: null, save: '', tables: {} } }), leftBy: ['iptables '] },
   single: ['iptables-version', 'iptables-save'],
   shell: () => ['  run iptables-version iptables -V', '  run iptables-save iptables-save'],
   parse(ctx) {

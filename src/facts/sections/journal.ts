@@ -42,9 +42,25 @@ export const DSRCTL_STATE_DIR = '/var/lib/dsrctl';
  * found (its backups of files, its undo of changes) for plans that put things back.
  */
 export const journal: FactSection<JournalFacts> = {
+  id: 'journal',
   single: ['dsrctl-journal', 'dsrctl-lock', 'dsrctl-reverted'],
   repeated: ['journal-file', 'journal-change'],
-  helpers: String.raw`# journal_file PATH ENCODED: PATH as the oldest run whose changes are still in place found it: that
+  helpers: String.raw`# stateinfo NAME PATH: one of dsrctl's small text files, read by the shell itself (no process):
+# exists=, and text= followed by its lines, each behind a "|" (no line can look like a marker)
+stateinfo() {
+  b "$1"
+  printf 'path=%s\n' "$2"
+  if [ -f "$2" ]; then
+    printf 'exists=1\ntype=file\n'
+    if { : <"$2"; } 2>/dev/null; then
+      printf 'text=\n'
+      while IFS= read -r _l || [ -n "$_l" ]; do printf '|%s\n' "$_l"; done <"$2"
+    else printf 'readable=0\n'; fi
+  elif [ -e "$2" ] || [ -L "$2" ]; then printf 'exists=1\ntype=other\n'
+  else printf 'exists=0\n'; fi
+  e "$1" 0
+}
+# journal_file PATH ENCODED: PATH as the oldest run whose changes are still in place found it: that
 # run's first backup of it (files/NNN-ENCODED, the lowest NNN)
 journal_file() {
   b journal-file
@@ -85,14 +101,18 @@ journal_change() {
       return `  journal_change ${quote([id])}`;
     }),
     ...[...new Set(req.journalFiles ?? [])].map(checkFactsPath).map((p) => `  journal_file ${quote([p])} ${quote([encodePath(p)])}`),
-    `  fileinfo dsrctl-journal ${quote([DSRCTL_STATE_FILES.journal])}`,
-    `  fileinfo dsrctl-lock ${quote([DSRCTL_STATE_FILES.lock])}`,
-    `  fileinfo dsrctl-reverted ${quote([DSRCTL_STATE_FILES.reverted])}`,
+    `  stateinfo dsrctl-journal ${quote([DSRCTL_STATE_FILES.journal])}`,
+    `  stateinfo dsrctl-lock ${quote([DSRCTL_STATE_FILES.lock])}`,
+    `  stateinfo dsrctl-reverted ${quote([DSRCTL_STATE_FILES.reverted])}`,
     `  fileinfo dsrctl-state ${quote([DSRCTL_STATE_DIR])}`,
   ],
   parse(ctx) {
     const state = (name: 'dsrctl-journal' | 'dsrctl-lock' | 'dsrctl-reverted'): string | null => {
-      const f = parseFileSection(ctx.one(name).body, name);
+      const body = ctx.one(name).body;
+      // stateinfo's text= (older scripts: fileinfo's base64 content=)
+      const text = parseKeyValues(name, body, ['text']).get('text');
+      if (text !== undefined) return stateText(name, text);
+      const f = parseFileSection(body, name);
       if (f.exists && f.type === 'file' && f.readable === false) ctx.incomplete.push({ section: name, reason: `${f.path}: unreadable` });
       return f.content ?? null;
     };
@@ -107,6 +127,16 @@ journal_change() {
     };
   },
 };
+
+/** stateinfo's text=: its lines after "|", each with its newline back. */
+function stateText(section: string, text: string): string {
+  const lines = text.split('\n').slice(1);
+  if (lines.at(-1) === '') lines.pop();
+  return lines.map((l) => {
+    if (!l.startsWith('|')) throw new FactsParseError(section, 'line without the "|" prefix', l);
+    return `${l.slice(1)}\n`;
+  }).join('');
+}
 
 /**
  * One `journal-file` (key path=, base64 content=) or `journal-change` (key id=, base64 undo=)

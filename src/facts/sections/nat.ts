@@ -18,6 +18,11 @@ export function checkIfname(name: string): string {
 
 /** Stateless NAT: the nft ruleset, which backends the host can run, tc on the interfaces asked for. */
 export const nat: FactSection<NatFacts> = {
+  id: 'nat',
+  optional: {
+    notRead: () => ({ nft: { available: false, ruleset: '', tables: {} }, nat: { actNat: 'absent', tc: false, nft: false }, tc: {} }),
+    leftBy: ['nft table ', 'tc nat on '],
+  },
   single: ['nft', 'nat-probe'],
   repeated: ['tc'],
   shell: (req) => [

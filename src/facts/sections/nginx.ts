@@ -16,6 +16,8 @@ export interface NginxSectionFacts {
  * bounding set), the effective configuration (nginx -T) and which of its files are symlinks.
  */
 export const nginx: FactSection<NginxSectionFacts> = {
+  id: 'nginx',
+  optional: { notRead: () => ({ nginx: { installed: false, version: null, modules: [], running: false, masterPid: null, confPath: '' } }) },
   single: ['nginx-version', 'nginx-modules', 'nginx-pid'],
   helpers: String.raw`# nginx_opt NAME: value of --NAME= in nginx -V
 nginx_opt() { printf '%s\n' "$NV" | sed -n "s/.*--$1=\([^ ]*\).*/\1/p" | head -n 1; }

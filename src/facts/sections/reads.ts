@@ -11,6 +11,7 @@ export interface ReadsFacts {
 
 /** Files another program rewrites (the health checker's state): one open, one read, so one version. */
 export const reads: FactSection<ReadsFacts> = {
+  id: 'reads',
   repeated: ['read'],
   shell: (req) => [
     // one open, one read: a file the checker replaces (mv) meanwhile is read whole, old or new

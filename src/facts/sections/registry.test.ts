@@ -8,8 +8,8 @@ describe('the facts registry: each fact prints the sections it reads', () => {
     const names = [...(s.single ?? []), ...(s.repeated ?? [])];
     it(`${names.join(', ') || 'its optional sections'}`, () => {
       const text = [s.helpers ?? '', ...s.shell(req)].join('\n');
-      // a section name reaches the output through `b NAME`, `run NAME` or `fileinfo NAME` (in its lines or its helpers)
-      for (const n of names) expect(text, n).toMatch(new RegExp(`\\b(b|run|fileinfo) ${n}(\\s|;|$)`, 'm'));
+      // a section name reaches the output through `b NAME`, `run NAME`, `fileinfo NAME`, `stateinfo NAME` or `procline NAME` (in its lines or its helpers)
+      for (const n of names) expect(text, n).toMatch(new RegExp(`\\b(b|run|fileinfo|stateinfo|procline) ${n}(\\s|;|$)`, 'm'));
     });
   }
   it('no two facts claim the same section', () => {

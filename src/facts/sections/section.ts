@@ -7,6 +7,22 @@ import type { FactsRequest } from '../types.js';
  * script.ts and parse.ts only frame them. Fixtures of real output: test/fixtures/facts/.
  */
 export interface FactSection<F extends object = object> {
+  /** its name in FactsRequest.sections */
+  id: string;
+  /**
+   * Read only when a request names it (FactsRequest.sections; a request without `sections` reads
+   * every fact): the facts of a host whose resources do not need it are then `notRead()`.
+   */
+  optional?: {
+    /** its part of HostFacts when it was not read: empty, as if there were nothing to see */
+    notRead(): F;
+    /**
+     * Change-id prefixes of dsrctl's own changes to what it reads ("iptables "): read anyway, though
+     * not requested, when dsrctl's journal has a run still in place that made one (prune must see
+     * what an earlier run of another mode left).
+     */
+    leftBy?: string[];
+  };
   /** section names it prints: `single` ones exactly once (their absence means a truncated output), `repeated` any number of times */
   single?: readonly string[];
   repeated?: readonly string[];

@@ -29,6 +29,7 @@ export function sysctlProcPath(key: string): string {
 
 /** The sysctls the plan needs, each from /proc/sys (missing ones are told apart from unreadable ones). */
 export const sysctl: FactSection<SysctlFacts> = {
+  id: 'sysctl',
   repeated: ['sysctl'],
   helpers: String.raw`# sysctl KEY PROCPATH
 sysctl_value() {
