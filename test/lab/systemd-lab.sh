@@ -400,7 +400,7 @@ sd_teardown() {
 # Waiting for hosts.
 
 # HOST is up: its sshd answers on mgmt, systemd's start-up has finished (running or degraded)
-# and nginx answers (dev: the hello server and dnsmasq; proxy: any HTTP answer on :80).
+# and nginx answers (dev: the hello server and dnsmasq; proxy: accepts a connection on :80).
 # Prints the seconds from the start of the boot until nginx answered.
 wait_up_one() {
   local h=$1 end state t0 i ok
@@ -422,7 +422,10 @@ wait_up_one() {
   ok=
   while ((SECONDS < end)); do
     if [[ $h == proxy ]]; then
-      in_container "$h" curl -s -o /dev/null -m 2 http://127.0.0.1/ && ok=1
+      # a TCP connect to :80, no request: an HTTP request from here would go through the proxy to
+      # the upstreams (with proxy_bind $remote_addr transparent, from 127.0.0.1: EINVAL), and
+      # nginx would mark them failed for fail_timeout
+      in_container "$h" timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/80' 2>/dev/null && ok=1
     else
       [[ $(in_container "$h" curl -s -m 2 "http://${PRIV_IP[$h]}:8080/" 2>/dev/null) == "Hello from $h."* &&
         $(in_container "$h" dig +short +tries=1 +time=1 "@${PRIV_IP[$h]}" "www.$ZONE" A 2>/dev/null) == "${PRIV_IP[$h]}" ]] && ok=1
