@@ -338,7 +338,13 @@ start_sd_hosts() {
   local h
   for h in "${SD_HOSTS[@]}"; do
     rm -f "$SD/$h/stop"
+    rm -f "$SD/$h/supervisor.pid"
     setsid bash "$sd_here/systemd-lab.sh" __supervise "$h" </dev/null >>"$SD/$h/supervisor.log" 2>&1 9>&- 8>&- &
+  done
+  # each supervisor writes its PID first thing: from then on its end means its container's end
+  for h in "${SD_HOSTS[@]}"; do
+    for _ in $(seq 100); do [[ -s $SD/$h/supervisor.pid ]] && break; sleep 0.05; done
+    [[ -s $SD/$h/supervisor.pid ]] || die "$h: its supervisor did not start (see $SD/$h/supervisor.log)"
   done
 }
 
@@ -407,6 +413,12 @@ wait_up_one() {
   end=$((SECONDS + BOOT_TIMEOUT))
   until leader "$h" >/dev/null; do
     ((SECONDS < end)) || { log "$h: no container running"; return 1; }
+    # a container that did not boot ends its supervisor: say why at once instead of timing out
+    if ! { [[ -s $SD/$h/supervisor.pid ]] && alive "$(<"$SD/$h/supervisor.pid")"; }; then
+      log "$h: its supervisor has ended; the end of $SD/$h/console.log:"
+      tail -n 15 "$SD/$h/console.log" 2>/dev/null | sed 's/^/  /' >&2
+      return 1
+    fi
     sleep 0.1
   done
   until timeout 1 bash -c "exec 3<>/dev/tcp/${MGMT_IP[$h]}/22" 2>/dev/null; do
