@@ -1,6 +1,7 @@
 import { quote } from 'shell-quote';
 import type { HostPlan, Change } from '../plan/types.js';
-import { renderStep, HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
+import { renderStep, HANDLER_FUNCTIONS, HANDLER_CALL, SYSTEMD_UNITS_HANDLER, bootSteps, isFileStep } from './render-step.js';
+import type { Step } from '../plan/types.js';
 import { ROLLBACK_RUNNER_SCRIPT } from './rollback-runner.js';
 import { STATE_DIR, ROLLBACK_RUNNER, LAST_RUN, runDir } from './paths.js';
 import { armSwitchScript, REVERTED_FILE } from './switch.js';
@@ -52,6 +53,7 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
     // a dropped SSH session must not stop the script half-way: it finishes or rolls back by itself
     "trap '' HUP PIPE",
     HANDLER_FUNCTIONS,
+    SYSTEMD_UNITS_HANDLER,
     `run=${q(run)}`,
     ...preconditionLines(plan),
     `mkdir -p ${q(STATE_DIR)} "$run/files" "$run/changes" || { echo "@@dsrctl-failed cannot create $run"; exit 1; }`,
@@ -65,6 +67,8 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
     `echo ${q(runId)} > ${q(LAST_RUN)}`,
     // a revert by an earlier switch was reported by the facts of this run
     `rm -f ${REVERTED_FILE}`,
+    // the boot-time revert finds this run unconfirmed (last-run, status applying) from here on
+    ...(plan.bootRevert ? ['sync'] : []),
     // armed before the first change: from here on the host reverts by itself unless the run confirms
     // on failure the script rolls the host back itself, unless the switch already claimed the run
     'dsrctl_fail() {',
@@ -77,11 +81,13 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
   ];
   plan.changes.forEach((change, i) => {
     const n = `$run/changes/${String(i + 1).padStart(3, '0')}`;
+    const boot = bootSteps(change);
+    const bootFile = boot.length ? ` && ${writeB64(renderUndo({ ...change, undo: boot }, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.boot`)}` : '';
     lines.push(
       `# ${change.summary.replace(/\n/g, ' ')}`,
       // write-ahead: the undo is on disk before the change starts, or the change does not start
-      `{ ${writeB64(renderUndo(change, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.undo`)} && printf '%s\\n' ${q(change.summary)} > "${n}.summary" && printf '%s\\n' ${q(change.id)} > "${n}.id" && echo ${change.action} > "${n}.action" && printf '%s\\n' ${q((change.notify ?? []).join(' '))} > "${n}.notify" && echo pending > "${n}.state"; } || dsrctl_fail "cannot write the journal for change ${i + 1} (disk full?)"`,
-      `{ ${change.do.map((s) => renderStep(s, run)).join(' && ')}; } 2>"${n}.err" || dsrctl_fail "change ${i + 1}: ${change.summary.replace(/["$`\\]/g, '')}: $(tr '\\n' ' ' < "${n}.err")"`,
+      `{ ${writeB64(renderUndo(change, run), `${run}/changes/${String(i + 1).padStart(3, '0')}.undo`)}${bootFile} && printf '%s\\n' ${q(change.summary)} > "${n}.summary" && printf '%s\\n' ${q(change.id)} > "${n}.id" && echo ${change.action} > "${n}.action" && printf '%s\\n' ${q((change.notify ?? []).join(' '))} > "${n}.notify" && echo pending > "${n}.state"; } || dsrctl_fail "cannot write the journal for change ${i + 1} (disk full?)"`,
+      `{ ${durableSteps(change.do, !!plan.bootRevert).map((s) => renderStep(s, run)).join(' && ')}; } 2>"${n}.err" || dsrctl_fail "change ${i + 1}: ${change.summary.replace(/["$`\\]/g, '')}: $(tr '\\n' ' ' < "${n}.err")"`,
       `echo done > "${n}.state"`,
       `echo "@@dsrctl-done ${i + 1}"`,
     );
@@ -92,6 +98,16 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
   }
   lines.push('echo applied > "$run/status"', 'rm -f "$run/pid"', 'echo "@@dsrctl-applied"', '');
   return lines.join('\n');
+}
+
+/**
+ * With a boot-time revert, a file may change on disk only after its backup and the change's
+ * journal (undo, boot undo, state) are: `sync` before each step that writes, removes or links a
+ * file. Runtime changes need none: a reboot takes them away by itself.
+ */
+function durableSteps(steps: Step[], bootRevert: boolean): Step[] {
+  if (!bootRevert) return steps;
+  return steps.flatMap((s) => (isFileStep(s) && !('backup' in s) ? [{ run: ['sync'] }, s] : [s]));
 }
 
 export interface ApplyOutcome {

@@ -1,5 +1,6 @@
 import { quote } from 'shell-quote';
-import type { Handler, Step } from '../plan/types.js';
+import type { Change, Handler, Step } from '../plan/types.js';
+import { PERSIST_SCRIPT, PERSIST_UNIT, unitPath } from '../persist/paths.js';
 
 /** One step as one shell command line. Every value is quoted; no user text is ever interpreted by the shell. */
 export function renderStep(step: Step, run: string): string {
@@ -56,4 +57,41 @@ dsrctl_nginx_reload() {
 }
 `;
 
-export const HANDLER_CALL: Record<Handler, string> = { 'nginx-reload': 'dsrctl_nginx_reload' };
+/**
+ * After dsrctl's unit files changed (persistence): systemd reads them again, and the restore unit
+ * runs now when it exists (so every apply proves the restore script on the live state, and a
+ * network manager restart finds the unit active and re-runs it through PartOf=), or is stopped
+ * when it is gone (a rollback removed it).
+ */
+export const SYSTEMD_UNITS_HANDLER = String.raw`
+dsrctl_systemd_units() {
+  [ -d /run/systemd/system ] || return 0
+  systemctl daemon-reload || return 1
+  if [ -f ${unitPath(PERSIST_UNIT)} ] && [ -f ${PERSIST_SCRIPT} ]; then
+    systemctl restart ${PERSIST_UNIT} || { echo "${PERSIST_UNIT} failed: $(journalctl -u ${PERSIST_UNIT} -n 5 --no-pager -o cat 2>/dev/null | tr '
+' ' ')" >&2; return 1; }
+  else
+    systemctl stop ${PERSIST_UNIT} 2>/dev/null; systemctl reset-failed ${PERSIST_UNIT} 2>/dev/null; true
+  fi
+}
+`;
+
+export const HANDLER_CALL: Record<Handler, string> = { 'nginx-reload': 'dsrctl_nginx_reload', 'systemd-units': 'dsrctl_systemd_units' };
+
+/** Steps that change only what is on disk: what survives a reboot, so what a boot-time revert undoes. */
+const FILE_COMMANDS = new Set(['rm', 'rmdir', 'mkdir', 'ln', 'chown', 'chmod', 'touch', 'cp', 'mv']);
+export function isFileStep(s: Step): boolean {
+  if ('restore' in s || 'remove' in s || 'write' in s || 'backup' in s) return true;
+  if ('run' in s) return FILE_COMMANDS.has(s.run[0]!) || (s.run[0] === 'systemctl' && (s.run[1] === 'enable' || s.run[1] === 'disable' || s.run.includes('enable') || s.run.includes('disable')));
+  return s.files === true;
+}
+
+/**
+ * The boot-time revert of a change (rollback.sh --boot): its file undo; after a reboot the runtime
+ * state (routes, rules, sysctls, firewall, tc, processes) is gone anyway. systemctl only edits
+ * links there (--no-reload: systemd is still starting).
+ */
+export function bootSteps(change: Change): Step[] {
+  const steps = change.bootUndo ?? change.undo.filter(isFileStep);
+  return steps.map((s) => ('run' in s && s.run[0] === 'systemctl' && !s.run.includes('--no-reload') ? { run: ['systemctl', '--no-reload', ...s.run.slice(1)] } : s));
+}

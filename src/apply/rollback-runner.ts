@@ -1,4 +1,7 @@
-import { HANDLER_FUNCTIONS, HANDLER_CALL } from './render-step.js';
+import { HANDLER_FUNCTIONS, HANDLER_CALL, SYSTEMD_UNITS_HANDLER } from './render-step.js';
+import { LOCK_FILE } from './lock.js';
+import { LAST_RUN, STATE_DIR } from './paths.js';
+import { REVERTED_FILE } from './switch.js';
 import { REMOTE_PATH } from '../util/remote-env.js';
 
 /**
@@ -14,12 +17,19 @@ import { REMOTE_PATH } from '../util/remote-env.js';
  *
  * The journal is written ahead: changes/NNN.undo exists before change NNN starts. A change still
  * "pending" may be half-done, so its undo runs best-effort; a "done" change must undo cleanly.
+ *
+ * `--boot` (dsrctl-boot-revert.service, early at boot): when the last run was never confirmed
+ * (status applying or applied, not claimed by a confirmation), its files are put back from the
+ * journal (changes/NNN.boot: the file part of each undo; the runtime state went with the reboot),
+ * the run is marked rolled back, the revert recorded in `reverted` (by=boot) for the next
+ * plan/apply/verify to report, and the run's lock removed.
  */
 export const ROLLBACK_RUNNER_SCRIPT = `#!/bin/sh
 # dsrctl rollback runner (generated; do not edit). Usage: rollback.sh RUN_DIR [reason] | rollback.sh --all [reason]
 PATH=${REMOTE_PATH}; export PATH
 umask 077
 ${HANDLER_FUNCTIONS}
+${SYSTEMD_UNITS_HANDLER}
 # dsrctl_handler NAME: run one handler; unknown names fail
 dsrctl_handler() {
   case "$1" in
@@ -29,6 +39,37 @@ ${Object.entries(HANDLER_CALL)
     *) echo "unknown handler $1" >&2; return 1 ;;
   esac
 }
+if [ "$1" = --boot ]; then
+  id=$(cat ${LAST_RUN} 2>/dev/null); run=${STATE_DIR}/runs/$id
+  { [ -n "$id" ] && [ -d "$run/changes" ]; } || exit 0
+  st=$(cat "$run/status" 2>/dev/null)
+  case "$st" in applying|applied) ;; *) exit 0 ;; esac
+  # a confirmation that had claimed the run when the host went down: verification had passed
+  [ "$(cat "$run/claimed/by" 2>/dev/null)" = confirm ] && exit 0
+  mkdir "$run/claimed" 2>/dev/null; echo boot > "$run/claimed/by"
+  fail=0
+  for u in $(ls -r "$run"/changes/*.undo 2>/dev/null); do
+    n=\${u%.undo}; state=$(cat "$n.state" 2>/dev/null)
+    case "$state" in done|pending) ;; *) continue ;; esac
+    if [ -f "$n.boot" ]; then
+      sh "$n.boot" >"$n.boot.log" 2>&1; r=$?
+      # a pending change may not have started (no backup yet): only a backup that cannot be put back fails it
+      if [ $r -ge 3 ] || { [ $r != 0 ] && [ "$state" = done ]; }; then fail=1; echo "@@dsrctl-undo-failed $(cat "$n.summary" 2>/dev/null): $(tr '\n' ' ' < "$n.boot.log")"; continue; fi
+    fi
+    echo undone > "$n.state"; echo "@@dsrctl-undone $(cat "$n.summary" 2>/dev/null)"
+  done
+  if [ $fail = 0 ]; then echo rolled-back > "$run/status"; else echo rollback-failed > "$run/status"; fi
+  echo "boot: the run was never confirmed before the host rebooted; its files were restored from the journal (the runtime state went with the reboot) $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$run/rollback-reason"
+  printf 'run=%s time=%s status=%s by=boot\n' "$id" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(cat "$run/status")" > ${REVERTED_FILE}
+  if grep -q "^run=$id " ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; fi
+  # units this run added were queued for this boot before their files went: stop them (never wait: systemd is still starting)
+  for u in dsrctl-persist.service dsrctl-health.service; do
+    [ -e "/etc/systemd/system/$u" ] || systemctl --no-block stop "$u" 2>/dev/null
+  done
+  sync
+  echo "@@dsrctl-rollback-status $(cat "$run/status")"
+  exit $fail
+fi
 if [ "$1" = --all ]; then
   runs=/var/lib/dsrctl/runs; reason=\${2:-rollback}; active=""
   # run ids start with a UTC timestamp: reverse name order is newest first

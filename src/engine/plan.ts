@@ -3,6 +3,7 @@ import type { HostPlan } from '../plan/types.js';
 import { describeVerification } from '../verify/checks.js';
 import { EXIT } from '../util/errors.js';
 import { closeAll } from './hosts.js';
+import { describeRevert } from './reverted.js';
 import { connectAndPlan, preflightExit } from './prepare.js';
 import { hostSummaries, type HostSummary } from './host-summary.js';
 import { eventRunner, type StepRunner } from './steps.js';
@@ -26,7 +27,10 @@ export interface PlanResult {
 export async function plan(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector } = {}): Promise<PlanResult> {
   const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), true, undefined, false, opts.connect);
   try {
-    const plans = prep.hosts.map((h) => h.plan).filter((p): p is HostPlan => !!p);
+    // a run reverted by a host itself (dead-man's switch, boot-time revert) is news the plan gives too
+    const plans = prep.hosts
+      .map((h) => (h.plan && h.facts?.dsrctl.reverted ? { ...h.plan, notes: [describeRevert(h.facts.dsrctl.reverted), ...h.plan.notes] } : h.plan))
+      .filter((p): p is HostPlan => !!p);
     return {
       inventory: prep.inv,
       plans,

@@ -177,6 +177,12 @@ export const inventorySchema = z
         { error: 'must be true, false or { interval, fails, passes }' },
       )
       .optional(),
+    /**
+     * keep what apply does across reboots and network restarts (systemd hosts: a generated restore
+     * script and units, and the boot-time revert of unconfirmed runs); false: runtime only, as the
+     * guide does, and the plan says what a reboot loses
+     */
+    persist: z.boolean({ error: 'must be true or false' }).default(true),
     rollback: z
       .object({
         /** the dead-man's switch: seconds until a host reverts itself unless the run confirms */

@@ -4,6 +4,7 @@ import { interpolate, lookup } from '../playbook/interpolate.js';
 import { RESOURCE_KINDS } from '../resources/index.js';
 import type { FactsRequest } from '../facts/types.js';
 import type { PlanContext } from '../resources/types.js';
+import { persistFactsFiles } from '../persist/plan.js';
 
 /** A resource instance: its kind and its spec with every `{{ }}` resolved. */
 export interface Desired {
@@ -71,6 +72,8 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
     req.reads!.push(...(more?.reads ?? []));
     req.sections!.push(...(more?.sections ?? []));
   }
+  // persistence files, on every host (persist.ts decides from the facts what to do with them)
+  req.files.push(...persistFactsFiles());
   return {
     sysctls: [...new Set(req.sysctls)],
     files: [...new Set(req.files)],

@@ -9,6 +9,7 @@ import { unsafeDir } from '../resources/nginx-files.js';
 import { PlanError } from '../resources/types.js';
 import { unreachableMessage, unreachableUpstreams } from './upstream-reach.js';
 import { healthSettings } from '../health/settings.js';
+import { planPersistence } from '../persist/plan.js';
 
 /** desired × Facts -> the changes of one host, in playbook order. Pure. */
 export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts: HostFacts): HostPlan {
@@ -23,7 +24,11 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
     const change = RESOURCE_KINDS[d.kind]!.plan(d.spec, facts, ctx);
     if (change) changes.push(...[change].flat());
   }
-  const notes: string[] = [...ctx.notes];
+  // persistence: its boot-time revert before every other change, the restore of the new state after them
+  const persist = planPersistence(inv, target, facts, ctx);
+  changes.unshift(...persist.first);
+  changes.push(...persist.last);
+  const notes: string[] = [...ctx.notes, ...persist.notes];
   if (target.role === 'proxy' && pb.health_checks === 'active' && !healthSettings(inv).enabled)
     notes.push('DSR: nginx never sees the replies, so passive health checks cannot work, and no health checker runs: a dead upstream keeps its share of clients (remove `health: false`, or run `dsrctl verify` on a schedule).');
   if (facts.uid !== 0 && changes.length > 0) notes.push(`connected as uid ${facts.uid}: the changes need root (set ssh.sudo: true, or log in as root)`);
@@ -40,5 +45,7 @@ export function planHost(inv: Inventory, pb: Playbook, target: HostTarget, facts
     bad ??= state?.dir && unsafeDir(state.dir);
     if (bad) throw new PlanError(target.name, `${bad}: dsrctl keeps backups and undo scripts there and runs them as root; fix its owner and mode (root, 0700) first`);
   }
-  return { host: target.name, role: target.role, changes, notes, ...(preconditions.length ? { preconditions } : {}) };
+  // the apply script makes what a boot-time revert needs durable (sync) before each change it guards
+  const bootRevert = facts.hasSystemd && inv.persist;
+  return { host: target.name, role: target.role, changes, notes, ...(preconditions.length ? { preconditions } : {}), ...(bootRevert ? { bootRevert } : {}) };
 }

@@ -10,6 +10,10 @@ import { desiredHosts, factsRequest, type HostTarget } from './desired.js';
 import { planHost } from './plan-host.js';
 import { PlanError } from '../resources/types.js';
 import { FACT_SECTIONS } from '../facts/sections/index.js';
+import { persistFactsFiles } from '../persist/plan.js';
+
+/** The notes a plan gives besides persistence's (persist.test.ts checks those). */
+const otherNotes = (notes: string[]) => notes.filter((n) => !n.startsWith('persistence: '));
 
 const fixture = (name: string): HostFacts => parseFacts(readFileSync(new URL(`../../test/fixtures/facts/${name}.txt`, import.meta.url), 'utf8'));
 const MANAGED = '/etc/nginx/conf.d/dsrctl-does-not-exist.conf'; // the managed file the proxy fixtures read (absent there)
@@ -113,7 +117,8 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     expect(factsRequest(inv, pb, host(targets, 'proxy'))).toMatchObject({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.conf.all.accept_redirects'], interfaces: [], journalFiles: ['/etc/nginx/nginx.conf'], journalChanges: ['sysctl net.ipv4.ip_forward'] });
     expect(factsRequest(inv, pb, host(targets, 'proxy')).files).toEqual(expect.arrayContaining(['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)]));
     expect(factsRequest(inv, pb, host(targets, 'proxy')).reads).toEqual(['/etc/nginx/dsrctl-health.servers', '/var/lib/dsrctl/health/state']);
-    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: [], interfaces: [], sections: [] });
+    // every host: the persistence files (read-only; what happens to them is the plan's decision)
+    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: persistFactsFiles(), interfaces: [], sections: [] });
     expect(factsRequest(inv, pb, host(targets, 'proxy')).sections).toEqual(['nginx', 'health', 'iptables']);
   });
 });
@@ -202,7 +207,7 @@ describe('planHost on real facts', () => {
     const p = plan('proxy', pristineProxy());
     expect(p.host).toBe('proxy');
     expect(p.role).toBe('proxy');
-    expect(p.notes).toEqual([
+    expect(otherNotes(p.notes)).toEqual([
       "nginx user: keep (nginx 1.22.1 >= 1.13.8 and CAP_NET_RAW in its capability bounding set (CapBnd 000001fffeffffff): the workers keep their user and hold only CAP_NET_RAW for `transparent` (proxy.nginx_user: keep, the default here; root is the guide's way))",
     ]);
     expect(ids(p)).toEqual([
@@ -222,7 +227,7 @@ describe('planHost on real facts', () => {
     const inv = labInventory();
     const p = plan('proxy', pristineProxy(), { ...inv, proxy: { ...inv.proxy, nginx_user: 'root' } });
     expect(p.changes[0]!.summary).toBe('/etc/nginx/nginx.conf: user www-data; -> user root;');
-    expect(p.notes).toEqual(["nginx user: root (proxy.nginx_user: root: the guide's `user root;`)"]);
+    expect(otherNotes(p.notes)).toEqual(["nginx user: root (proxy.nginx_user: root: the guide's `user root;`)"]);
   });
 
   it('pristine proxy with masquerade: the forward filter, ip_forward and 4 MASQUERADE rules more, the first nat rule guarding its table too', () => {
@@ -287,7 +292,10 @@ describe('planHost on real facts', () => {
       'ip route del default via 172.16.0.254 dev priv0 proto boot metric 0',
       'ip route add default via 172.16.0.1',
     ]);
-    expect(p.notes).toEqual([]);
+    // a namespace-lab host: no systemd, so nothing persists, and the plan says what a reboot loses
+    expect(p.notes).toEqual([
+      "persistence: not persisted (no systemd on this host: /run/systemd/system is absent), a reboot loses: default route via 172.16.0.1 (the only default route of table main); the dead-man's switch does not survive a reboot here (files stay as the run left them)",
+    ]);
   });
 
   it('upstream-applied: the leftover metric-100 default is the one change', () => {
@@ -300,7 +308,7 @@ describe('planHost on real facts', () => {
   it('a non-root connection still plans, and says the changes need root', () => {
     const p = plan('dev1', fixture('pristine-upstream-nonroot'));
     expect(p.changes).toHaveLength(1);
-    expect(p.notes).toEqual(['connected as uid 65534: the changes need root (set ssh.sudo: true, or log in as root)']);
+    expect(otherNotes(p.notes)).toEqual(['connected as uid 65534: the changes need root (set ssh.sudo: true, or log in as root)']);
   });
 
   it('is pure: planning twice from the same facts gives the same plan and leaves the facts alone', () => {

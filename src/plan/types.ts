@@ -11,10 +11,10 @@ export type Step =
   /** remove a file (absent is fine) */
   | { remove: { path: string } }
   /** a shell fragment built by dsrctl's own code with every value quoted (never user text) */
-  | { sh: string; display?: string };
+  | { sh: string; display?: string; /** it changes only files on disk (a boot-time revert runs it) */ files?: boolean };
 
 /** Handlers run once after all changes that notify them, in apply and in undo alike (Ansible's model). */
-export type Handler = 'nginx-reload';
+export type Handler = 'nginx-reload' | 'systemd-units';
 
 export interface Change {
   /** resource kind, e.g. "ip-rule" */
@@ -30,6 +30,11 @@ export interface Change {
   /** exact inverse of `do`, from the prior state recorded in facts */
   undo: Step[];
   notify?: Handler[];
+  /**
+   * What a boot-time revert runs for this change (rollback.sh --boot): the part of its undo that
+   * survives a reboot (files, symlinks). Absent: the undo's file steps (render-step.ts bootSteps).
+   */
+  bootUndo?: Step[];
 }
 
 export interface HostPlan {
@@ -40,4 +45,6 @@ export interface HostPlan {
   notes: string[];
   /** files as the plan read them: the apply script checks each before it changes anything */
   preconditions?: { path: string; sha256?: string; realpath?: string }[];
+  /** the host reverts an unconfirmed run at boot (systemd, persist: true): the journal is synced before each file change */
+  bootRevert?: boolean;
 }

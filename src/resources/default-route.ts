@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { quote } from 'shell-quote';
 import { PlanError, type ResourceKind } from './types.js';
 import type { IpRoute } from '../facts/types.js';
 import { ipv4 } from '../inventory/schema.js';
@@ -52,4 +53,6 @@ export const defaultRoute: ResourceKind<Spec> = {
       undo: [{ run: ['ip', 'route', 'del', ...newArgs] }, ...current.map((r) => ({ run: ['ip', 'route', 'add', ...recreateArgs(r)] }))],
     };
   },
+  // dsrctl_default_via (persist/state-script.ts): every other default route of main goes, then this one is added if missing
+  boot: (spec) => [{ what: `default route via ${spec.via} (the only default route of table main)`, lines: [quote(['dsrctl_default_via', spec.via])] }],
 };

@@ -126,7 +126,28 @@ export const forwardFilter: ResourceKind<Spec> = {
       undo: [...dropJump, ...(same ? [] : [ipt('-F', FORWARD_CHAIN), ...cur.rules.map((r) => ipt('-A', FORWARD_CHAIN, ...r))])],
     };
   },
+  boot: (spec, _facts, ctx) => [{ what: `iptables chain ${FORWARD_CHAIN} (${describe(ctx.inventory, spec)})`, lines: forwardFilterBoot(ctx.inventory, spec) }],
 };
+
+/**
+ * At boot: the chain rebuilt only when `iptables -S` shows it otherwise (so a re-run after a network
+ * restart never opens a gap), and the jump added when missing. Pure.
+ */
+export function forwardFilterBoot(inv: Inventory, spec: Spec): string[] {
+  const want = forwardRules(inv, spec);
+  const listing = [`-N ${FORWARD_CHAIN}`, ...want.map((r) => `-A ${FORWARD_CHAIN} ${r.join(' ')}`)];
+  const i = (...args: string[]) => quote(['iptables', '-w', '-t', 'filter', ...args]);
+  return [
+    [
+      `if [ "$(${i('-S', FORWARD_CHAIN)} 2>/dev/null)" != "$(printf '%s\\n' ${quote(listing)})" ]; then`,
+      `  ${i('-N', FORWARD_CHAIN)} 2>/dev/null; ${i('-F', FORWARD_CHAIN)} &&`,
+      ...want.map((r) => `  ${i('-A', FORWARD_CHAIN, ...r)} &&`),
+      '  true',
+      'fi',
+    ].join('\n'),
+    `${i('-C', 'FORWARD', ...JUMP_RULE)} 2>/dev/null || ${i('-I', 'FORWARD', '1', ...JUMP_RULE)}`,
+  ];
+}
 
 /** The playbooks' rule: router NAT forwards the replies; Method 1 forwards only for masquerade; origin NAT never. */
 export const needsForwarding = (inv: Inventory): boolean => inv.mode === 'dsr-router-nat' || (inv.mode === 'ip-transparency' && inv.proxy.masquerade);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { quote } from 'shell-quote';
 import type { ResourceKind } from './types.js';
 import type { Change } from '../plan/types.js';
 import type { IpRoute } from '../facts/types.js';
@@ -59,5 +60,10 @@ export const ipRoute: ResourceKind<z.input<typeof schema>> = {
     const spec = schema.parse(input);
     if (facts.routes.some((r) => routeMatches(r, spec))) return null;
     return ipAddChange('route', routeArgs(spec));
+  },
+  // replace: adds the route, or leaves the one there as it is
+  boot(input) {
+    const args = routeArgs(schema.parse(input));
+    return [{ what: `ip route ${args.join(' ')}`, lines: [quote(['ip', 'route', 'replace', ...args])] }];
   },
 };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { quote } from 'shell-quote';
 import type { ResourceKind } from './types.js';
 import type { IpRule } from '../facts/types.js';
 import { ipAddChange } from './ip-route.js';
@@ -30,5 +31,10 @@ export const ipRule: ResourceKind<Spec> = {
   plan(spec, facts) {
     if (facts.rules.some((r) => matchesRule(r, spec))) return null;
     return ipAddChange('rule', ['fwmark', spec.fwmark, 'lookup', spec.table]);
+  },
+  // `ip rule list SELECTOR` prints only the rules that match it: add the rule where none does
+  boot(spec) {
+    const args = ['fwmark', spec.fwmark, 'lookup', spec.table];
+    return [{ what: `ip rule ${args.join(' ')}`, lines: [`${quote(['ip', 'rule', 'list', ...args])} | grep -q . || ${quote(['ip', 'rule', 'add', ...args])}`] }];
   },
 };

@@ -41,4 +41,13 @@ export const iptablesRule: ResourceKind<Spec> = {
       undo,
     };
   },
+  // -C: the rule is there already (appended at boot like the apply appends it)
+  boot(spec) {
+    return [
+      {
+        what: `iptables -t ${spec.table} -A ${spec.chain} ${spec.rule.join(' ')}`,
+        lines: [`${quote(['iptables', '-w', '-t', spec.table, '-C', spec.chain, ...spec.rule])} 2>/dev/null || ${quote(['iptables', '-w', '-t', spec.table, '-A', spec.chain, ...spec.rule])}`],
+      },
+    ];
+  },
 };

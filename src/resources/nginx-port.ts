@@ -32,12 +32,14 @@ export function disableSite(site: SiteTakeOver, port: number): Change {
       {
         sh: `{ [ "$(readlink -- ${q(link)})" = ${q(target)} ] || { echo ${q(`${link} no longer points to ${target}`)} >&2; false; }; } && rm -f -- ${q(link)}`,
         display: `rm ${link}`,
+        files: true,
       },
     ],
     undo: [
       {
         sh: `{ [ -L ${q(link)} ] && [ "$(readlink -- ${q(link)})" = ${q(target)} ]; } || { ln -s -- ${q(target)} ${q(link)}${chown}${touch}; }`,
         display: `ln -s ${target} ${link}`,
+        files: true,
       },
     ],
     notify: ['nginx-reload'],

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { quote } from 'shell-quote';
 import { PlanError, type ResourceKind, type PlanContext } from './types.js';
 import type { Change, Step } from '../plan/types.js';
 import type { HostFacts } from '../facts/types.js';
@@ -188,6 +189,30 @@ function planTc(spec: Spec, rules: NatRule[], facts: HostFacts, ctx: PlanContext
   };
 }
 
+/**
+ * At boot: nft replaces the table in one transaction (create it if absent, delete, define: no
+ * moment without NAT on a re-run); tc rebuilds the qdisc only when its nat filters are not all
+ * there. Pure.
+ */
+export function natBoot(backend: 'tc' | 'nft', iface: string, rules: NatRule[]): string[] {
+  if (backend === 'nft') {
+    const name = nftTableName(iface);
+    const text = `table netdev ${name}\ndelete table netdev ${name}\n${renderNftTable(iface, rules)}`;
+    return [`printf '%s' '${Buffer.from(text).toString('base64')}' | base64 -d | nft -f /dev/stdin`];
+  }
+  const filters = rules.flatMap((r) => tcFilterArgs(iface, r)).map((a) => `  ${quote(a)} &&`);
+  return [
+    [
+      `if ! { ${quote(['tc', 'qdisc', 'show', 'dev', iface, 'root'])} | grep -q ${quote([`^qdisc htb ${TC_PARENT} `])} && [ "$(${quote(['tc', 'filter', 'show', 'dev', iface, 'parent', TC_PARENT])} | grep -c ' nat egress ')" = ${rules.length} ]; }; then`,
+      `  ${quote(['tc', 'qdisc', 'del', 'dev', iface, 'root'])} 2>/dev/null`,
+      `  ${quote(['tc', 'qdisc', 'add', 'dev', iface, 'root', 'handle', TC_PARENT, 'htb'])} &&`,
+      ...filters,
+      '  true',
+      'fi',
+    ].join('\n'),
+  ];
+}
+
 export const statelessNat: ResourceKind<Spec> = {
   kind: 'stateless-nat',
   schema,
@@ -205,5 +230,10 @@ export const statelessNat: ResourceKind<Spec> = {
     const choice = chooseNatBackend(ctx.inventory.nat.backend, facts, rules.some((r) => r.toPort !== undefined), ctx.host);
     ctx.notes.push(`stateless NAT backend: ${choice.backend} (${choice.reason})`);
     return choice.backend === 'nft' ? planNft(spec, rules, facts) : planTc(spec, rules, facts, ctx);
+  },
+  boot(spec, facts, ctx) {
+    const rules = natRules(spec, ctx);
+    const { backend } = chooseNatBackend(ctx.inventory.nat.backend, facts, rules.some((r) => r.toPort !== undefined), ctx.host);
+    return [{ what: `stateless NAT (${backend}) on ${spec.interface}: ${rules.map((r) => `${r.src}:${r.sport} -> ${r.to}${r.toPort ? `:${r.toPort}` : ''}`).join(', ')}`, lines: natBoot(backend, spec.interface, rules) }];
   },
 };

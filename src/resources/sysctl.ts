@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { quote } from 'shell-quote';
 import { PlanError, type ResourceKind } from './types.js';
 
 const schema = z.object({
@@ -13,6 +14,7 @@ export const sysctl: ResourceKind<Spec> = {
   kind: 'sysctl',
   schema,
   facts: (spec) => ({ sysctls: [spec.key, ...spec.restore] }),
+  boot: (spec) => [{ what: `sysctl ${spec.key}=${spec.value}`, lines: [quote(['sysctl', '-q', '-w', `${spec.key}=${spec.value}`])] }],
   plan(spec, facts, ctx) {
     const current = facts.sysctl[spec.key];
     if (current === undefined) throw new PlanError(ctx.host, `sysctl ${spec.key} does not exist on this kernel`);

@@ -16,6 +16,16 @@ export interface PlanContext {
   notes: string[];
 }
 
+/**
+ * What a resource's desired state needs after a reboot: idempotent sh lines (run at boot and after a
+ * network manager restart, any number of times, on a host in any state) and what they restore, in
+ * words (the plan names what a reboot loses where nothing persists).
+ */
+export interface BootItem {
+  what: string;
+  lines: string[];
+}
+
 /** A resource kind reads its current state from Facts and produces the change (with exact undo) to reach the spec. */
 export interface ResourceKind<S> {
   kind: string;
@@ -23,6 +33,8 @@ export interface ResourceKind<S> {
   facts?(spec: S, ctx: PlanContext): Partial<FactsRequest>;
   /** null when the host is already in the desired state; several changes when it takes several */
   plan(spec: S, facts: HostFacts, ctx: PlanContext): Change | Change[] | null;
+  /** kernel-side kinds (their state is gone after a reboot): the lines that restore the spec at boot */
+  boot?(spec: S, facts: HostFacts, ctx: PlanContext): BootItem[];
 }
 
 /** Facts contradict what the resource needs (e.g. a sysctl that does not exist): the plan cannot be made. */

@@ -23,7 +23,9 @@ export function dsrctlState(h: HostEvidence): Finding[] {
       id: 'dsrctl-state',
       host: h.name,
       severity: 'warn',
-      title: "dsrctl's dead-man's switch reverted a run here by itself: the host is not in the applied state",
+      title: /(^|\s)by=boot(\s|$)/.test(f.dsrctl.reverted)
+        ? 'dsrctl reverted an unconfirmed run here at boot (the host rebooted before the run was confirmed): the host is not in the applied state'
+        : "dsrctl's dead-man's switch reverted a run here by itself: the host is not in the applied state",
       evidence: [`/var/lib/dsrctl/reverted: ${f.dsrctl.reverted.trim()}`],
       fix: 'find out why the run was never confirmed (connection lost?), then `dsrctl apply -i INVENTORY` again',
     });
