@@ -46,7 +46,7 @@ export const netmgr: FactSection<NetmgrFacts> = {
     '  if [ -d /run/systemd/system ] && have systemctl; then',
     '    b netmgr',
     "    printf 'systemd=%s\\n' \"$(systemctl --version 2>/dev/null | sed -n '1s/^systemd \\([0-9]*\\).*/\\1/p')\"",
-    ...NETWORK_MANAGERS.map((u) => `    printf 'unit-${u}=%s\\n' "$(systemctl is-active ${u}.service 2>/dev/null)"`),
+    ...NETWORK_MANAGERS.map((u) => `    printf 'unit-${u.toLowerCase()}=%s\\n' "$(systemctl is-active ${u}.service 2>/dev/null)"`),
     '    e netmgr 0',
     '    for _l in /sys/class/net/*; do',
     '      _i=$(cat "$_l/ifindex" 2>/dev/null) || continue',
@@ -65,7 +65,7 @@ export const netmgr: FactSection<NetmgrFacts> = {
     const head = ctx.all('netmgr');
     if (head.length === 0) return { netmgr: null };
     const kv = parseKeyValues('netmgr', head[0]!.body);
-    const units = Object.fromEntries(NETWORK_MANAGERS.map((u) => [u, kv.get(`unit-${u}`) ?? ''])) as Record<NetworkManagerUnit, string>;
+    const units = Object.fromEntries(NETWORK_MANAGERS.map((u) => [u, kv.get(`unit-${u.toLowerCase()}`) ?? ''])) as Record<NetworkManagerUnit, string>;
     const networkd = ctx.all('networkd-link').map((s) => {
       const l = parseKeyValues('networkd-link', s.body);
       const name = l.get('name');
