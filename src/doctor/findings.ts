@@ -28,6 +28,7 @@ export { GUIDE_RP_FILTER_FIX } from './checks/common.js';
 export { overlaps, formatRoute, connectedSubnets, clientNetworks } from './net.js';
 
 import { dsrctlState, portConflicts } from './checks/state.js';
+import { persistDrift } from './checks/persist.js';
 import { nginxWorkers, errorLog } from './checks/nginx.js';
 import { pings, overlap, rpFilter, upstreamRouting, policyRouting } from './checks/network.js';
 import { iptablesMixed, natBackend, proxySysctls } from './checks/netfilter.js';
@@ -47,7 +48,7 @@ export function diagnose(inv: Inventory, hosts: HostEvidence[]): Finding[] {
       });
       continue;
     }
-    out.push(...dsrctlState(h));
+    out.push(...dsrctlState(h), ...persistDrift(inv, h));
     if (h.role === 'proxy') {
       out.push(...nginxWorkers(inv, h), ...portConflicts(inv, h));
       if (h.facts.nginx.running) out.push(...errorLog(h));

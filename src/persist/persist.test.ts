@@ -229,3 +229,44 @@ describe('networkd: no default route of its own beside the one via the proxy', (
     expect(editNetworkFile('/x.network', '[Network]\nDHCP=ipv6\nAddress=10.0.0.2/24\n', '172.16.0.1')).toBeNull();
   });
 });
+
+describe('the apply script of a host that reverts at boot', () => {
+  it('syncs after the journal (status, last-run) and before every file it writes, removes or links; never for runtime changes; writes each change\'s boot undo', async () => {
+    const { renderApplyScript } = await import('../apply/apply-script.js');
+    const p = plan(inventory(), 'dev1', systemdUpstream());
+    const s = renderApplyScript(p, 'RUN', { switchSeconds: 60 });
+    const changeLines = s.split('\n').filter((l) => l.startsWith('{ ') && l.includes('2>"$run/changes/'));
+    // the route change (3rd) is runtime only: no sync; every persistence change syncs before it writes
+    expect(changeLines.map((l) => l.includes('sync'))).toEqual([true, true, false, true, true, true, true]);
+    expect(changeLines[6]).toMatch(/^\{ cp -p -- .* && sync && \( umask 022 && printf/);
+    expect(s).toMatch(/rm -f \/var\/lib\/dsrctl\/reverted\nsync\n/);
+    expect(s.match(/\.boot && printf/g)).toHaveLength(6);
+  });
+  it('a host without boot revert (no systemd) never syncs', async () => {
+    const { renderApplyScript } = await import('../apply/apply-script.js');
+    const s = renderApplyScript(plan(inventory(), 'dev1', fixture('pristine-upstream')), 'RUN', { switchSeconds: 60 });
+    expect(s).not.toMatch(/\bsync\b/);
+  });
+});
+
+describe('doctor: runtime state against the persistent state', () => {
+  it('names what a hand flush or a network restart removed; ok when they agree', async () => {
+    const { persistDrift } = await import('../doctor/checks/persist.js');
+    const inv = inventory();
+    const f = systemdUpstream();
+    // dev1 as dsrctl leaves it: every file of its plan in place, but the route via the proxy gone
+    for (const c of plan(inv, 'dev1', f).changes.filter((c) => c.kind === 'persist')) {
+      const path = c.id.replace(/^(file|symlink) /, '');
+      const w = c.do.find((s) => 'write' in s) as { write: { content: string } } | undefined;
+      if (w && path.startsWith('/etc/systemd/network/')) f.netmgr!.files[path]!.content = w.write.content;
+      else if (w) f.files[path] = { ...absent(path), exists: true, type: 'file', content: w.write.content };
+      else f.files[path] = { ...absent(path), exists: true, link: true, realpath: `/etc/systemd/system/${path.split('/').pop()}` };
+    }
+    const drift = persistDrift(inv, { name: 'dev1', role: 'upstream', facts: f });
+    expect(drift.map((d) => [d.severity, d.evidence])).toEqual([['error', ['missing or different: default route via 172.16.0.254 dev priv0 proto boot metric 0 -> via 172.16.0.1']]]);
+    f.routes = f.routes.map((r) => (r.dst === 'default' ? { ...r, gateway: '172.16.0.1' } : r));
+    expect(persistDrift(inv, { name: 'dev1', role: 'upstream', facts: f }).map((d) => d.severity)).toEqual(['ok']);
+    // no persist.sh (namespace lab, persist: false): nothing to compare
+    expect(persistDrift(inv, { name: 'dev1', role: 'upstream', facts: fixture('pristine-upstream') })).toEqual([]);
+  });
+});
