@@ -74,6 +74,7 @@ export function factsRequest(inv: Inventory, pb: Playbook, target: HostTarget): 
   }
   // persistence files, on every host (persist.ts decides from the facts what to do with them)
   req.files.push(...persistFactsFiles());
+  if (inv.persist) req.sections!.push('netmgr');
   return {
     sysctls: [...new Set(req.sysctls)],
     files: [...new Set(req.files)],

@@ -118,8 +118,10 @@ describe('desiredHosts (lab inventory x ip-transparency playbook)', () => {
     expect(factsRequest(inv, pb, host(targets, 'proxy')).files).toEqual(expect.arrayContaining(['/etc/nginx/nginx.conf', MANAGED, dirname(MANAGED)]));
     expect(factsRequest(inv, pb, host(targets, 'proxy')).reads).toEqual(['/etc/nginx/dsrctl-health.servers', '/var/lib/dsrctl/health/state']);
     // every host: the persistence files (read-only; what happens to them is the plan's decision)
-    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: persistFactsFiles(), interfaces: [], sections: [] });
-    expect(factsRequest(inv, pb, host(targets, 'proxy')).sections).toEqual(['nginx', 'health', 'iptables']);
+    expect(factsRequest(inv, pb, host(targets, 'dev1'))).toEqual({ sysctls: [], files: persistFactsFiles(), interfaces: [], sections: ['netmgr'] });
+    expect(factsRequest(inv, pb, host(targets, 'proxy')).sections).toEqual(['nginx', 'health', 'iptables', 'netmgr']);
+    // persist: false needs no network manager facts
+    expect(factsRequest({ ...inv, persist: false }, pb, host(targets, 'dev1')).sections).toEqual([]);
   });
 });
 
@@ -168,7 +170,8 @@ describe('facts per role: a host reads only what its plan needs', () => {
     const inv = labInventory();
     const req = factsRequest(inv, pb, host(desiredHosts(inv, pb), 'dev1'));
     const f = readAs('upstream-applied', req);
-    expect(f.notRead).toEqual(['iptables', 'nat', 'nginx', 'health']);
+    // netmgr is asked for (persistence) but prints nothing where systemd does not run (the namespace lab)
+    expect(f.notRead).toEqual(['iptables', 'nat', 'nginx', 'health', 'netmgr']);
   });
 });
 

@@ -41,6 +41,8 @@ export interface NetmgrFacts {
  */
 export const netmgr: FactSection<NetmgrFacts> = {
   id: 'netmgr',
+  // read where persistence may use it (inventory persist: true); the shell itself does nothing without systemd
+  optional: { notRead: () => ({ netmgr: null }) },
   repeated: ['netmgr', 'networkd-link', 'networkd-file'],
   shell: () => [
     '  if [ -d /run/systemd/system ] && have systemctl; then',
