@@ -270,3 +270,30 @@ describe('doctor: runtime state against the persistent state', () => {
     expect(persistDrift(inv, { name: 'dev1', role: 'upstream', facts: fixture('pristine-upstream') })).toEqual([]);
   });
 });
+
+describe('on real facts of a systemd host (syslab\'s nspawn lab: Debian 12, systemd 252, networkd)', () => {
+  it('the facts: systemd, networkd active, the .network file of each link with its content', () => {
+    const f = fixture('systemd-upstream-networkd');
+    expect(f.hasSystemd).toBe(true);
+    expect(f.netmgr?.systemdVersion).toBe(252);
+    expect(f.netmgr?.units).toEqual({ 'systemd-networkd': 'active', NetworkManager: 'inactive', networking: 'inactive' });
+    expect(f.netmgr?.networkd.find((l) => l.name === 'priv0')).toEqual({ name: 'priv0', adminState: 'configured', networkFile: '/etc/systemd/network/10-priv0.network', dropins: [] });
+    expect(f.netmgr?.files['/etc/systemd/network/10-priv0.network']?.content).toContain('Gateway=172.16.0.254');
+    expect(f.routes.find((r) => r.dst === 'default')?.protocol).toBe('static');
+  });
+  it('a pristine upstream: the boot-time revert, the route, the restore and its unit, the networkd edit', () => {
+    const p = plan(inventory(), 'dev1', fixture('systemd-upstream-networkd'));
+    expect(p.changes.map((c) => `${c.action} ${c.id}`)).toEqual([
+      'create file /etc/systemd/system/dsrctl-boot-revert.service',
+      'create symlink /etc/systemd/system/sysinit.target.wants/dsrctl-boot-revert.service',
+      'update ip route default',
+      'create file /var/lib/dsrctl/persist.sh',
+      'create file /etc/systemd/system/dsrctl-persist.service',
+      'create symlink /etc/systemd/system/multi-user.target.wants/dsrctl-persist.service',
+      'update file /etc/systemd/network/10-priv0.network',
+    ]);
+  });
+  it('the same upstream after apply (unconfirmed, as the boot-time revert would find it): nothing left to do', () => {
+    expect(plan(inventory(), 'dev1', fixture('systemd-upstream-applied')).changes).toEqual([]);
+  });
+});
