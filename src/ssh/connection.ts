@@ -6,7 +6,7 @@
  */
 import type { Client, ClientChannel } from 'ssh2';
 import { HostConnectionError, formatMs, hostLabel, type SshError } from './errors.js';
-import { DEFAULT_EXEC_TIMEOUT_MS, runExec, type ExecExtra, type ExecHost, type Rejecter } from './exec.js';
+import { runExec, type ExecExtra, type ExecHost, type Rejecter } from './exec.js';
 import type { ExecOptions, ExecResult } from './types.js';
 
 export const KEEPALIVE_INTERVAL_MS = 5_000;
@@ -168,11 +168,10 @@ export class SshConnection implements ExecHost {
 
   /** Queue one exec: it runs once the previous one has released its channel. */
   exec(script: string, opts: ExecOptions = {}, extra: ExecExtra = {}): Promise<ExecResult> {
-    const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
     if (this.dead) return Promise.reject(this.dead);
     return new Promise<ExecResult>((resolve, reject) => {
       this.queue = this.queue.then(
-        () => new Promise<void>((release) => runExec(this, script, timeoutMs, resolve, reject, release, extra)),
+        () => new Promise<void>((release) => runExec(this, script, opts, resolve, reject, release, extra)),
       );
     });
   }

@@ -8,7 +8,8 @@ import type { Client, ClientChannel } from 'ssh2';
 import { ExecError, ExecTimeoutError, HostConnectionError, formatMs, type SshError } from './errors.js';
 import { PGID_PREAMBLE, findPgid, killProcessGroup, stopChannel, stripPgidMarker } from './process-group.js';
 import { SudoHandshake, execCommand, hidePassword, stripSudoHandshake, sudoRefusal, type SudoSpec } from './sudo.js';
-import type { ExecResult } from './types.js';
+import type { ExecOptions, ExecResult } from './types.js';
+import { StringDecoder } from 'node:string_decoder';
 import { SET_PATH } from '../util/remote-env.js';
 
 export const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
@@ -46,7 +47,7 @@ export interface ExecHost {
 export function runExec(
   host: ExecHost,
   script: string,
-  timeoutMs: number,
+  opts: ExecOptions,
   resolve: (r: ExecResult) => void,
   reject: (e: Error) => void,
   release: () => void,
@@ -58,7 +59,7 @@ export function runExec(
     release();
     return;
   }
-  new ExecRun(host, script, timeoutMs, resolve, reject, release, extra).start();
+  new ExecRun(host, script, opts, resolve, reject, release, extra).start();
 }
 
 class ExecRun {
@@ -78,16 +79,22 @@ class ExecRun {
   private timer: NodeJS.Timeout | undefined;
   private graceTimer: NodeJS.Timeout | undefined;
   private killPending = false;
+  private timeoutMs: number;
+  /** stdout decoded so far, kept only to find `then.marker` and stream it */
+  private readonly decoder = new StringDecoder('utf8');
+  private text = '';
+  private continued = false;
 
   constructor(
     private readonly host: ExecHost,
     private readonly script: string,
-    private readonly timeoutMs: number,
+    private readonly opts: ExecOptions,
     private readonly resolve: (r: ExecResult) => void,
     private readonly reject: (e: Error) => void,
     private readonly release: () => void,
     private readonly extra: ExecExtra,
   ) {
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
     this.sudo = extra.sudo;
     this.handshake = extra.sudo?.password !== undefined ? new SudoHandshake(extra.sudo.password) : undefined;
   }
@@ -182,21 +189,55 @@ class ExecRun {
       stopChannel(ch);
       return;
     }
-    ch.on('data', (b: Buffer) => this.stdout.push(b));
+    ch.on('data', (b: Buffer) => this.onStdout(ch, b));
     ch.stderr.on('data', (b: Buffer) => this.onStderr(ch, b));
     ch.on('exit', (code: number | null, signal?: string) => {
       this.exitCode = code ?? null;
       if (code === null && signal) this.exitSignal = signal;
     });
     // sudo -S: the script follows once sudo has started sh (see onStderr)
-    if (!this.handshake) ch.end(this.payload());
+    if (!this.handshake) this.send(ch);
+  }
+
+  /** The script on stdin: closed after it, or (a conversation) left open for `then.next`. */
+  private send(ch: ClientChannel): void {
+    if (this.opts.then) ch.write(this.payload());
+    else ch.end(this.payload());
+  }
+
+  private onStdout(ch: ClientChannel, b: Buffer): void {
+    this.stdout.push(b);
+    if (!this.opts.onStdout && !this.opts.then) return;
+    const t = this.decoder.write(b);
+    if (this.opts.onStdout && t) this.opts.onStdout(t);
+    const then = this.opts.then;
+    if (!then || this.continued) return;
+    this.text += t;
+    const at = this.text.indexOf(`${then.marker}\n`);
+    if (at < 0 || (at > 0 && this.text[at - 1] !== '\n')) return;
+    // the host now waits for us: no timeout while the caller decides
+    this.continued = true;
+    clearTimeout(this.timer);
+    const soFar = this.text;
+    this.text = '';
+    then.next(soFar).then(
+      (more) => {
+        if (this.settled) return;
+        this.timeoutMs = then.timeoutMs;
+        this.timer = setTimeout(() => this.onTimeout(), then.timeoutMs);
+        ch.end(more);
+      },
+      () => {
+        if (!this.settled) ch.end();
+      },
+    );
   }
 
   private onStderr(ch: ClientChannel, b: Buffer): void {
     this.stderr.push(b);
     if (this.pgid === undefined) this.pgid = findPgid(this.stderr);
     if (this.handshake && !this.handshake.ready) {
-      if (this.handshake.advance(Buffer.concat(this.stderr).toString('latin1'), ch)) ch.end(this.payload());
+      if (this.handshake.advance(Buffer.concat(this.stderr).toString('latin1'), ch)) this.send(ch);
     }
   }
 

@@ -301,6 +301,43 @@ describe('exec', () => {
     expect(srv.stats.killed).toContain('SIGKILL');
     expect(s.execCount).toBe(2); // the internal kill exec is not counted
   });
+
+  it('a conversation in one exec: output streams, the host waits at the marker (no timeout meanwhile), the answer runs as more script', async () => {
+    const s = await session();
+    const seen: string[] = [];
+    let soFar = '';
+    const r = await s.exec("trap 'echo bye' EXIT\necho first\necho '@@wait'\n", {
+      timeoutMs: 300,
+      onStdout: (t) => seen.push(t),
+      then: {
+        marker: '@@wait',
+        timeoutMs: 2000,
+        next: async (text) => {
+          soFar = text;
+          await new Promise((r) => setTimeout(r, 600)); // longer than the first timeout
+          return 'echo second\nexit 4\n';
+        },
+      },
+    });
+    expect(soFar).toBe('first\n@@wait\n');
+    expect(r).toMatchObject({ code: 4, stdout: 'first\n@@wait\nsecond\nbye\n' });
+    expect(seen.join('')).toBe(r.stdout);
+    expect(s.execCount).toBe(1);
+  });
+
+  it('a conversation whose caller gives up: stdin closes, the script ends (its EXIT trap runs)', async () => {
+    const s = await session();
+    const r = await s.exec("trap 'echo undecided' EXIT\necho '@@wait'\n", { then: { marker: '@@wait', timeoutMs: 2000, next: () => Promise.reject(new Error('no')) } });
+    expect(r).toMatchObject({ code: 0, stdout: '@@wait\nundecided\n' });
+  });
+
+  it('a conversation whose script never prints the marker settles as an exec does', async () => {
+    const s = await session();
+    let called = false;
+    const r = await s.exec('echo done; exit 0\n', { then: { marker: '@@wait', timeoutMs: 2000, next: async () => ((called = true), '') } });
+    expect(r).toMatchObject({ code: 0, stdout: 'done\n' });
+    expect(called).toBe(false);
+  });
 });
 
 describe('host key verification', () => {

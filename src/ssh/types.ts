@@ -12,6 +12,17 @@ export interface ExecResult {
 export interface ExecOptions {
   /** kill the command and reject with ExecTimeoutError after this long (default 30 s) */
   timeoutMs?: number;
+  /** stdout as it arrives (UTF-8 decoded across chunks), before the exec settles */
+  onStdout?: (text: string) => void;
+  /**
+   * A conversation in one exec: stdin stays open after the script, and once stdout has a line
+   * equal to `marker` the timeout stops and `next(stdoutSoFar)` is awaited (while the caller
+   * decides, the host waits on stdin: nothing of its time runs out). Its text is written to the
+   * script's stdin (`sh -s` runs it as more script), stdin is closed, and `timeoutMs` starts
+   * again. A rejected `next` closes stdin with nothing more. A script that ends without printing
+   * the marker settles as usual and `next` is never called.
+   */
+  then?: { marker: string; next: (stdoutSoFar: string) => Promise<string>; timeoutMs: number };
 }
 
 export interface HostSession {
