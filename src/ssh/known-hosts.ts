@@ -65,6 +65,16 @@ export function hostLookupName(host: string, port: number): string {
 const BASE64_RE = /^[A-Za-z0-9+/]+={0,2}$/;
 
 export function parseKnownHosts(text: string): KnownHostEntry[] {
+  // every connection of a run checks the same file: parse it once (twice per connection before)
+  if (lastParsed?.text === text) return lastParsed.entries;
+  const entries = parseKnownHostsText(text);
+  lastParsed = { text, entries };
+  return entries;
+}
+
+let lastParsed: { text: string; entries: KnownHostEntry[] } | undefined;
+
+function parseKnownHostsText(text: string): KnownHostEntry[] {
   const entries: KnownHostEntry[] = [];
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {

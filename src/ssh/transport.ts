@@ -9,7 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
-import type { ClientChannel, ConnectConfig } from 'ssh2';
+import type { AnyAuthMethod, ClientChannel, ConnectConfig } from 'ssh2';
 import {
   AuthError,
   HostConnectionError,
@@ -48,18 +48,36 @@ async function readLocal(
 /** What the handshake needs from local files: known_hosts, the private key, the auth methods to try. */
 interface Credentials {
   knownHostsText: string;
-  privateKey: Buffer | undefined;
+  privateKey: ParsedKey | undefined;
   methods: AuthMethod[];
+}
+
+type ParsedKey = Exclude<ReturnType<typeof utils.parseKey>, Error | unknown[]>;
+
+/**
+ * Keys parsed so far, by content and passphrase: a run over hundreds of hosts with one key parses
+ * it once (an encrypted OpenSSH key costs a bcrypt derivation per parse), not once per connection.
+ */
+const parsedKeys = new Map<string, ParsedKey | Error>();
+
+function parseKeyOnce(bytes: Buffer, passphrase: string | undefined): ParsedKey | Error {
+  const id = `${bytes.toString('base64')}\0${passphrase ?? ''}`;
+  let k = parsedKeys.get(id);
+  if (!k) {
+    const p = utils.parseKey(bytes, passphrase);
+    k = Array.isArray(p) ? (p[0] as ParsedKey) : (p as ParsedKey | Error);
+    parsedKeys.set(id, k);
+  }
+  return k;
 }
 
 async function loadCredentials(t: ConnectTarget, target: string): Promise<Credentials> {
   const label = hostLabel(t.name, target);
   const knownHostsText = (await readLocal(t, target, t.knownHosts, 'known_hosts file')).toString('utf8');
 
-  let privateKey: Buffer | undefined;
+  let privateKey: ParsedKey | undefined;
   if (t.privateKey !== undefined) {
-    privateKey = await readLocal(t, target, t.privateKey, 'private key file');
-    const parsed = utils.parseKey(privateKey, t.passphrase);
+    const parsed = parseKeyOnce(await readLocal(t, target, t.privateKey, 'private key file'), t.passphrase);
     if (parsed instanceof Error) {
       throw new SshConfigError(
         t.name,
@@ -68,6 +86,7 @@ async function loadCredentials(t: ConnectTarget, target: string): Promise<Creden
         { cause: parsed },
       );
     }
+    privateKey = parsed;
   }
 
   const methods: AuthMethod[] = [];
@@ -268,16 +287,19 @@ export async function openTransport(t: ConnectTarget, target: string, sock?: Cli
       readyTimeout: connectTimeoutMs,
       keepaliveInterval: KEEPALIVE_INTERVAL_MS,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
-      authHandler: [...methods],
+      // the key goes already parsed: ssh2 would parse config.privateKey again for every connection
+      authHandler: methods.map((m): AnyAuthMethod =>
+        m === 'publickey'
+          ? { type: 'publickey', username: t.user, key: privateKey! }
+          : m === 'agent'
+            ? { type: 'agent', username: t.user, agent: t.agent! }
+            : { type: 'password', username: t.user, password: t.password! },
+      ),
       algorithms: { serverHostKey: preferredHostKeyAlgorithms(knownHostsText, t.host, t.port) },
       hostVerifier: hostKeyVerifier(t, target, knownHostsText, (e) => {
         hostKeyError = e;
       }),
     };
-    if (privateKey) {
-      config.privateKey = privateKey;
-      if (t.passphrase !== undefined) config.passphrase = t.passphrase;
-    }
     if (t.agent) config.agent = t.agent;
     if (t.password !== undefined) config.password = t.password;
     if (sock ?? t.sock) config.sock = sock ?? t.sock;
