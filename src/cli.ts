@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 // Commands load on demand: `dsrctl plan` need not parse the wizard's prompt library, and
 // Node's start-up is most of a no-op run's time.
@@ -30,7 +30,14 @@ Examples:
   dsrctl lab demo`,
     );
   const inventoryOpt = () => new Option('-i, --inventory <file>', 'inventory YAML').makeOptionMandatory();
-  const common = (c: Command) => c.addOption(inventoryOpt()).option('--json', 'print one JSON document on stdout').option('-q, --quiet', 'print only errors').option('-v, --verbose', 'show every command');
+  // at most N hosts connecting or running a command at once: a host waiting for its turn has no timeout running
+  const concurrencyOpt = () =>
+    new Option('--concurrency <n>', 'hosts at work at once (connecting or running a command)').default(64).argParser((v) => {
+      if (!/^[1-9]\d{0,4}$/.test(v)) throw new InvalidArgumentError('a whole number from 1 to 99999');
+      return Number(v);
+    });
+  const common = (c: Command) =>
+    c.addOption(inventoryOpt()).option('--json', 'print one JSON document on stdout').option('-q, --quiet', 'print only errors').option('-v, --verbose', 'show every command').addOption(concurrencyOpt());
 
   common(program.command('plan').description('show what apply would change on each host (read-only)'))
     .option('--detailed-exitcode', 'exit 0 when nothing would change, 4 when changes are pending')

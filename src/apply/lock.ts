@@ -46,8 +46,9 @@ export function acquireLockScript(info: string, breakLock: boolean, breakArmed =
           'fi',
         ].join('\n')
       : '',
-    `if ( set -C; umask 077; printf '%s\\n' ${quote([info])} > ${LOCK_FILE} ) 2>/dev/null; then echo "@@dsrctl-lock acquired";`,
-    `else echo "@@dsrctl-lock held $(base64 -w0 < ${LOCK_FILE} 2>/dev/null)"; fi`,
+    // lk: what the rest of the exec goes on with
+    `if ( set -C; umask 077; printf '%s\\n' ${quote([info])} > ${LOCK_FILE} ) 2>/dev/null; then lk=acquired; echo "@@dsrctl-lock acquired";`,
+    `else lk=held; echo "@@dsrctl-lock held $(base64 -w0 < ${LOCK_FILE} 2>/dev/null)"; fi`,
   ].join('\n');
 }
 

@@ -8,6 +8,8 @@ export interface GlobalOptions {
   quiet?: boolean;
   verbose?: boolean;
   breakLock?: boolean;
+  /** --concurrency: hosts at work at once */
+  concurrency?: number;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { CheckResult } from '../verify/checks.js';
 import { newRunId } from '../apply/paths.js';
 import { lockInfo, releaseLockScript } from '../apply/lock.js';
 import { EXIT } from '../util/errors.js';
-import { closeAll, withSession, isConnectionLoss, type HostState } from './hosts.js';
+import { closeAll, endFactsExecs, withSession, isConnectionLoss, type HostState } from './hosts.js';
 import { applyHost, finishHost, type HostApplyResult, type HostRollbackResult } from './apply-host.js';
 import { connectAndPlan, hostMessage, preflightExit, type Prepared } from './prepare.js';
 import { releaseLocks, rollbackInOrder } from './host-rollback.js';
@@ -37,6 +37,8 @@ export type ApplyEvent =
 
 export interface ApplyOptions {
   runner?: StepRunner;
+  /** hosts at work at once, connecting or running a command (default 64) */
+  concurrency?: number;
   /** how hosts are reached (default SSH) */
   connect?: Connector;
   /** remove a lock left by a dead run before taking it (never one whose switch is armed) */
@@ -81,7 +83,14 @@ export async function apply(inventoryFile: string, opts: ApplyOptions = {}): Pro
   const busy = (what: string) => intr?.busy(what);
   const runId = newRunId();
   busy('reading the hosts; nothing is changed yet');
-  const prep = await connectAndPlan(inventoryFile, runner, true, { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock }, true, opts.connect);
+  const prep = await connectAndPlan(inventoryFile, runner, {
+    plan: true,
+    lock: { info: lockInfo(runId, 'apply'), breakLock: !!opts.breakLock, converse: { runId } },
+    probe: true,
+    checks: true,
+    ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+    ...(opts.connect ? { connect: opts.connect } : {}),
+  });
   const applied: HostApplyResult[] = [];
   let checks: CheckResult[] = [];
   let rollbacks: HostRollbackResult[] = [];
@@ -129,6 +138,16 @@ export async function apply(inventoryFile: string, opts: ApplyOptions = {}): Pro
     }
     const plans = prep.hosts.map((h) => h.plan!);
     const changed = prep.hosts.filter((h) => h.plan!.changes.length > 0);
+    // Every host's facts exec is still open, holding its lock (hosts.ts, factsExecScript): a run
+    // with changes keeps the locks; a run without any releases them right there, and its checks
+    // already ran in the same execs: a no-op is one exec per host.
+    const unended = await endFactsExecs(prep.hosts, changed.length > 0);
+    if (changed.length && unended.size) {
+      failure = [...unended].map(([h, e]) => hostMessage(h, e)).join('\n');
+      result = 'failed';
+      await releaseLocks(locked(), runId);
+      return finish(EXIT.failedRolledBack, 'Nothing was changed on any host.');
+    }
     emit({ type: 'plan', plans, runId });
     if (changed.length && opts.confirm) {
       busy('at the question; nothing is changed yet');
@@ -155,7 +174,7 @@ export async function apply(inventoryFile: string, opts: ApplyOptions = {}): Pro
       busy('verifying; what changed will be rolled back');
       // a host without changes has nothing to confirm: its lock goes in the same exec as its checks
       const unchanged = locked().filter((h) => !h.plan!.changes.length);
-      checks = await verifyHosts(prep, new Map(unchanged.map((h) => [h.target.name, `\n${releaseLockScript(runId)}\n`])));
+      checks = await verifyHosts(prep, new Map(unchanged.map((h) => [h.target.name, `\n${releaseLockScript(runId)}\n`])), !changed.length);
       for (const h of unchanged) h.lock = { state: 'released' };
       emit({ type: 'checks', checks });
       const bad = checks.filter((c) => !c.ok);

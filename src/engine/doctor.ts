@@ -14,6 +14,8 @@ import { eventRunner, type StepRunner } from './steps.js';
 export interface DoctorOptions {
   runner?: StepRunner;
   connect?: Connector;
+  /** hosts at work at once, connecting or running a command (default 64) */
+  concurrency?: number;
   /** the findings, as soon as they are known (before a capture, which waits for traffic) */
   onFindings?: (findings: Finding[], hostOrder: string[]) => void;
   /** `--capture N`: tcpdump on every host for N seconds; `say` tells the person when to send traffic */
@@ -37,7 +39,7 @@ export interface DoctorResult {
 export async function doctor(inventoryFile: string, opts: DoctorOptions = {}): Promise<DoctorResult> {
   const runner = opts.runner ?? eventRunner();
   const connect = opts.connect ?? sshConnector;
-  const prep = await connectAndPlan(inventoryFile, runner, false, undefined, false, connect);
+  const prep = await connectAndPlan(inventoryFile, runner, { ...(opts.concurrency ? { concurrency: opts.concurrency } : {}), connect });
   const { inv } = prep;
   let probe: HostSession | undefined;
   try {

@@ -1,4 +1,4 @@
-import { withSession, type HostState } from './hosts.js';
+import { endFactsExecs, withSession, type HostState } from './hosts.js';
 import { rollbackHost, releaseLock, type HostRollbackResult } from './apply-host.js';
 import type { StepRunner } from './steps.js';
 
@@ -20,8 +20,10 @@ export async function rollbackVia(h: HostState, runId: string | undefined, lockR
 /** Release this run's locks; a host that cannot be reached is named (its lock needs --break-lock once checked). */
 export async function releaseLocks(hosts: HostState[], runId: string): Promise<string[]> {
   const left: string[] = [];
+  // apply's facts execs still open release their locks as they end; any other takes an exec
+  await endFactsExecs(hosts, false);
   await Promise.all(
-    hosts.map((h) =>
+    hosts.filter((h) => h.lock?.state !== 'released').map((h) =>
       withSession(h, (s) => releaseLock(s, runId)).catch(() => {
         left.push(h.target.name);
       }),

@@ -6,12 +6,14 @@ import type { HostPlan } from '../plan/types.js';
 import type { HostTarget } from '../plan/desired.js';
 import { sshConnector, type Connector } from './connector.js';
 import { HostConnectionError, ExecTimeoutError } from '../ssh/errors.js';
-import { buildFactsScript } from '../facts/script.js';
+import { factsDefinitions } from '../facts/script.js';
+import type { FactsRequest } from '../facts/types.js';
+import type { ExecResult } from '../ssh/types.js';
 import { parseFacts } from '../facts/parse.js';
 import { factsRequest } from '../plan/desired.js';
 import { planHost } from '../plan/plan-host.js';
 import { timed } from '../util/debug.js';
-import { acquireLockScript, parseLockOutput, type LockState } from '../apply/lock.js';
+import { acquireLockScript, parseLockOutput, releaseLockScript, type LockState } from '../apply/lock.js';
 
 /** Everything dsrctl knows about one host during a run. */
 export interface HostState {
@@ -24,6 +26,13 @@ export interface HostState {
   lock?: LockState;
   /** how to reach the host (SSH, or a test's fake) */
   connect?: Connector;
+  /** what the checks printed when they ran in the facts exec (speculatively: the plan decides whether they count) */
+  checkOutput?: string;
+  /**
+   * apply's facts exec, still open and holding the lock: ends it, keeping the lock (changes
+   * follow) or releasing it (a no-op). See factsExecScript.
+   */
+  open?: (keep: boolean) => Promise<ExecResult>;
 }
 
 export interface LockRequest {
@@ -32,6 +41,63 @@ export interface LockRequest {
   breakLock: boolean;
   /** rollback may take the lock of an unconfirmed run whose switch is armed: it undoes that run anyway */
   breakArmed?: boolean;
+  /** apply: keep the facts exec open until the run knows whether it changes anything (factsExecScript) */
+  converse?: { runId: string };
+}
+
+export interface FactsExecOptions {
+  /** the host's check script, run after the facts in the same exec */
+  checks?: string;
+  /** how long those checks may take, on top of the facts' 30 s */
+  checksTimeoutMs?: number;
+  /** the lock's line, the moment it arrives (the facts are still being read) */
+  onLock?: (l: LockState) => void;
+}
+
+/** The line apply's facts exec prints when it waits for the run's decision. */
+export const AWAIT_MARKER = '@@dsrctl-await';
+/** What the run answers: changes follow (the lock stays), or nothing changes (the exit trap releases it). */
+const KEEP = 'trap - EXIT HUP PIPE TERM\nexit 0\n';
+const RELEASE = 'exit 0\n';
+
+/**
+ * One exec: the run lock first (its line streams back at once, so the upstreams need not wait
+ * for the proxy's facts), then the facts, then the checks if asked.
+ *
+ * apply (`converse`) also holds the lock safely across its decision, in the same exec. After the
+ * lock is taken, an EXIT trap releases it; the script prints AWAIT_MARKER and `sh -s` waits for
+ * more script on stdin. The run answers KEEP (the trap is removed: changes follow, the lock stays
+ * until the run's last exec, as before) or RELEASE (plain exit: the trap releases it). Why this
+ * is safe:
+ * - the lock is never released while this run may still change the host: changes only ever come
+ *   in later execs, after KEEP; RELEASE is sent only when the whole run changes nothing;
+ * - of two concurrent runs exactly one proceeds, as before: the lock is the same noclobber file,
+ *   taken proxy first, and held from before the facts are read until the run's decision;
+ * - a controller that dies, or loses the connection, before deciding closes the script's stdin
+ *   (sshd closes it with the channel): sh ends and the trap releases the lock. That run changed
+ *   nothing on the host, so nothing is left locked. (HUP, PIPE, TERM end the script the same way;
+ *   only a KILL, e.g. the exec's own timeout, leaves the lock, exactly as it did before.)
+ * - a held lock ends the script before any fact is read: nothing waits.
+ */
+export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: string): string {
+  const defs = factsDefinitions(req);
+  // in a subshell: the check script's `set -u` and background jobs stay its own
+  const checkPart = checks ? `(\n${checks}\n) </dev/null\n` : '';
+  if (!lock) return `${defs}dsrctl_facts </dev/null\n${checkPart}exit 0\n`;
+  const take = acquireLockScript(lock.info, lock.breakLock, lock.breakArmed);
+  if (!lock.converse) return `${defs}${take}\ndsrctl_facts </dev/null\n${checkPart}exit 0\n`;
+  return [
+    `${defs}${take}`,
+    'if [ "$lk" != acquired ]; then exit 0; fi',
+    // no output but the last line: after a lost connection a write could only end it sooner
+    `dsrctl_unlock() { ${releaseLockScript(lock.converse.runId)}; echo "@@dsrctl-lock released" 2>/dev/null; }`,
+    'trap dsrctl_unlock EXIT',
+    "trap 'exit 1' HUP PIPE TERM",
+    'dsrctl_facts </dev/null',
+    `${checkPart}echo "${AWAIT_MARKER}"`,
+    // nothing after the marker: sh reads its next command from stdin, i.e. the run's answer
+    '',
+  ].join('\n');
 }
 
 /** An SSH error that means the connection is gone (or hung): worth one reconnect. */
@@ -61,14 +127,73 @@ export async function connectHost(h: HostState): Promise<void> {
   h.session = await timed(`${h.target.name} connect`, () => (h.connect ?? sshConnector)(h.ssh, { share: true }));
 }
 
-/** One exec: the facts, and for changing commands the run lock in the same round trip. */
-export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lock?: LockRequest): Promise<HostFacts> {
-  const epilogue = lock ? acquireLockScript(lock.info, lock.breakLock, lock.breakArmed) : '';
-  const res = await timed(`${h.target.name} facts`, () => h.session!.exec(buildFactsScript(factsRequest(inv, pb, h.target), epilogue), { timeoutMs: 30_000 }));
-  if (res.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${res.code}): ${res.stderr.trim()}`);
-  if (lock) h.lock = parseLockOutput(res.stdout) ?? { state: 'held', holder: 'unknown (could not write the lock file; is the user root?)' };
-  h.facts = parseFacts(res.stdout);
+/**
+ * One exec (factsExecScript): for changing commands the run lock, the facts, and the checks when
+ * asked. Resolves once the facts are in: with `lock.converse` the exec then stays open (h.open).
+ * Undefined when apply's lock was held: nothing was read.
+ */
+export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lock?: LockRequest, opts: FactsExecOptions = {}): Promise<HostFacts | undefined> {
+  const script = factsExecScript(factsRequest(inv, pb, h.target), lock, opts.checks);
+  let streamed = '';
+  let lockSeen = false;
+  const onStdout = lock
+    ? (t: string) => {
+        if (lockSeen) return;
+        streamed += t;
+        const l = parseLockOutput(streamed.slice(0, streamed.lastIndexOf('\n') + 1));
+        if (!l) return;
+        lockSeen = true;
+        h.lock = l;
+        opts.onLock?.(l);
+      }
+    : undefined;
+  let answer: (text: string) => void = () => undefined;
+  const decided = new Promise<string>((r) => (answer = r));
+  let atMarker: (out: string) => void = () => undefined;
+  const waiting = new Promise<string>((r) => (atMarker = r));
+  const then = lock?.converse ? { marker: AWAIT_MARKER, timeoutMs: 20_000, next: (out: string) => (atMarker(out), decided) } : undefined;
+  const run = timed(`${h.target.name} facts`, () =>
+    h.session!.exec(script, { timeoutMs: 30_000 + (opts.checksTimeoutMs ?? 0), ...(onStdout ? { onStdout } : {}), ...(then ? { then } : {}) }),
+  );
+  run.catch(() => undefined); // when the facts are in early, whoever ends the exec sees its failure
+  const first = await Promise.race([run.then((r) => ({ r })), waiting.then((out) => ({ out }))]);
+  let stdout: string;
+  if ('r' in first) {
+    if (first.r.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${first.r.code}): ${first.r.stderr.trim()}`);
+    stdout = first.r.stdout;
+  } else {
+    stdout = first.out;
+    h.open = (keep) => {
+      h.open = undefined;
+      answer(keep ? KEEP : RELEASE);
+      return run;
+    };
+  }
+  if (lock) h.lock = parseLockOutput(stdout) ?? { state: 'held', holder: 'unknown (could not write the lock file; is the user root?)' };
+  if (lock?.converse && h.lock?.state !== 'acquired') return undefined;
+  h.facts = parseFacts(stdout);
+  if (opts.checks) h.checkOutput = stdout;
   return h.facts;
+}
+
+/**
+ * End apply's open facts execs: keep the locks (changes follow) or release them. Resolves to the
+ * hosts whose exec failed (their lock state is then unknown; a released lock is marked released).
+ */
+export async function endFactsExecs(hosts: HostState[], keep: boolean): Promise<Map<string, Error>> {
+  const failed = new Map<string, Error>();
+  await Promise.all(
+    hosts.map(async (h) => {
+      if (!h.open) return;
+      try {
+        const r = await h.open(keep);
+        if (!keep && r.stdout.includes('@@dsrctl-lock released')) h.lock = { state: 'released' };
+      } catch (e) {
+        failed.set(h.target.name, e as Error);
+      }
+    }),
+  );
+  return failed;
 }
 
 export function planFor(h: HostState, inv: Inventory, pb: Playbook): HostPlan {

@@ -24,8 +24,8 @@ export interface PlanResult {
 }
 
 /** Read every host and say what apply would change. Read-only: no lock, nothing written. */
-export async function plan(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector } = {}): Promise<PlanResult> {
-  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), true, undefined, false, opts.connect);
+export async function plan(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector; concurrency?: number } = {}): Promise<PlanResult> {
+  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), { plan: true, ...(opts.concurrency ? { concurrency: opts.concurrency } : {}), ...(opts.connect ? { connect: opts.connect } : {}) });
   try {
     // a run reverted by a host itself (dead-man's switch, boot-time revert) is news the plan gives too
     const plans = prep.hosts

@@ -21,6 +21,8 @@ export type RollbackOutcome = 'rolled-back' | 'nothing-to-undo' | 'rollback-fail
 
 export interface RollbackOptions {
   runner?: StepRunner;
+  /** hosts at work at once, connecting or running a command (default 64) */
+  concurrency?: number;
   /** how hosts are reached (default SSH) */
   connect?: Connector;
   /** take the lock of a dead run, even one whose switch is armed (its run is undone anyway) */
@@ -58,7 +60,11 @@ export async function rollback(inventoryFile: string, opts: RollbackOptions = {}
   const intr = opts.interruption;
   const lockRun = newRunId();
   intr?.busy('reading the hosts; nothing is changed yet');
-  const prep = await connectAndPlan(inventoryFile, runner, false, { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock, breakArmed: true }, false, opts.connect);
+  const prep = await connectAndPlan(inventoryFile, runner, {
+    lock: { info: lockInfo(lockRun, 'rollback'), breakLock: !!opts.breakLock, breakArmed: true },
+    ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+    ...(opts.connect ? { connect: opts.connect } : {}),
+  });
   const locked = () => prep.hosts.filter((h) => h.session && h.lock?.state === 'acquired');
   const errors = new Map(prep.errors);
   const read = new Map<string, PendingUndo[]>();

@@ -14,12 +14,13 @@ import { HostConnectionError } from '../ssh/errors.js';
 export type ScriptKind = 'facts' | 'apply' | 'finish' | 'checks' | 'rollback' | 'pending' | 'release' | 'other';
 
 export function classifyScript(script: string): ScriptKind {
+  // before the checks: apply's and verify's facts execs run the checks too
+  if (script.includes('dsrctl_facts() {')) return 'facts';
   if (script.includes('@@dsrctl-finished')) return 'finish';
   if (script.includes('@@dsrctl-applied')) return 'apply';
   if (script.includes('@@dsrctl-pending')) return 'pending';
   if (script.includes('@@dsrctl-nothing')) return 'rollback';
   if (script.includes('@@check ') || script.includes('@@probe')) return 'checks';
-  if (script.includes('sysctl_value() {')) return 'facts';
   if (/^if grep -q .* \/var\/lib\/dsrctl\/lock/.test(script.trim())) return 'release';
   return 'other';
 }
@@ -55,6 +56,28 @@ export function recordingConnector(base: Connector, into: Transcript): Connector
 }
 
 /**
+ * A recorded output told through ExecOptions as the host would: streamed, and for a conversation
+ * (`then`) up to the marker, then the caller's answer awaited. Its lock line after the answer
+ * follows the answer as the host's exit trap would: released unless the answer keeps the lock.
+ */
+async function converse(stdout: string, o: ExecOptions, ended: (kept: boolean) => void): Promise<string> {
+  const at = o.then ? stdout.indexOf(`${o.then.marker}\n`) : -1;
+  if (!o.then || at < 0) {
+    o.onStdout?.(stdout);
+    return stdout;
+  }
+  const head = stdout.slice(0, at + o.then.marker.length + 1);
+  o.onStdout?.(head);
+  const answer = await o.then.next(head).catch(() => 'exit 0\n');
+  const rest = stdout.slice(head.length).replace(/^@@dsrctl-lock released\n/m, '');
+  const kept = answer.includes('trap - EXIT');
+  ended(kept);
+  const tail = kept ? rest : `${rest}@@dsrctl-lock released\n`;
+  o.onStdout?.(tail);
+  return head + tail;
+}
+
+/**
  * A change to one answer of a replay: return the entry to answer with (or an Error to throw, as
  * a lost connection would), or undefined to keep the recorded one.
  */
@@ -63,6 +86,8 @@ export type Scenario = (host: string, kind: ScriptKind, recorded: TranscriptEntr
 /** What a replayed run asked, in order: host and kind of every exec. */
 export interface ReplayLog {
   execs: { host: string; kind: ScriptKind }[];
+  /** conversations (ExecOptions.then) as the run ended them: keeping the lock, or not */
+  ended?: { host: string; kept: boolean }[];
 }
 
 /**
@@ -81,7 +106,7 @@ export function replayConnector(transcript: Transcript, opts: { scenario?: Scena
       get execCount() {
         return count;
       },
-      async exec(script: string): Promise<ExecResult> {
+      async exec(script: string, o: ExecOptions = {}): Promise<ExecResult> {
         count++;
         const kind = classifyScript(script);
         opts.log?.execs.push({ host: target.name, kind });
@@ -94,7 +119,7 @@ export function replayConnector(transcript: Transcript, opts: { scenario?: Scena
         const answer = opts.scenario?.(target.name, kind, recorded, script) ?? recorded;
         if (answer instanceof Error) throw answer;
         if (!answer) throw new Error(`no recorded ${kind} exec for ${target.name}`);
-        return { code: answer.code, stdout: answer.stdout, stderr: answer.stderr };
+        return { code: answer.code, stdout: await converse(answer.stdout, o, (kept) => opts.log?.ended?.push({ host: target.name, kept })), stderr: answer.stderr };
       },
       async close() {},
     };

@@ -28,12 +28,22 @@ function notApplied(prep: Prepared, file: string): string[] {
   return notAppliedLines(prep.inv.mode, file, hosts);
 }
 
-/** Run the checks on connected hosts and the probe host (connected by connectAndPlan). */
-export async function verifyHosts(prep: Prepared, epilogues?: Map<string, string>): Promise<CheckResult[]> {
+/**
+ * Run the checks on connected hosts and the probe host (connected by connectAndPlan). `already`:
+ * take the results of checks that ran in the facts execs (and the probe's, run when it connected)
+ * instead of running them again; a host whose checks did not run there runs them now.
+ */
+export async function verifyHosts(prep: Prepared, epilogues?: Map<string, string>, already = false): Promise<CheckResult[]> {
   const sessions = new Map<string, HostSession>();
   for (const h of prep.hosts) if (h.session) sessions.set(h.target.name, h.session);
   if (prep.probe) sessions.set('probe', prep.probe);
-  const results = await runChecks(prep.inv, sessions, epilogues);
+  const ran = new Map<string, string>();
+  if (already) {
+    for (const h of prep.hosts) if (h.checkOutput !== undefined) ran.set(h.target.name, h.checkOutput);
+    const probe = await prep.probeChecks?.catch(() => undefined);
+    if (probe !== undefined) ran.set('probe', probe);
+  }
+  const results = await runChecks(prep.inv, sessions, epilogues, ran);
   const probeError = prep.errors.get('probe');
   return probeError ? results.map((r) => (r.host === 'probe' ? { ...r, detail: `cannot reach the probe host: ${probeError.message}` } : r)) : results;
 }
@@ -53,10 +63,15 @@ export interface VerifyResult {
 }
 
 /** The guide's checks, read-only: pings, each upstream's service, the probe through the proxy. */
-export async function verify(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector } = {}): Promise<VerifyResult> {
-  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), false, undefined, true, opts.connect);
+export async function verify(inventoryFile: string, opts: { runner?: StepRunner; connect?: Connector; concurrency?: number } = {}): Promise<VerifyResult> {
+  const prep = await connectAndPlan(inventoryFile, opts.runner ?? eventRunner(), {
+    probe: true,
+    checks: true,
+    ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+    ...(opts.connect ? { connect: opts.connect } : {}),
+  });
   try {
-    const checks = await verifyHosts(prep);
+    const checks = await verifyHosts(prep, undefined, true);
     const errors = new Map([...prep.errors].filter(([host]) => host !== 'probe'));
     const reverted = revertNotes(prep.hosts);
     const ok = checks.every((c) => c.ok) && errors.size === 0 && reverted.length === 0;

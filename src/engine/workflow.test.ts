@@ -30,7 +30,7 @@ beforeAll(() => {
 });
 
 async function replay(t: Transcript, scenario?: Scenario, unreachable: string[] = []) {
-  const log: ReplayLog = { execs: [] };
+  const log: ReplayLog = { execs: [], ended: [] };
   const r = await apply(inventory, { connect: replayConnector(t, { scenario, unreachable, log }) });
   const of = (kind: string) => log.execs.filter((e) => e.kind === kind).map((e) => e.host);
   return { r, log, of };
@@ -48,10 +48,35 @@ describe('apply, replayed from the lab', () => {
     expect(of('rollback')).toEqual([]);
   });
 
-  it('a second run with nothing to change: two execs per host (facts with the lock, checks releasing it)', async () => {
+  it('a second run with nothing to change: one exec per host (lock, facts, checks; the lock released as it ends)', async () => {
     const { r, log } = await replay(runs['apply-again']);
     expect([r.exitCode, r.result]).toEqual([0, 'no-changes']);
-    for (const h of ['proxy', 'dev1', 'dev2', 'dev3', 'dev4']) expect(log.execs.filter((e) => e.host === h).map((e) => e.kind)).toEqual(['facts', 'checks']);
+    for (const h of ['proxy', 'dev1', 'dev2', 'dev3', 'dev4', 'probe']) expect(log.execs.filter((e) => e.host === h).map((e) => e.kind)).toEqual([h === 'probe' ? 'checks' : 'facts']);
+    expect(log.ended!.map((e) => `${e.host} ${e.kept}`).sort()).toEqual(['dev1 false', 'dev2 false', 'dev3 false', 'dev4 false', 'proxy false']);
+    expect(r.checks.length).toBeGreaterThan(10);
+    expect(r.checks.every((c) => c.ok)).toBe(true);
+    expect(r.hosts.map((h) => h.execs)).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it('a run with changes keeps every lock as its facts execs end, and the speculative checks do not count: they run again after the apply', async () => {
+    const { r, log, of } = await replay(runs.apply);
+    expect([r.exitCode, r.result]).toEqual([0, 'applied']);
+    expect(log.ended!.every((e) => e.kept)).toBe(true);
+    expect(log.ended).toHaveLength(5);
+    const kinds = log.execs.map((e) => `${e.host} ${e.kind}`);
+    expect(kinds.lastIndexOf('proxy checks')).toBeGreaterThan(kinds.lastIndexOf('dev1 apply'));
+    expect(of('checks').filter((h) => h === 'probe')).toHaveLength(2);
+  });
+
+  it('checks that fail in a no-op run fail it, with nothing to roll back and every lock released', async () => {
+    const { r, log, of } = await replay(runs['apply-again'], (host, kind, rec) =>
+      host === 'dev3' && kind === 'facts' && rec ? { ...rec, stdout: rec.stdout.replace(/^@@check (ping-dev3-gw) ok .*$/m, '@@check $1 fail no reply within 1s (twice)') } : undefined,
+    );
+    expect([r.exitCode, r.result]).toEqual([1, 'failed']);
+    expect(r.failure).toMatch(/verification failed: dev3 reaches its gateway/);
+    expect(log.ended!.every((e) => !e.kept)).toBe(true);
+    expect(of('release')).toEqual([]);
+    expect(of('rollback')).toEqual([]);
   });
 
   it("the proxy's script fails: no upstream is touched, the proxy rolled itself back, exit 1", async () => {
@@ -131,11 +156,13 @@ describe('apply, replayed from the lab', () => {
   });
 
   it('an upstream unreachable at the start: nothing is applied anywhere, the locks taken are released, exit 1', async () => {
-    const { r, of } = await replay(runs.apply, undefined, ['dev2']);
+    const { r, of, log } = await replay(runs.apply, undefined, ['dev2']);
     expect([r.exitCode, r.result]).toEqual([1, 'failed']);
     expect(r.message).toBe('Nothing was changed on any host.');
     expect(of('apply')).toEqual([]);
-    expect(of('release').sort()).toEqual(['dev1', 'dev3', 'dev4', 'proxy']);
+    // released as their facts execs end: no exec of their own
+    expect(log.ended!.map((e) => `${e.host} ${e.kept}`).sort()).toEqual(['dev1 false', 'dev3 false', 'dev4 false', 'proxy false']);
+    expect(of('release')).toEqual([]);
   });
 });
 

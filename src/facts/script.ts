@@ -106,6 +106,14 @@ export function factsParts(req: FactsRequest): { section: (typeof FACT_SECTIONS)
  * `epilogue`: more shell run after the facts in the same exec (the run lock), its output after `done`.
  */
 export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
+  return `${factsDefinitions(req)}dsrctl_facts </dev/null\n${epilogue ? `${epilogue}\n` : ''}exit 0\n`;
+}
+
+/**
+ * The facts script's definitions: the helpers and the function `dsrctl_facts`, which prints
+ * every section. Call it with stdin from /dev/null (see buildFactsScript).
+ */
+export function factsDefinitions(req: FactsRequest): string {
   const parts = factsParts(req);
   const helpers = [...parts.map((p) => p.section.helpers ?? ''), parts.some((p) => p.when) ? leftHelper() : ''].join('');
   const body: string[] = [
@@ -115,5 +123,5 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
   ];
   // Everything runs inside one function called with stdin from /dev/null: the shell reads the whole
   // definition before running anything, and no command can eat the rest of the script from `sh -s`.
-  return `${PRELUDE}${helpers}dsrctl_facts() {\n${body.join('\n')}\n}\ndsrctl_facts </dev/null\n${epilogue ? `${epilogue}\n` : ''}exit 0\n`;
+  return `${PRELUDE}${helpers}dsrctl_facts() {\n${body.join('\n')}\n}\n`;
 }

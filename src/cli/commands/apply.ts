@@ -21,6 +21,7 @@ export async function applyCommand(file: string, opts: GlobalOptions): Promise<n
   let r: ApplyResult;
   try {
     r = await apply(file, {
+      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
       runner: listrRunner(opts),
       breakLock: !!opts.breakLock,
       interruption: intr,

@@ -29,6 +29,7 @@ export async function doctorCommand(file: string, opts: DoctorOptions): Promise<
   const seconds = captureSeconds(opts.capture);
   const say = (s: string) => (opts.json ? printErr(s) : print(s));
   const r = await doctor(file, {
+      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
     runner: listrRunner(opts),
     onFindings: (findings, hostOrder) => {
       if (!opts.json) printFindings(findings, hostOrder, opts);

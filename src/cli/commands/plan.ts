@@ -12,7 +12,7 @@ export interface PlanOptions extends GlobalOptions {
 }
 
 export async function planCommand(file: string, opts: PlanOptions): Promise<number> {
-  const r = await plan(file, { runner: listrRunner(opts) });
+  const r = await plan(file, { runner: listrRunner(opts), ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) });
   const report = planReport(r, !!opts.detailedExitcode);
   const code = report.exitCode;
   if (opts.json) {

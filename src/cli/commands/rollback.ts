@@ -46,6 +46,7 @@ export async function rollbackCommand(file: string, opts: GlobalOptions): Promis
   let r: RollbackResult;
   try {
     r = await rollback(file, {
+      ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
       runner: listrRunner(opts),
       breakLock: !!opts.breakLock,
       interruption: intr,

@@ -7,7 +7,7 @@ import { writeReport } from '../report.js';
 import { verifyReport } from '../../report/documents.js';
 
 export async function verifyCommand(file: string, opts: GlobalOptions): Promise<number> {
-  const r = await verify(file, { runner: listrRunner(opts) });
+  const r = await verify(file, { runner: listrRunner(opts), ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) });
   if (opts.json) writeReport(verifyReport(r));
   else if (!opts.quiet) {
     for (const line of r.reverted) print(red(`  REVERTED ${line}`));
