@@ -10,8 +10,8 @@ import { labUp, labDown, run, settledSnapshotAll, upstreamNames, locks, curlSour
 import { show, expectSnapshots } from './expect.js';
 import { CLIENT_IP } from './net.js';
 
-/** SSH exec requests per host (--json hosts[].execs): a no-op apply, and an apply that changes every host. */
-const NOOP_EXEC_BUDGET = 2;
+/** SSH exec requests per host (--json hosts[].execs): a no-op apply (lock, facts and checks in one exec), and an apply that changes every host. */
+const NOOP_EXEC_BUDGET = 1;
 const APPLY_EXEC_BUDGET = 4;
 /** Each case runs several CLI runs of up to 31 hosts: generous for a loaded machine, still catching a hang. */
 const CASE_MS = 900_000;
