@@ -203,6 +203,9 @@ describe('unit files', () => {
       ].join('\n'),
     );
     expect(renderPersistUnit(null)).not.toContain('PartOf');
+    // nftables.service flushes the whole ruleset on stop and restart: the restore follows it
+    expect(renderPersistUnit('systemd-networkd', { nftables: true })).toContain('After=network-online.target dsrctl-boot-revert.service systemd-networkd.service nftables.service\nBefore=nginx.service\nPartOf=systemd-networkd.service nftables.service\n');
+    expect(renderPersistUnit(null, { nftables: true })).toContain('PartOf=nftables.service\n');
   });
   it('the boot-time revert: early, before the network and nginx, runs rollback.sh --boot', () => {
     const u = renderBootRevertUnit();

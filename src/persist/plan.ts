@@ -141,7 +141,9 @@ export function planPersistence(inv: Inventory, target: HostTarget, facts: HostF
   const restore = enabled && items.length > 0;
   const manager = activeManager(facts);
   const script = fileTo(ctx, hostFile(PERSIST_SCRIPT), restore ? asBytes(renderStateScript(target.name, items)) : null, (v) => `${v} ${PERSIST_SCRIPT}: restores ${restore ? `${items.length} item(s) at boot` : 'nothing (no longer wanted)'}`);
-  const unit = fileTo(ctx, hostFile(unitPath(PERSIST_UNIT)), restore ? asBytes(renderPersistUnit(manager)) : null, (v) => `${v} ${unitPath(PERSIST_UNIT)}: runs ${PERSIST_SCRIPT} at boot before nginx${manager ? ` and when ${manager}.service restarts` : ''}`);
+  const nftables = facts.netmgr?.nftables === 'active';
+  const restarts = [...(manager ? [`${manager}.service`] : []), ...(nftables ? ['nftables.service'] : [])];
+  const unit = fileTo(ctx, hostFile(unitPath(PERSIST_UNIT)), restore ? asBytes(renderPersistUnit(manager, { nftables })) : null, (v) => `${v} ${unitPath(PERSIST_UNIT)}: runs ${PERSIST_SCRIPT} at boot before nginx${restarts.length ? ` and when ${restarts.join(' or ')} restarts` : ''}`);
   const link = linkTo(ctx, facts, PERSIST_TARGET, PERSIST_UNIT, restore);
   if (enabled) {
     // the undo of what this run enables is in place before anything else changes; when persistence goes away, the revert goes last
@@ -151,7 +153,7 @@ export function planPersistence(inv: Inventory, target: HostTarget, facts: HostF
   if (enabled) {
     out.notes.push(
       restore
-        ? `persistence: systemd${manager ? `, ${manager}` : ''}: ${PERSIST_SCRIPT} restores at boot (dsrctl-persist.service, before nginx.service${manager ? `, again when ${manager}.service restarts` : ''}): ${what(items)}; an unconfirmed run is reverted at boot (dsrctl-boot-revert.service)`
+        ? `persistence: systemd${manager ? `, ${manager}` : ''}: ${PERSIST_SCRIPT} restores at boot (dsrctl-persist.service, before nginx.service${restarts.length ? `, again when ${restarts.join(' or ')} restarts` : ''}): ${what(items)}; an unconfirmed run is reverted at boot (dsrctl-boot-revert.service)`
         : `persistence: systemd: no kernel state to restore on this host; an unconfirmed run is reverted at boot (dsrctl-boot-revert.service)`,
     );
   }

@@ -27,6 +27,8 @@ export interface NetmgrFacts {
     systemdVersion: number;
     /** `systemctl is-active` of each manager's unit: "active", "inactive", "failed", ... */
     units: Record<NetworkManagerUnit, string>;
+    /** `systemctl is-active nftables.service`: its stop runs `nft flush ruleset` (every table, iptables-nft's too); "" when not read */
+    nftables?: string;
     /** links networkd knows (from /run/systemd/netif/links) */
     networkd: NetworkdLink[];
     /** the .network files (and drop-ins) those links name, as read */
@@ -49,6 +51,7 @@ export const netmgr: FactSection<NetmgrFacts> = {
     '    b netmgr',
     "    printf 'systemd=%s\\n' \"$(systemctl --version 2>/dev/null | sed -n '1s/^systemd \\([0-9]*\\).*/\\1/p')\"",
     ...NETWORK_MANAGERS.map((u) => `    printf 'unit-${u.toLowerCase()}=%s\\n' "$(systemctl is-active ${u}.service 2>/dev/null)"`),
+    "    printf 'unit-nftables=%s\\n' \"$(systemctl is-active nftables.service 2>/dev/null)\"",
     '    e netmgr 0',
     '    for _l in /sys/class/net/*; do',
     '      _i=$(cat "$_l/ifindex" 2>/dev/null) || continue',
@@ -85,7 +88,7 @@ export const netmgr: FactSection<NetmgrFacts> = {
       const f = parseFileSection(s.body, 'networkd-file');
       files[f.path] = f;
     }
-    return { netmgr: { systemdVersion: Number(kv.get('systemd') || 0), units, networkd, files } };
+    return { netmgr: { systemdVersion: Number(kv.get('systemd') || 0), units, nftables: kv.get('unit-nftables') ?? '', networkd, files } };
   },
 };
 
