@@ -12,7 +12,7 @@ import { checkLocalFiles } from '../ssh/local-files.js';
 import type { HostSession } from '../ssh/types.js';
 import type { StepRunner } from './steps.js';
 import { limitedConnector, Slots, DEFAULT_CONCURRENCY } from './limit.js';
-import { checksTimeoutMs, hostCheckScript } from '../verify/run.js';
+import { checksTimeoutMs, hostCheckScripts } from '../verify/run.js';
 import { timed } from '../util/debug.js';
 
 /**
@@ -75,7 +75,8 @@ export async function connectAndPlan(file: string, runner: StepRunner, opts: Pre
   const pt = opts.probe ? probeTarget(inv) : undefined;
   let probe: HostSession | undefined;
   let probeChecks: Promise<string> | undefined;
-  const probeScript = opts.checks ? hostCheckScript(inv, 'probe') : '';
+  const checkScript = opts.checks ? hostCheckScripts(inv) : () => '';
+  const probeScript = checkScript('probe');
   // the probe connects while the hosts read facts: its handshake costs no extra time
   const probeTask = pt
     ? [
@@ -105,7 +106,7 @@ export async function connectAndPlan(file: string, runner: StepRunner, opts: Pre
   const proxyGate = new Promise<void>((resolve) => (proxyDone = resolve));
   const proxyState = () => hosts.find((x) => x.target.role === 'proxy');
   const factsOpts = (h: HostState) => {
-    const checks = opts.checks ? hostCheckScript(inv, h.target.name) : '';
+    const checks = checkScript(h.target.name);
     return {
       ...(checks ? { checks, checksTimeoutMs: checksTimeoutMs(inv) } : {}),
       // a lock left by a dead run of this machine is taken over below before the upstreams go

@@ -17,10 +17,13 @@ export function checksTimeoutMs(inv: Inventory): number {
   return (inv.verify.timeout_seconds * 2 + 5) * 1000 + ((inv.verify.probe?.requests ?? 0) + inv.upstreams.length + 1) * (inv.verify.timeout_seconds + 2) * 1000;
 }
 
-/** One host's check script ("" when it has none). */
-export function hostCheckScript(inv: Inventory, host: string): string {
-  const checks = hostChecks(inv).byHost.get(host);
-  return checks?.length ? renderCheckScript(checks, inv) : '';
+/** Each host's check script ("" for a host without checks): the checks planned once for every host. */
+export function hostCheckScripts(inv: Inventory): (host: string) => string {
+  const { byHost } = hostChecks(inv);
+  return (host) => {
+    const checks = byHost.get(host);
+    return checks?.length ? renderCheckScript(checks, inv) : '';
+  };
 }
 
 /**
