@@ -58,6 +58,15 @@ describe('apply, replayed from the lab', () => {
     expect(r.hosts.map((h) => h.execs)).toEqual([1, 1, 1, 1, 1]);
   });
 
+  it('one host at work at a time (--concurrency 1): the no-op and the apply still finish, each facts exec waiting for the decision without its turn', async () => {
+    for (const [t, result] of [[runs['apply-again'], 'no-changes'], [runs.apply, 'applied']] as const) {
+      const log: ReplayLog = { execs: [], ended: [] };
+      const r = await apply(inventory, { connect: replayConnector(t, { log }), concurrency: 1 });
+      expect([r.exitCode, r.result]).toEqual([0, result]);
+      expect(log.ended).toHaveLength(5);
+    }
+  });
+
   it('a run with changes keeps every lock as its facts execs end, and the speculative checks do not count: they run again after the apply', async () => {
     const { r, log, of } = await replay(runs.apply);
     expect([r.exitCode, r.result]).toEqual([0, 'applied']);
