@@ -152,11 +152,11 @@ export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lo
   let atMarker: (out: string) => void = () => undefined;
   const waiting = new Promise<string>((r) => (atMarker = r));
   const then = lock?.converse ? { marker: AWAIT_MARKER, timeoutMs: 20_000, next: (out: string) => (atMarker(out), decided) } : undefined;
-  const run = timed(`${h.target.name} facts`, () =>
+  const run = timed(`${h.target.name} facts exec${then ? ' (until the run decided)' : ''}`, () =>
     h.session!.exec(script, { timeoutMs: 30_000 + (opts.checksTimeoutMs ?? 0), ...(onStdout ? { onStdout } : {}), ...(then ? { then } : {}) }),
   );
   run.catch(() => undefined); // when the facts are in early, whoever ends the exec sees its failure
-  const first = await Promise.race([run.then((r) => ({ r })), waiting.then((out) => ({ out }))]);
+  const first = await timed(`${h.target.name} facts`, () => Promise.race([run.then((r) => ({ r })), waiting.then((out) => ({ out }))]));
   let stdout: string;
   if ('r' in first) {
     if (first.r.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${first.r.code}): ${first.r.stderr.trim()}`);
