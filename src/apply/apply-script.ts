@@ -63,6 +63,8 @@ export function renderApplyScript(plan: HostPlan, runId: string, opts: { switchS
     `echo applying > "$run/status" || { echo "@@dsrctl-failed cannot write the journal (disk full?)"; exit 1; }`,
     // a rollback from another connection waits for this script while it runs
     `echo $$ > "$run/pid"`,
+    // the boot this run's runtime changes live in (rollback.sh: after a reboot that restored nothing, only files are undone)
+    `cat /proc/sys/kernel/random/boot_id > "$run/boot" 2>/dev/null`,
     `printf '%s\\n' ${q(`run=${runId} host=${plan.host}`)} > "$run/meta"`,
     `echo ${q(runId)} > ${q(LAST_RUN)}`,
     // a revert by an earlier switch was reported by the facts of this run

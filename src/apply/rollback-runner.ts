@@ -2,6 +2,7 @@ import { HANDLER_FUNCTIONS, HANDLER_CALL, SYSTEMD_UNITS_HANDLER } from './render
 import { LOCK_FILE } from './lock.js';
 import { LAST_RUN, STATE_DIR } from './paths.js';
 import { REVERTED_FILE } from './switch.js';
+import { PERSIST_SCRIPT } from '../persist/paths.js';
 import { REMOTE_PATH } from '../util/remote-env.js';
 
 /**
@@ -78,6 +79,8 @@ if [ "$1" = --all ]; then
   done
   [ -n "$active" ] || { echo "@@dsrctl-nothing no run to undo on this host"; exit 0; }
   rc=0; deferred="$runs/.handlers"; : > "$deferred"
+  # whether the kernel state was restored at boot is decided once, before any run's undo removes persist.sh
+  DSRCTL_RESTORED_AT_BOOT=$([ -f ${PERSIST_SCRIPT} ] && echo 1 || echo 0); export DSRCTL_RESTORED_AT_BOOT
   for r in $active; do
     for idf in "$runs/$r"/changes/*.id; do
       [ -f "$idf" ] || continue
@@ -118,9 +121,19 @@ if [ "$status" = rollback-failed ]; then
     for h in $(cat "$nf"); do case " $handlers " in *" $h "*) ;; *) handlers="$handlers $h" ;; esac; done
   done
 fi
+# a run of an earlier boot, on a host where nothing restored its kernel state at boot (no
+# persist.sh: no systemd, or persist: false): its runtime changes went with the reboot, and their
+# undo would fail (a rule or route that is not there). Only what is on disk is put back: NNN.boot.
+gone=0
+if [ -s "$run/boot" ] && [ "$(cat "$run/boot")" != "$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)" ] && [ "\${DSRCTL_RESTORED_AT_BOOT:-$([ -f ${PERSIST_SCRIPT} ] && echo 1 || echo 0)}" = 0 ]; then gone=1; fi
 for undo in $(ls -r "$run"/changes/*.undo 2>/dev/null); do
   n=\${undo%.undo}; state=$(cat "$n.state" 2>/dev/null)
   summary=$(cat "$n.summary" 2>/dev/null)
+  if [ $gone = 1 ]; then
+    case "$state" in done|pending) ;; *) continue ;; esac
+    if [ -f "$n.boot" ]; then undo=$n.boot
+    else echo undone > "$n.state"; echo "@@dsrctl-undone (gone with the reboot) $summary"; continue; fi
+  fi
   case "$state" in
     done)
       if sh "$undo" >"$n.undo.log" 2>&1; then echo undone > "$n.state"; echo "@@dsrctl-undone $summary"
