@@ -118,12 +118,25 @@ export function describeVerification(inv: Inventory): string[] {
 const ok = (id: string, detail: string) => `echo ${quote([`@@check ${id} ok ${detail}`])}`;
 const fail = (id: string, detail: string) => `echo ${quote([`@@check ${id} fail ${detail}`])}`;
 
+/**
+ * raw ID: "$out" as one `@@raw ID BASE64` line (renderServiceProbe). base64 -w0 where it exists:
+ * one process less per check than `base64 | tr -d '\n'`, which the proxy runs twice per upstream.
+ */
+const RAW_HELPER = String.raw`if base64 -w0 </dev/null >/dev/null 2>&1; then
+  raw() { printf '@@raw %s %s
+' "$1" "$(printf '%s' "$out" | base64 -w0)"; }
+else
+  raw() { printf '@@raw %s %s
+' "$1" "$(printf '%s' "$out" | base64 | tr -d '
+')"; }
+fi`;
+
 /** One script per host: its checks in parallel, one `@@check ID ok|fail DETAIL` or `@@raw ID BASE64` line each. */
 export function renderCheckScript(checks: Check[], inv: Inventory, nonce = randomBytes(8).toString('hex')): string {
   const t = inv.verify.timeout_seconds;
   const w = Math.max(1, Math.ceil(t));
   const probe = inv.verify.probe;
-  const lines = ['#!/bin/sh', 'set -u'];
+  const lines = ['#!/bin/sh', 'set -u', RAW_HELPER];
   for (const c of checks) {
     const [ip = '', portText = ''] = c.target.split(':');
     const port = Number(portText);

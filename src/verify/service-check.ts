@@ -74,10 +74,11 @@ export function serviceProbeCommand(kind: Exclude<ServiceCheckKind, 'none'>, ip:
 
 /**
  * Shell for one check against ip:port: runs the tool and prints `@@raw ID BASE64` with everything
- * the tool said (judged by the pure functions below, not by shell patterns).
+ * the tool said (judged by the pure functions below, not by shell patterns). For check scripts:
+ * `raw` is defined at their top (renderCheckScript).
  */
 export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
-  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); printf '@@raw %s %s\\n' ${quote([id])} "$(printf '%s' "$out" | base64 | tr -d '\\n')"`;
+  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); raw ${quote([id])}`;
 }
 
 /**
