@@ -70,13 +70,17 @@ const RELEASE = 'exit 0\n';
  * until the run's last exec, as before) or RELEASE (plain exit: the trap releases it). Why this
  * is safe:
  * - the lock is never released while this run may still change the host: changes only ever come
- *   in later execs, after KEEP; RELEASE is sent only when the whole run changes nothing;
+ *   in later execs, after KEEP; RELEASE is sent only when the whole run will change nothing (a
+ *   no-op, or a run that stops before its first change);
  * - of two concurrent runs exactly one proceeds, as before: the lock is the same noclobber file,
  *   taken proxy first, and held from before the facts are read until the run's decision;
  * - a controller that dies, or loses the connection, before deciding closes the script's stdin
  *   (sshd closes it with the channel): sh ends and the trap releases the lock. That run changed
  *   nothing on the host, so nothing is left locked. (HUP, PIPE, TERM end the script the same way;
  *   only a KILL, e.g. the exec's own timeout, leaves the lock, exactly as it did before.)
+ *   A controller cut off without a FIN keeps the lock until sshd drops the connection (its
+ *   ClientAlive or TCP keepalive): no timer on the host may release it sooner, since the run may
+ *   still be deciding and would then apply unlocked.
  * - a held lock ends the script before any fact is read: nothing waits.
  */
 export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: string): string {
