@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { quote } from 'shell-quote';
@@ -70,6 +70,7 @@ function inNamespace(body: string[]): { out: string; code: number } {
   ].join('\n');
   writeFileSync(join(dir, 't.sh'), script);
   const res = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', join(dir, 't.sh')], { encoding: 'utf8', timeout: 60_000 });
+  rmSync(dir, { recursive: true, force: true });
   return { out: res.stdout + res.stderr, code: res.status ?? -1 };
 }
 
