@@ -5,6 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { LAB_ENV, ROOT } from './harness.js';
 
 export const SYSLAB = join(ROOT, 'test/lab/systemd-lab.sh');
@@ -51,6 +53,13 @@ export function reboot(...hosts: SysHost[]): Record<string, number> {
 
 export function boots(host: SysHost): number {
   return Number(sysLab(['boots', host]).stdout.trim());
+}
+
+/** A copy of this lab's inventory with a change, written to a temp file. */
+export function sysInventoryVariant(edit: (yaml: string) => string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'dsrctl-inv-')), 'inventory.yaml');
+  writeFileSync(file, edit(readFileSync(SYS_INVENTORY, 'utf8')));
+  return file;
 }
 
 /** A host's normalised network state (test/lab/net-snapshot.sh). */
