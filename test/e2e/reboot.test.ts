@@ -64,6 +64,21 @@ function guideChecks(m: Mode, what: string): void {
 }
 
 /**
+ * DSR's health checker on the proxy (test/e2e/health.test.ts) marks an upstream down while its
+ * check fails, and a down mark outlives a restart: when every host reboots at once, a round that
+ * ran while an upstream was still booting leaves it down until its next passed check (every 5 s).
+ * That is the checker working, so the guide's checks wait for it (bounded) instead of racing it.
+ */
+async function healthSettled(m: Mode, what: string): Promise<void> {
+  if (!m.mode.startsWith('dsr-')) return;
+  const t0 = Date.now();
+  const down = () => sysExec('proxy', "grep -c ' down;' /etc/nginx/dsrctl-health.servers || true").stdout.trim();
+  const ok = await waitUntil(() => down() === '0', 30_000);
+  expect(ok, `${what}: the health checker still has an upstream down after 30 s:\n${sysExec('proxy', 'cat /etc/nginx/dsrctl-health.servers').stdout}`).toBe(true);
+  if (Date.now() - t0 > 1000) console.log(`${m.name}, ${what}: the health checker had an upstream down for ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/**
  * Every file dsrctl may leave on a host's disk that outlives a reboot (systemd units and drop-ins,
  * networkd files, sysctl.d, firewall save files, nginx, dsrctl's own boot scripts), with mode,
  * owner, size and content hash (symlinks: their target). /var/lib/dsrctl's run journals are not
@@ -126,6 +141,7 @@ for (const m of MODES) {
       for (const h of SYS_HOSTS) expect(t[h], `${h}: seconds from boot start to serving`).toBeLessThan(60);
       console.log(`${m.name}: boot start to serving (nginx accepting, dsrctl's state restored before it): ${SYS_HOSTS.map((h) => `${h} ${t[h]} s`).join(', ')}`);
       expectSame(applied, netSnapshots(), 'after the reboot');
+      await healthSettled(m, 'after the reboot');
       guideChecks(m, 'after the reboot');
       // and dsrctl, run now, agrees: nothing drifted
       const v = await run(['verify'], SYS_INVENTORY);
