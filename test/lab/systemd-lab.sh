@@ -31,12 +31,14 @@
 # container again when systemd-nspawn exits with 133 (the container rebooted).
 #
 # Environment: as lab.sh (DSR_LAB_PREFIX default sd, DSR_LAB_DIR, DSR_LAB_MODE, DSR_LAB_PROTOCOL,
-# DSR_LAB_INVENTORY default <lab-dir>/lab.yaml, DSR_LAB_MGMT_OCTET, DSR_LAB_DNS);
+# DSR_LAB_INVENTORY default <lab-dir>/lab.yaml, DSR_LAB_MGMT_OCTET default 1, DSR_LAB_DNS);
 # DSR_LAB_BOOT_TIMEOUT seconds a host may take to boot (default 90).
 set -euo pipefail
 
 sd_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export DSR_LAB_PREFIX=${DSR_LAB_PREFIX:-sd}
+# its own management net by default (10.211.1.0/24), so it runs beside lab.sh's default lab (10.211.0.0/24)
+export DSR_LAB_MGMT_OCTET=${DSR_LAB_MGMT_OCTET:-1}
 export DSR_LAB_UPSTREAMS=2
 : "${DSR_LAB_INVENTORY:=${DSR_LAB_DIR:-/var/lib/dsrctl-lab/$DSR_LAB_PREFIX}/lab.yaml}"
 export DSR_LAB_INVENTORY
