@@ -123,12 +123,9 @@ const fail = (id: string, detail: string) => `echo ${quote([`@@check ${id} fail 
  * one process less per check than `base64 | tr -d '\n'`, which the proxy runs twice per upstream.
  */
 const RAW_HELPER = String.raw`if base64 -w0 </dev/null >/dev/null 2>&1; then
-  raw() { printf '@@raw %s %s
-' "$1" "$(printf '%s' "$out" | base64 -w0)"; }
+  raw() { printf '@@raw %s %s\n' "$1" "$(printf '%s' "$out" | base64 -w0)"; }
 else
-  raw() { printf '@@raw %s %s
-' "$1" "$(printf '%s' "$out" | base64 | tr -d '
-')"; }
+  raw() { printf '@@raw %s %s\n' "$1" "$(printf '%s' "$out" | base64 | tr -d '\n')"; }
 fi`;
 
 /** One script per host: its checks in parallel, one `@@check ID ok|fail DETAIL` or `@@raw ID BASE64` line each. */
@@ -137,6 +134,9 @@ export function renderCheckScript(checks: Check[], inv: Inventory, nonce = rando
   const w = Math.max(1, Math.ceil(t));
   const probe = inv.verify.probe;
   const lines = ['#!/bin/sh', 'set -u', RAW_HELPER];
+  // HTTP probes keep their answers in one private directory of the script's (checkHttpCommand)
+  let files = 0;
+  const file = (kind: string) => (kind === 'http' ? `"$ck"/${++files}` : undefined);
   for (const c of checks) {
     const [ip = '', portText = ''] = c.target.split(':');
     const port = Number(portText);
@@ -149,7 +149,7 @@ export function renderCheckScript(checks: Check[], inv: Inventory, nonce = rando
       case 'service-http':
       case 'service-dns':
       case 'service-tcp':
-        lines.push(`( ${renderServiceProbe(c.id, c.kind.slice(8) as 'http' | 'dns' | 'tcp', ip, port, inv)} ) &`);
+        lines.push(`( ${renderServiceProbe(c.id, c.kind.slice(8) as 'http' | 'dns' | 'tcp', ip, port, inv, '/', file(c.kind.slice(8)))} ) &`);
         break;
       case 'path-dns':
         lines.push(`( ${renderServiceProbe(c.id, 'dns', ip, port, inv)} ) &`);
@@ -159,8 +159,8 @@ export function renderCheckScript(checks: Check[], inv: Inventory, nonce = rando
         // the upstreams' own answers to the same request first, then the one at the public address
         const k = c.kind === 'path-http' ? 'http' : 'tcp';
         const path = pathCheckPath(nonce);
-        const steps = inv.upstreams.map((u) => renderServiceProbe(`${c.id}#${u.name}`, k, u.ip, inv.service.upstream_port, inv, path));
-        lines.push(`( ${[...steps, renderServiceProbe(c.id, k, ip, port, inv, path)].join('; ')} ) &`);
+        const steps = inv.upstreams.map((u) => renderServiceProbe(`${c.id}#${u.name}`, k, u.ip, inv.service.upstream_port, inv, path, file(k)));
+        lines.push(`( ${[...steps, renderServiceProbe(c.id, k, ip, port, inv, path, file(k))].join('; ')} ) &`);
         lines.push(`echo ${quote([`@@nonce ${nonce}`])}`);
         break;
       }
@@ -189,7 +189,10 @@ export function renderCheckScript(checks: Check[], inv: Inventory, nonce = rando
         break;
     }
   }
-  lines.push('wait', '');
+  if (files) {
+    lines.splice(3, 0, 'ck=$(mktemp -d) || exit 1');
+    lines.push('wait', 'rm -rf "$ck"', '');
+  } else lines.push('wait', '');
   return lines.join('\n');
 }
 

@@ -77,8 +77,20 @@ export function serviceProbeCommand(kind: Exclude<ServiceCheckKind, 'none'>, ip:
  * the tool said (judged by the pure functions below, not by shell patterns). For check scripts:
  * `raw` is defined at their top (renderCheckScript).
  */
-export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
-  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); raw ${quote([id])}`;
+export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/', file?: string): string {
+  const cmd = kind === 'http' && file ? checkHttpCommand(file, ip, port, inv, path) : serviceProbeCommand(kind, ip, port, inv, path);
+  return `out=$(${cmd}); raw ${quote([id])}`;
+}
+
+/**
+ * serviceProbeCommand's HTTP probe for check scripts, printing the same lines: its files are
+ * `file` and `file.err` in the script's own directory (renderCheckScript) instead of a mktemp
+ * and rm each, and the shell reads the error's first line itself: three processes less per check
+ * (the proxy runs one or two per upstream). The health checker keeps serviceProbeCommand's.
+ */
+function checkHttpCommand(file: string, ip: string, port: number, inv: Inventory, path: string): string {
+  const t = inv.verify.timeout_seconds;
+  return `curl -sS -o ${file} -w '%{http_code}\\n' --max-time ${t} ${quote([`http://${ip}:${port}${path}`])} 2>${file}.err; _l=; if { IFS= read -r _l || [ -n "$_l" ]; } <${file}.err; then printf '%s\\n' "$_l"; fi; echo; head -c 600 ${file} 2>/dev/null`;
 }
 
 /**
