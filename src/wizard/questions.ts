@@ -54,6 +54,7 @@ export interface Draft {
     check?: 'dns' | 'http' | 'tcp' | 'none';
     probe?: { ssh_host?: string; kind?: 'http' | 'dns'; expect_source?: string; dns_query?: string };
   };
+  persist?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,6 +57,13 @@ describe('the commented inventory YAML', () => {
     expect(text.split('\n').every((l) => l.length <= 110)).toBe(true);
   });
 
+  it('says what persist does: the state survives reboots, and false is runtime only', () => {
+    const text = renderInventory({ ...ipt, persist: true }, { path: 'inventory/x.yaml' });
+    expect(text).toMatch(/\n\n# Keep the applied state across reboots and network restarts: [^\n]*\n(# [^\n]*\n)+persist: true\n/);
+    expect(text).toContain('false: runtime only');
+    expect(parseInventoryText(text, '/inv/x.yaml', env).persist).toBe(true);
+  });
+
   it('writes the fields in the order of the contract', () => {
     const shuffled: Draft = { verify: ipt.verify, upstreams: ipt.upstreams, proxy: ipt.proxy, ssh: ipt.ssh, service: ipt.service, mode: ipt.mode };
     const keys = Object.keys(parseDocument(renderInventory(shuffled)).toJS());

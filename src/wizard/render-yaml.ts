@@ -76,7 +76,7 @@ function canonical(d: Draft): Record<string, unknown> {
           }
         : {}),
     },
-    ['mode', 'service', 'ssh', 'proxy', 'upstreams', 'verify'],
+    ['mode', 'service', 'ssh', 'proxy', 'upstreams', 'verify', 'persist'],
   ) as Record<string, unknown>;
 }
 
@@ -180,6 +180,17 @@ export function renderInventory(draft: Draft, opts: RenderOptions = {}): string 
   inline(doc, ['verify', 'probe', 'expect_source'], 'the address the upstreams must see: the probe\'s own');
   inline(doc, ['verify', 'check'], 'what the checks speak: dns (any response code is alive) or none');
   inline(doc, ['verify', 'probe', 'dns_query'], 'a name every query must really answer');
+
+  above(
+    doc,
+    ['persist'],
+    [
+      'Keep the applied state across reboots and network restarts: on hosts with systemd, a restore',
+      'unit that runs before nginx, and an unconfirmed run reverted at boot. false: runtime only, as',
+      'the guide does. Either way the plan names what a reboot would lose.',
+    ].join('\n'),
+    true,
+  );
 
   return doc.toString({ lineWidth: 0 });
 }

@@ -200,6 +200,8 @@ describe('dsrctl wizard, scripted', () => {
     const text = readFileSync(file, 'utf8');
     expect(text).toMatch(/^# dsrctl inventory, written by `dsrctl wizard`/);
     expect(text).toContain('# Interfaces and addresses were read over SSH from: proxy, dev1, dev2.');
+    // the default is written out, with what it means, so the file says what a reboot does
+    expect(text).toMatch(/# Keep the applied state across reboots[^]*\npersist: true\n/);
     expect(readdirSync(join(cwd, 'inventory'))).toEqual(['proxy-ip-transparency.yaml']); // no temp file left
   });
 

@@ -231,6 +231,8 @@ export async function runWizard(io: WizardIo, opts: { output?: string } = {}, st
   }
 
   // ------------------------------------------------------------------------------- write
+  // the default, written out so the file says what a reboot does
+  d.persist ??= true;
   const final = pruneDraft(d);
   try {
     validateInventory(final, 'the new inventory');
