@@ -186,11 +186,15 @@ ensure_tools() {
 REMOVED=()
 # The lab's namespaces as they exist now, whatever N this invocation was given (a lab built with
 # more upstreams is removed whole).
+# In the topology's order (client proxy router dev1..devN sw), whatever order `ip netns list` has:
+# `lab down` prints them.
 lab_namespaces() {
-  local ns
+  local ns h
   while read -r ns _; do
-    [[ $ns =~ ^$P-(client|proxy|router|sw|dev[0-9]+)$ ]] && echo "$ns"
-  done < <(ip netns list 2>/dev/null)
+    [[ $ns =~ ^$P-(client|proxy|router|sw|dev([0-9]+))$ ]] || continue
+    h=${BASH_REMATCH[1]}
+    case $h in client) echo "0 $ns" ;; proxy) echo "1 $ns" ;; router) echo "2 $ns" ;; sw) echo "100000 $ns" ;; *) echo "$((3 + BASH_REMATCH[2])) $ns" ;; esac
+  done < <(ip netns list 2>/dev/null) | sort -n | cut -d' ' -f2
   return 0
 }
 # The PIDs of every process in the namespaces named (/run/netns/NAME): one pass over /proc for
