@@ -18,7 +18,21 @@ fail() {
 	poweroff_now
 }
 
+# job: DSRVM_NONCE, DSRVM_SCRIPT, DSRVM_CWD and `set -- ARGS`
+. /run/dsrvm/job || fail "read job"
+# A checkout under /tmp (a fresh clone there) must stay visible under the VM's own empty /tmp:
+# keep the host's directory (through the overlay, so writable) and bind it back in place.
+case "$DSRVM_CWD" in
+/tmp/?*)
+	mkdir -p /run/dsrvm/hosttmp && mount --bind "$DSRVM_CWD" /run/dsrvm/hosttmp || fail "bind $DSRVM_CWD"
+	;;
+esac
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp || fail "tmpfs /tmp"
+case "$DSRVM_CWD" in
+/tmp/?*)
+	mkdir -p "$DSRVM_CWD" && mount --bind /run/dsrvm/hosttmp "$DSRVM_CWD" || fail "bind $DSRVM_CWD back"
+	;;
+esac
 mkdir -p /dev/pts /dev/shm /run/lock /run/netns
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
@@ -33,8 +47,6 @@ ip link set lo up 2>/dev/null
 # raw, no CR/LF translation: the host extracts the output byte for byte
 stty -F "$data" raw -echo 2>/dev/null || fail "stty $data"
 
-# job: DSRVM_NONCE, DSRVM_SCRIPT, DSRVM_CWD and `set -- ARGS`
-. /run/dsrvm/job || fail "read job"
 script=$DSRVM_SCRIPT
 [ -r "$script" ] || script=/run/dsrvm/script # host path under /tmp or /run: use the copy
 cd "$DSRVM_CWD" 2>/dev/null || cd /
