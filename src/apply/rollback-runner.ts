@@ -41,6 +41,8 @@ ${Object.entries(HANDLER_CALL)
   esac
 }
 if [ "$1" = --boot ]; then
+  # early in boot: a change's boot undo must never wait for a systemd job
+  DSRCTL_AT_BOOT=1; export DSRCTL_AT_BOOT
   id=$(cat ${LAST_RUN} 2>/dev/null); run=${STATE_DIR}/runs/$id
   { [ -n "$id" ] && [ -d "$run/changes" ]; } || exit 0
   st=$(cat "$run/status" 2>/dev/null)

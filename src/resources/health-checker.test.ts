@@ -10,6 +10,7 @@ import { healthChecker } from './health-checker.js';
 import { healthSettings } from '../health/settings.js';
 import { renderHealthScript, renderHealthUnit, renderServers, upstreamEntries } from '../health/script.js';
 import { asBytes } from './nginx-files.js';
+import { bootSteps } from '../apply/render-step.js';
 
 const fx = (dir: string, name: string) => readFileSync(new URL(`../../test/fixtures/${dir}/${name}`, import.meta.url), 'utf8');
 const SERVERS = '/etc/nginx/dsrctl-health.servers';
@@ -122,6 +123,18 @@ describe('health-checker resource (real lab proxy facts)', () => {
     ]);
     expect(d.summary).toContain('(systemd unit dsrctl-health.service)');
     expect(renderHealthUnit()).toContain(`ExecStart=/bin/sh ${SCRIPT}`);
+    // the enabled unit brings the checker back at boot: a rollback after a reboot (which runs only
+    // the boot undo where nothing restored kernel state) must stop, disable and remove it all the same
+    expect(shown(bootSteps(d))).toEqual([
+      'systemctl stop dsrctl-health.service',
+      'stop the health checker (pid file)',
+      'systemctl --no-reload disable --quiet dsrctl-health.service',
+      `remove ${SCRIPT}`,
+      `remove ${UNIT}`,
+      `rm -rf -- ${DIR}`,
+    ]);
+    // early in boot (DSRCTL_AT_BOOT=1) the stop never waits for a systemd job
+    expect(JSON.stringify(bootSteps(d)[0])).toContain('systemctl --no-block stop dsrctl-health.service');
   });
 
   it('health: false removes a checker left by an earlier run; undo puts it back and starts it', () => {

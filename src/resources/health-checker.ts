@@ -184,6 +184,20 @@ function daemonChange(facts: HostFacts, ctx: PlanContext, hs: HealthSettings): C
   else if (alive) undoSteps.push(...startSteps(systemd));
   else undoSteps.push({ run: ['rm', '-f', '--', HEALTH_STATE] });
   const verb = !script.exists ? 'install and start' : !scriptSame ? 'update and restart' : 'start';
+  // An enabled unit comes back at boot with its checker: a rollback after a reboot that restored no
+  // kernel state (rollback.sh runs only NNN.boot then) and a boot-time revert must still stop it,
+  // disable it and remove its files, or a checker left running rewrites the server list later.
+  const bootUndo: Step[] | undefined =
+    systemd && !script.exists && !unit.exists
+      ? [
+          sh(`if [ "\${DSRCTL_AT_BOOT:-}" = 1 ]; then systemctl --no-block stop ${HEALTH_UNIT}; else systemctl stop ${HEALTH_UNIT}; fi 2>/dev/null; true`, `systemctl stop ${HEALTH_UNIT}`),
+          sh(`${STOP_PROCESS}\ntrue`, 'stop the health checker (pid file)'),
+          { run: ['systemctl', 'disable', '--quiet', HEALTH_UNIT] },
+          { remove: { path: HEALTH_SCRIPT } },
+          { remove: { path: HEALTH_UNIT_FILE } },
+          ...(!dir.exists ? [{ run: ['rm', '-rf', '--', HEALTH_DIR] }] : []),
+        ]
+      : undefined;
   return {
     kind: 'health-checker',
     id: 'health checker',
@@ -191,6 +205,7 @@ function daemonChange(facts: HostFacts, ctx: PlanContext, hs: HealthSettings): C
     summary: `${verb} the health checker: ${checks}; ${timing}; nginx reloads on each change (${how})`,
     do: doSteps,
     undo: undoSteps,
+    ...(bootUndo ? { bootUndo } : {}),
   };
 }
 
