@@ -1,4 +1,4 @@
-import type { HostSession } from '../ssh/types.js';
+import type { ExecResult, HostSession } from '../ssh/types.js';
 import type { HostPlan } from '../plan/types.js';
 import { renderApplyScript, parseApplyOutput, type ApplyOutcome } from '../apply/apply-script.js';
 import { ROLLBACK_RUNNER, LAST_RUN, runDir } from '../apply/paths.js';
@@ -15,11 +15,49 @@ export interface HostApplyResult extends ApplyOutcome {
   stdout?: string;
   /** the connection broke during the apply: the script may have run on (it ignores hang-ups) */
   lost?: boolean;
+  /**
+   * The apply exec waits at CHECKS_MARKER (applied, switch armed): send it the run's checks as
+   * more script (resolves to what they printed), or nothing (`undefined`: the exec just ends).
+   * Calling it again after the first answer only awaits the exec.
+   */
+  continueWith?: (checks: string | undefined) => Promise<ExecResult>;
 }
 
-/** All changes of one host in one exec. On failure the host has already rolled itself back. */
-export async function applyHost(session: HostSession, plan: HostPlan, runId: string, switchSeconds: number): Promise<HostApplyResult> {
-  const res = await timed(`${session.name} apply`, () => session.exec(renderApplyScript(plan, runId, { switchSeconds }), { timeoutMs: 120_000 }));
+/** The line an apply exec prints after `@@dsrctl-applied` when it waits for the run's checks. */
+export const CHECKS_MARKER = '@@dsrctl-await-checks';
+
+/**
+ * All changes of one host in one exec. On failure the host has already rolled itself back.
+ *
+ * `checksTimeoutMs` (apply): the exec does not end after its changes and handlers; it prints
+ * CHECKS_MARKER and `sh -s` waits on stdin, and this resolves then, with `continueWith`. The
+ * checks cannot follow the changes at once: they are cross-host (the proxy's need the upstreams'
+ * routes), so the run sends them only once every host has applied. A controller that dies while
+ * a host waits closes its stdin: sh ends (status "applied", never confirmed) and the switch,
+ * armed in its own session, reverts the host as it would after a lost confirm.
+ */
+export async function applyHost(session: HostSession, plan: HostPlan, runId: string, switchSeconds: number, checksTimeoutMs?: number): Promise<HostApplyResult> {
+  const script = renderApplyScript(plan, runId, { switchSeconds }) + (checksTimeoutMs ? `echo "${CHECKS_MARKER}"\n` : '');
+  let answer: (more: string) => void = () => undefined;
+  const decided = new Promise<string>((r) => (answer = r));
+  let atMarker: (out: string) => void = () => undefined;
+  const waiting = new Promise<string>((r) => (atMarker = r));
+  const then = checksTimeoutMs ? { marker: CHECKS_MARKER, timeoutMs: checksTimeoutMs, next: (out: string) => (atMarker(out), decided) } : undefined;
+  const run = timed(`${session.name} apply${then ? ' (and checks)' : ''}`, () => session.exec(script, { timeoutMs: 120_000, ...(then ? { then } : {}) }));
+  run.catch(() => undefined); // once at the marker, whoever continues the exec sees its failure
+  const first = await Promise.race([run.then((r) => ({ r })), waiting.then((out) => ({ out }))]);
+  if ('out' in first) {
+    const stdout = first.out.replace(`${CHECKS_MARKER}\n`, '');
+    const outcome = parseApplyOutput(stdout);
+    const continueWith = async (checks: string | undefined) => {
+      // in a subshell: the check script's `set -u` and background jobs stay its own
+      answer(checks ? `(\n${checks}\n) </dev/null\nexit 0\n` : 'exit 0\n');
+      const r = await run;
+      return { ...r, stdout: r.stdout.slice(r.stdout.indexOf(`${CHECKS_MARKER}\n`) + CHECKS_MARKER.length + 1) };
+    };
+    return { host: plan.host, ...outcome, stderr: '', stdout, continueWith };
+  }
+  const res = first.r;
   const outcome = parseApplyOutput(res.stdout);
   if (res.code === 0 && !outcome.ok) outcome.failure = 'apply script ended without reporting success';
   if (res.code !== 0 && !outcome.failure) outcome.failure = `apply script exited ${res.code}: ${res.stderr.trim()}`;

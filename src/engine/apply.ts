@@ -9,6 +9,7 @@ import { applyHost, finishHost, type HostApplyResult, type HostRollbackResult } 
 import { connectAndPlan, hostMessage, preflightExit, type Prepared } from './prepare.js';
 import { releaseLocks, rollbackInOrder } from './host-rollback.js';
 import { verifyHosts } from './verify.js';
+import { checksTimeoutMs } from '../verify/run.js';
 import { revertNotes } from './reverted.js';
 import { eventRunner, type StepRunner } from './steps.js';
 import type { Connector } from './connector.js';
@@ -174,13 +175,19 @@ export async function apply(inventoryFile: string, opts: ApplyOptions = {}): Pro
       busy('verifying; what changed will be rolled back');
       // a host without changes has nothing to confirm: its lock goes in the same exec as its checks
       const unchanged = locked().filter((h) => !h.plan!.changes.length);
-      checks = await verifyHosts(prep, new Map(unchanged.map((h) => [h.target.name, `\n${releaseLockScript(runId)}\n`])), !changed.length);
+      // a changed host's checks continue its apply exec, waiting since its changes (applyHost):
+      // sent only now, once every host has applied, since the checks are cross-host
+      const via = new Map(applied.filter((a) => a.continueWith).map((a) => [a.host, (script: string) => a.continueWith!(script)]));
+      checks = await verifyHosts(prep, new Map(unchanged.map((h) => [h.target.name, `\n${releaseLockScript(runId)}\n`])), !changed.length, via);
       for (const h of unchanged) h.lock = { state: 'released' };
       emit({ type: 'checks', checks });
       const bad = checks.filter((c) => !c.ok);
       if (bad.length) failure = `verification failed: ${bad.map((c) => `${c.description}: ${c.detail}`).join('; ')}`;
       failure ??= changed.length ? interrupted() : undefined;
     }
+    // an apply exec still waiting (a failure elsewhere, or a host without checks) ends doing nothing:
+    // a confirm or rollback exec on its connection runs after it
+    await Promise.all(applied.map((a) => a.continueWith?.(undefined).catch(() => undefined)));
     if (!failure) {
       // confirm every host (disarm its switch) and release the locks
       const fin = await Promise.all(
@@ -260,7 +267,7 @@ async function applyInOrder(prep: Prepared, changed: HostState[], runId: string,
   const applyGroup = async (group: HostState[]) => {
     const res = await Promise.all(
       group.map((h) =>
-        applyHost(h.session!, h.plan!, runId, seconds).catch(
+        applyHost(h.session!, h.plan!, runId, seconds, checksTimeoutMs(prep.inv)).catch(
           (e: Error) => ({ host: h.target.name, ok: false, done: 0, rollback: [], failure: e.message, stderr: '', lost: isConnectionLoss(e) }) as HostApplyResult,
         ),
       ),

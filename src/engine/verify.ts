@@ -1,5 +1,5 @@
 import type { Inventory } from '../inventory/schema.js';
-import type { HostSession } from '../ssh/types.js';
+import type { ExecResult, HostSession } from '../ssh/types.js';
 import { runChecks } from '../verify/run.js';
 import type { CheckResult } from '../verify/checks.js';
 import { EXIT } from '../util/errors.js';
@@ -33,7 +33,7 @@ function notApplied(prep: Prepared, file: string): string[] {
  * take the results of checks that ran in the facts execs (and the probe's, run when it connected)
  * instead of running them again; a host whose checks did not run there runs them now.
  */
-export async function verifyHosts(prep: Prepared, epilogues?: Map<string, string>, already = false): Promise<CheckResult[]> {
+export async function verifyHosts(prep: Prepared, epilogues?: Map<string, string>, already = false, via?: Map<string, (script: string) => Promise<ExecResult>>): Promise<CheckResult[]> {
   const sessions = new Map<string, HostSession>();
   for (const h of prep.hosts) if (h.session) sessions.set(h.target.name, h.session);
   if (prep.probe) sessions.set('probe', prep.probe);
@@ -43,7 +43,7 @@ export async function verifyHosts(prep: Prepared, epilogues?: Map<string, string
     const probe = await prep.probeChecks?.catch(() => undefined);
     if (probe !== undefined) ran.set('probe', probe);
   }
-  const results = await runChecks(prep.inv, sessions, epilogues, ran);
+  const results = await runChecks(prep.inv, sessions, epilogues, ran, via);
   const probeError = prep.errors.get('probe');
   return probeError ? results.map((r) => (r.host === 'probe' ? { ...r, detail: `cannot reach the probe host: ${probeError.message}` } : r)) : results;
 }

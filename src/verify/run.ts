@@ -1,5 +1,5 @@
 import type { Inventory } from '../inventory/schema.js';
-import type { HostSession } from '../ssh/types.js';
+import type { ExecResult, HostSession } from '../ssh/types.js';
 import { timed } from '../util/debug.js';
 import { planChecks, renderCheckScript, parseCheckOutput, type CheckResult, type Check } from './checks.js';
 
@@ -30,9 +30,16 @@ export function hostCheckScripts(inv: Inventory): (host: string) => string {
  * Run every host's checks in one exec per host, all hosts in parallel. `epilogues` adds shell to a
  * host's check exec (apply releases the lock of an unchanged host there, saving a round trip);
  * a host with an epilogue but no checks gets an exec of its own. `ran`: hosts whose checks already
- * ran (in their facts exec), with what they printed: read, not run again.
+ * ran (in their facts exec), with what they printed: read, not run again. `via`: hosts whose checks
+ * continue an exec of their own (apply's, waiting after its changes) instead of a new one.
  */
-export async function runChecks(inv: Inventory, sessions: Map<string, HostSession>, epilogues = new Map<string, string>(), ran = new Map<string, string>()): Promise<CheckResult[]> {
+export async function runChecks(
+  inv: Inventory,
+  sessions: Map<string, HostSession>,
+  epilogues = new Map<string, string>(),
+  ran = new Map<string, string>(),
+  via = new Map<string, (script: string) => Promise<ExecResult>>(),
+): Promise<CheckResult[]> {
   const { notes, byHost } = hostChecks(inv);
   for (const host of epilogues.keys()) if (!byHost.has(host)) byHost.set(host, []);
   const results = await Promise.all(
@@ -42,7 +49,9 @@ export async function runChecks(inv: Inventory, sessions: Map<string, HostSessio
       const session = sessions.get(host);
       if (!session) return hostChecks.map((c) => ({ ...c, ok: false, detail: `no connection to ${host}` }));
       try {
-        const res = await timed(`${host} checks`, () => session.exec(renderCheckScript(hostChecks, inv) + (epilogues.get(host) ?? ''), { timeoutMs: checksTimeoutMs(inv) }));
+        const script = renderCheckScript(hostChecks, inv) + (epilogues.get(host) ?? '');
+        const cont = via.get(host);
+        const res = await timed(`${host} checks`, () => (cont ? cont(script) : session.exec(script, { timeoutMs: checksTimeoutMs(inv) })));
         return parseCheckOutput(hostChecks, res.stdout, inv);
       } catch (e) {
         return hostChecks.map((c) => ({ ...c, ok: false, detail: (e as Error).message }));
