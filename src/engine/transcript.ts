@@ -1,6 +1,7 @@
 import type { ConnectTarget, ExecOptions, ExecResult, HostSession } from '../ssh/types.js';
 import type { Connector } from './connector.js';
 import { HostConnectionError } from '../ssh/errors.js';
+import { AWAIT_MARKER } from './hosts.js';
 
 /**
  * Transcripts of runs: every exec a run made on every host, with what it printed. A recording
@@ -60,7 +61,7 @@ export function recordingConnector(base: Connector, into: Transcript): Connector
  * (`then`) up to the marker, then the caller's answer awaited. Its lock line after the answer
  * follows the answer as the host's exit trap would: released unless the answer keeps the lock.
  */
-async function converse(stdout: string, o: ExecOptions, ended: (kept: boolean) => void): Promise<string> {
+async function converse(stdout: string, o: ExecOptions, ended: (kept: boolean) => void, answered: (answer: string) => void): Promise<string> {
   const at = o.then ? stdout.indexOf(`${o.then.marker}\n`) : -1;
   if (!o.then || at < 0) {
     o.onStdout?.(stdout);
@@ -69,6 +70,12 @@ async function converse(stdout: string, o: ExecOptions, ended: (kept: boolean) =
   const head = stdout.slice(0, at + o.then.marker.length + 1);
   o.onStdout?.(head);
   const answer = await o.then.next(head).catch(() => 'exit 0\n');
+  // only the facts exec's answer decides a lock (apply's is its checks, or nothing)
+  if (o.then.marker !== AWAIT_MARKER) {
+    answered(answer);
+    o.onStdout?.(stdout.slice(head.length));
+    return stdout;
+  }
   const rest = stdout.slice(head.length).replace(/^@@dsrctl-lock released\n/m, '');
   const kept = answer.includes('trap - EXIT');
   ended(kept);
@@ -88,6 +95,8 @@ export interface ReplayLog {
   execs: { host: string; kind: ScriptKind }[];
   /** conversations (ExecOptions.then) as the run ended them: keeping the lock, or not */
   ended?: { host: string; kept: boolean }[];
+  /** apply execs continued after their changes: with checks or not, and how many execs had started by then */
+  continued?: { host: string; checks: boolean; at: number }[];
 }
 
 /**
@@ -119,7 +128,7 @@ export function replayConnector(transcript: Transcript, opts: { scenario?: Scena
         const answer = opts.scenario?.(target.name, kind, recorded, script) ?? recorded;
         if (answer instanceof Error) throw answer;
         if (!answer) throw new Error(`no recorded ${kind} exec for ${target.name}`);
-        return { code: answer.code, stdout: await converse(answer.stdout, o, (kept) => opts.log?.ended?.push({ host: target.name, kept })), stderr: answer.stderr };
+        return { code: answer.code, stdout: await converse(answer.stdout, o, (kept) => opts.log?.ended?.push({ host: target.name, kept }), (a) => opts.log?.continued?.push({ host: target.name, checks: a.includes('@@check'), at: opts.log.execs.length })), stderr: answer.stderr };
       },
       async close() {},
     };

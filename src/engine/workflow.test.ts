@@ -30,7 +30,7 @@ beforeAll(() => {
 });
 
 async function replay(t: Transcript, scenario?: Scenario, unreachable: string[] = []) {
-  const log: ReplayLog = { execs: [], ended: [] };
+  const log: ReplayLog = { execs: [], ended: [], continued: [] };
   const r = await apply(inventory, { connect: replayConnector(t, { scenario, unreachable, log }) });
   const of = (kind: string) => log.execs.filter((e) => e.kind === kind).map((e) => e.host);
   return { r, log, of };
@@ -67,14 +67,21 @@ describe('apply, replayed from the lab', () => {
     }
   });
 
-  it('a run with changes keeps every lock as its facts execs end, and the speculative checks do not count: they run again after the apply', async () => {
+  it('a run with changes keeps every lock as its facts execs end, and the speculative checks do not count: they run again after the apply, in the apply exec', async () => {
     const { r, log, of } = await replay(runs.apply);
     expect([r.exitCode, r.result]).toEqual([0, 'applied']);
     expect(log.ended!.every((e) => e.kept)).toBe(true);
     expect(log.ended).toHaveLength(5);
-    const kinds = log.execs.map((e) => `${e.host} ${e.kind}`);
-    expect(kinds.lastIndexOf('proxy checks')).toBeGreaterThan(kinds.lastIndexOf('dev1 apply'));
-    expect(of('checks').filter((h) => h === 'probe')).toHaveLength(2);
+    // facts, apply-and-check, confirm
+    for (const h of ['proxy', 'dev1', 'dev2', 'dev3', 'dev4']) expect(log.execs.filter((e) => e.host === h).map((e) => e.kind)).toEqual(['facts', 'apply', 'finish']);
+    expect(r.hosts.map((h) => h.execs)).toEqual([3, 3, 3, 3, 3]);
+    // each host's checks are sent into its waiting apply exec only once every host has applied
+    const lastApply = Math.max(...log.execs.map((e, i) => (e.kind === 'apply' ? i : -1)));
+    expect(log.continued!.map((c) => c.host).sort()).toEqual(['dev1', 'dev2', 'dev3', 'dev4', 'proxy']);
+    for (const c of log.continued!) expect([c.checks, c.at > lastApply]).toEqual([true, true]);
+    expect(r.checks.length).toBeGreaterThan(10);
+    expect(r.checks.every((c) => c.ok)).toBe(true);
+    expect(of('checks')).toEqual(['probe', 'probe']);
   });
 
   it('checks that fail in a no-op run fail it, with nothing to roll back and every lock released', async () => {
@@ -102,8 +109,12 @@ describe('apply, replayed from the lab', () => {
   });
 
   it("dev2's script fails: the others are rolled back, upstreams before the proxy; dev2 rolled itself back", async () => {
-    const { r, of } = await replay(applyThenUndo, (host, kind) => (host === 'dev2' && kind === 'apply' ? failedApply('@@dsrctl-armed 120\n@@dsrctl-failed ip route replace default via 172.16.0.1: Nexthop has invalid gateway\n@@dsrctl-rollback-status rolled-back\n') : undefined));
+    const { r, of, log } = await replay(applyThenUndo, (host, kind) => (host === 'dev2' && kind === 'apply' ? failedApply('@@dsrctl-armed 120\n@@dsrctl-failed ip route replace default via 172.16.0.1: Nexthop has invalid gateway\n@@dsrctl-rollback-status rolled-back\n') : undefined));
     expect([r.exitCode, r.result]).toEqual([1, 'rolled-back']);
+    // the hosts waiting after their changes get no checks: their apply execs end before the rollbacks
+    expect(log.continued!.map((c) => `${c.host} ${c.checks}`).sort()).toEqual(['dev1 false', 'dev3 false', 'dev4 false', 'proxy false']);
+    const firstUndo = log.execs.findIndex((e) => e.kind === 'rollback');
+    for (const c of log.continued!) expect(c.at).toBeLessThanOrEqual(firstUndo);
     const undone = of('rollback');
     expect([...undone].sort()).toEqual(['dev1', 'dev3', 'dev4', 'proxy']);
     expect(undone.at(-1)).toBe('proxy');

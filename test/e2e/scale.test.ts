@@ -12,7 +12,7 @@ import { CLIENT_IP } from './net.js';
 
 /** SSH exec requests per host (--json hosts[].execs): a no-op apply (lock, facts and checks in one exec), and an apply that changes every host. */
 const NOOP_EXEC_BUDGET = 1;
-const APPLY_EXEC_BUDGET = 4;
+const APPLY_EXEC_BUDGET = 3;
 /** Each case runs several CLI runs of up to 31 hosts: generous for a loaded machine, still catching a hang. */
 const CASE_MS = 900_000;
 
