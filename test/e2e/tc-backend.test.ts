@@ -8,7 +8,9 @@
  * this machine's root filesystem read-only under a tmpfs overlay, and runs test/vm/tc-router-nat.sh
  * inside as root: the namespace lab in dsr-router-nat mode (udp/53, dnsmasq upstreams) and the
  * built CLI over SSH with `nat.backend: tc`: plan (auto must pick tc), apply, 8 digs from the
- * client, a second apply (0 changes: the tc readback works on real output), rollback (every host
+ * client, a second apply (0 changes: the tc readback works on real output), the boot lines
+ * persist.sh runs (test/vm/tc-boot-script.mjs) restoring the proxy's tc state after the qdisc is
+ * deleted, twice (the second changes nothing), digs through them, rollback (every host
  * byte for byte as before, SNAPSHOT_SCRIPT from harness.ts). It prints one `@@vmcheck NAME ok|fail
  * DETAIL` line per check; this file asserts each.
  *
@@ -22,8 +24,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './harness.js';
 import { UPSTREAM_IPS } from './net.js';
 
-/** the whole VM run, boot included (run-in-vm.sh kills qemu and exits 124 after it) */
-const VM_TIMEOUT_S = 540;
+/** the whole VM run, boot included (run-in-vm.sh kills qemu and exits 124 after it); 540 s was too
+ * short at load average 8.5 once the boot-line restore (~45 s under TCG) was added */
+const VM_TIMEOUT_S = 780;
 
 interface VmRun {
   code: number | null;
@@ -131,6 +134,10 @@ describe('tc stateless NAT (act_nat) in a Debian VM: dsr-router-nat with nat.bac
 
   it('a second apply finds nothing to do (tc readback of real `tc filter show` output) and leaves the proxy as it was', () => {
     expectChecks('second-apply-no-changes', 'second-apply-untouched-proxy');
+  });
+
+  it('the boot lines (persist.sh) put back exactly what apply installed after tc lost it, change nothing when run again, and DSR works through them', () => {
+    expectChecks('tc-boot-restore', 'tc-boot-idempotent', 'tc-boot-traffic');
   });
 
   it('rollback exits 0 and restores every host byte for byte (pub0 back to its default qdisc); dig gets no answer again', () => {

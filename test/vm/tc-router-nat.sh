@@ -5,8 +5,9 @@
 #
 # The guide's DSR router NAT (Method 2a) with the tc backend, end to end and for real: the
 # namespace lab (test/lab/lab.sh, DSR_LAB_MODE=dsr-router-nat: udp/53, dnsmasq upstreams) and the
-# built CLI (dist/cli.js) over SSH, all inside the VM. test/e2e/tc-backend.test.ts runs it on the
-# host and asserts every check line:
+# built CLI (dist/cli.js) over SSH, all inside the VM: plan, apply, digs, a second apply, the
+# boot lines persist.sh would run (after deleting the qdisc apply added, twice), digs, rollback.
+# test/e2e/tc-backend.test.ts runs it on the host and asserts every check line:
 #
 #   @@vmcheck NAME ok|fail DETAIL      one per check (DETAIL on one line)
 #   @@vmtime NAME SECONDS              how long a step took (TCG is slow)
@@ -207,6 +208,58 @@ run_dsrctl apply2 apply -i "$LABDIR/tc.yaml" --yes --json
 timed snapshot snapshot "$OUT/applied2" proxy
 # htb counts the packets it passed (direct_packets_stat), and the apply's own probe sent some
 same_snapshots "$OUT/applied" "$OUT/applied2" second-apply-untouched 's/direct_packets_stat [0-9]*/direct_packets_stat N/'
+
+# ---------------------------------------------------------------- boot lines: what a reboot restores
+# persist.sh's text for this inventory's stateless NAT, from the built code (test/vm/tc-boot-script.mjs:
+# the inventory is lab.sh's, written in the VM, so it runs here: one node start). A reboot loses the
+# qdisc apply added to pub0 and its filters with it; the boot lines must put back exactly what apply
+# installed, change nothing when run again, and DSR must work through them.
+if timed boot-script node test/vm/tc-boot-script.mjs "$LABDIR/tc.yaml" >"$OUT/boot.sh" 2>"$OUT/boot-script.err"; then
+	show "tc boot script (persist.sh text for the proxy's stateless NAT)" "$OUT/boot.sh"
+	on proxy tc qdisc del dev pub0 root
+	on proxy tc qdisc show dev pub0 >"$OUT/qdisc-lost.txt" 2>&1
+	on proxy tc filter show dev pub0 >"$OUT/filters-lost.txt" 2>&1
+	boot() { # N: run the boot script on the proxy with sh -x: stdout in boot-N.out, the trace in boot-N.trace
+		on proxy sh -xc "$(cat "$OUT/boot.sh")" >"$OUT/boot-$1.out" 2>"$OUT/boot-$1.trace"
+		echo $? >"$OUT/boot-$1.rc"
+	}
+	timed boot-run1 boot 1
+	timed boot-run2 boot 2
+	changed() { grep -E '^\+ tc (qdisc (add|del)|filter (add|del|replace|change))' "$1"; }
+	timed snapshot snapshot "$OUT/booted" proxy
+	a=$(cat "$OUT/applied2/proxy")
+	b=$(cat "$OUT/booted/proxy")
+	if [ "$(cat "$OUT/boot-1.rc")" != 0 ]; then
+		check tc-boot-restore fail "the boot script exited $(cat "$OUT/boot-1.rc"): $(cat "$OUT/boot-1.out") $(grep -v '^+' "$OUT/boot-1.trace")"
+	elif grep -q ' nat egress ' "$OUT/filters-lost.txt" || grep -q '^qdisc htb' "$OUT/qdisc-lost.txt"; then
+		check tc-boot-restore fail "deleting the root qdisc did not remove the nat filters: $(cat "$OUT/qdisc-lost.txt" "$OUT/filters-lost.txt")"
+	elif [ "$a" != "$b" ]; then
+		check tc-boot-restore fail "the proxy differs from after apply: $(diff <(echo "$a") <(echo "$b") | grep '^[<>]' | head -n 12)"
+		diff <(echo "$a") <(echo "$b")
+	else
+		check tc-boot-restore ok "pub0 lost its qdisc ($(head -n 1 "$OUT/qdisc-lost.txt")); the boot lines ran $(changed "$OUT/boot-1.trace" | wc -l) tc changes, exit 0 ($(cat "$OUT/boot-1.out")); the proxy's snapshot equals the one after apply ($(wc -l <"$OUT/booted/proxy") lines)"
+	fi
+	show "boot run 1 trace" "$OUT/boot-1.trace"
+	show "boot run 2 trace" "$OUT/boot-2.trace"
+	if [ "$(cat "$OUT/boot-2.rc")" = 0 ] && ! changed "$OUT/boot-2.trace" >/dev/null && [ "$a" = "$b" ]; then
+		check tc-boot-idempotent ok "the second run exited 0 and ran no tc change (only: $(grep -oE '^\+ tc [a-z]+ [a-z]+' "$OUT/boot-2.trace" | sed 's/^+ //' | paste -sd, -)); state unchanged"
+	else
+		check tc-boot-idempotent fail "second run: exit $(cat "$OUT/boot-2.rc"); tc changes: $(changed "$OUT/boot-2.trace" | paste -sd';' -); output: $(cat "$OUT/boot-2.out")"
+	fi
+	timed digs digs 8 "$OUT/digs-booted.txt"
+	on proxy tc -s filter show dev pub0 >"$OUT/filters-booted-dig.txt" 2>&1
+	pkts=$(awk '/action order [0-9]+: +nat egress / { on = 1 } on && /Sent [0-9]+ bytes [0-9]+ pkt/ { for (i = 1; i <= NF; i++) if ($i == "pkt") s += $(i - 1); on = 0 } END { print s + 0 }' "$OUT/filters-booted-dig.txt")
+	answered=$(grep -c '^[0-9]' "$OUT/digs-booted.txt")
+	distinct=$(grep '^[0-9]' "$OUT/digs-booted.txt" | sort -u | paste -sd, -)
+	if [ "$answered" = 8 ] && [ "$distinct" = "$(printf '%s\n' "${UPSTREAM_IPS[@]}" | paste -sd, -)" ] && [ "$pkts" -ge 8 ]; then
+		check tc-boot-traffic ok "8/8 answered by $distinct after the restore; the restored nat actions rewrote $pkts packets"
+	else
+		check tc-boot-traffic fail "$answered/8 answered (from: ${distinct:-none}); the restored nat actions counted $pkts packets"
+		show "tc -s filter show dev pub0 (after the restore and the digs)" "$OUT/filters-booted-dig.txt"
+	fi
+else
+	check tc-boot-restore fail "test/vm/tc-boot-script.mjs failed: $(cat "$OUT/boot-script.err")"
+fi
 
 # ---------------------------------------------------------------- rollback: back to before
 run_dsrctl rollback rollback -i "$LABDIR/tc.yaml" --yes --json
