@@ -13,7 +13,7 @@ export async function verifyCommand(file: string, opts: GlobalOptions): Promise<
     for (const line of r.reverted) print(red(`  REVERTED ${line}`));
     print(formatChecks(r.checks));
     for (const [host, e] of r.errors) print(red(`  FAIL ${host}: ${e.message}`));
-    print(r.ok ? green('Verification passed.') : red(`Verification failed: ${r.checks.filter((c) => !c.ok).length + r.errors.size} check(s)${r.reverted.length ? `, ${r.reverted.length} host(s) reverted by their dead-man's switch` : ''}.`));
+    print(r.ok ? green('Verification passed.') : red(`Verification failed: ${r.checks.filter((c) => !c.ok).length + r.errors.size} check(s)${r.reverted.length ? `, ${r.reverted.length} host(s) reverted a run that was never confirmed (dead-man's switch or boot-time revert: REVERTED above)` : ''}.`));
     for (const l of r.notApplied) print(red(l));
   }
   return r.exitCode;
