@@ -52,9 +52,13 @@ const START_PROCESS = [
 
 const sh = (code: string, display: string): Step => ({ sh: `{\n${code}\n}`, display });
 
-function stopSteps(systemd: boolean): Step[] {
+/** `atBoot`: early in boot (rollback.sh --boot sets DSRCTL_AT_BOOT=1) the stop never waits for a systemd job. */
+function stopSteps(systemd: boolean, opts: { atBoot?: boolean } = {}): Step[] {
+  const stop = opts.atBoot
+    ? `if [ "\${DSRCTL_AT_BOOT:-}" = 1 ]; then systemctl --no-block stop ${HEALTH_UNIT}; else systemctl stop ${HEALTH_UNIT}; fi 2>/dev/null; true`
+    : `systemctl stop ${HEALTH_UNIT} 2>/dev/null; true`;
   return [
-    ...(systemd ? [sh(`systemctl stop ${HEALTH_UNIT} 2>/dev/null; true`, `systemctl stop ${HEALTH_UNIT}`)] : []),
+    ...(systemd ? [sh(stop, `systemctl stop ${HEALTH_UNIT}`)] : []),
     sh(`${STOP_PROCESS}\ntrue`, 'stop the health checker (pid file)'),
   ];
 }
@@ -190,8 +194,7 @@ function daemonChange(facts: HostFacts, ctx: PlanContext, hs: HealthSettings): C
   const bootUndo: Step[] | undefined =
     systemd && !script.exists && !unit.exists
       ? [
-          sh(`if [ "\${DSRCTL_AT_BOOT:-}" = 1 ]; then systemctl --no-block stop ${HEALTH_UNIT}; else systemctl stop ${HEALTH_UNIT}; fi 2>/dev/null; true`, `systemctl stop ${HEALTH_UNIT}`),
-          sh(`${STOP_PROCESS}\ntrue`, 'stop the health checker (pid file)'),
+          ...stopSteps(systemd, { atBoot: true }),
           { run: ['systemctl', 'disable', '--quiet', HEALTH_UNIT] },
           { remove: { path: HEALTH_SCRIPT } },
           { remove: { path: HEALTH_UNIT_FILE } },

@@ -767,12 +767,23 @@ cmd_status() {
   return $up
 }
 
-cmd_exec() {
-  local h=${1:-}
-  [[ -n $h ]] || die "usage: lab.sh exec HOST -- CMD..."
+# `exec HOST -- CMD...`: dies with USAGE unless a host and a command are given; sets EXEC_HOST and
+# EXEC_ARGV (systemd-lab.sh's exec parses the same way)
+exec_args() {
+  local usage=$1
+  shift
+  EXEC_HOST=${1:-}
+  [[ -n $EXEC_HOST ]] || die "$usage"
   shift
   [[ ${1:-} == -- ]] && shift
-  (($#)) || die "usage: lab.sh exec HOST -- CMD..."
+  (($#)) || die "$usage"
+  EXEC_ARGV=("$@")
+}
+
+cmd_exec() {
+  exec_args "usage: lab.sh exec HOST -- CMD..." "$@"
+  local h=$EXEC_HOST
+  set -- "${EXEC_ARGV[@]}"
   is_host "$h" || die "unknown host '$h' (hosts: ${HOSTS[*]})"
   local pid
   pid=$(host_pid "$h") || die "host $h is not running (lab.sh up?)"

@@ -539,11 +539,9 @@ sd_cmd_status() {
 }
 
 sd_cmd_exec() {
-  local h=${1:-}
-  [[ -n $h ]] || die "usage: systemd-lab.sh exec HOST -- CMD..."
-  shift
-  [[ ${1:-} == -- ]] && shift
-  (($#)) || die "usage: systemd-lab.sh exec HOST -- CMD..."
+  exec_args "usage: systemd-lab.sh exec HOST -- CMD..." "$@"
+  local h=$EXEC_HOST
+  set -- "${EXEC_ARGV[@]}"
   is_any_host "$h" || die "unknown host '$h' (hosts: ${ALL_HOSTS[*]})"
   if is_sd_host "$h"; then
     in_container "$h" "$@"
