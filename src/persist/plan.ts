@@ -5,7 +5,7 @@ import type { HostTarget } from '../plan/desired.js';
 import type { BootItem, PlanContext } from '../resources/types.js';
 import { PlanError } from '../resources/types.js';
 import { RESOURCE_KINDS } from '../resources/index.js';
-import { asBytes, encodePath, forDisplay, unsafeDir, type FilePrecondition } from '../resources/nginx-files.js';
+import { addPrecondition, asBytes, backupKey, forDisplay, unsafeDir } from '../resources/nginx-files.js';
 import { unifiedDiff } from '../resources/nginx/diff.js';
 import { activeManager } from '../facts/sections/netmgr.js';
 import { BOOT_REVERT_TARGET, BOOT_REVERT_UNIT, PERSIST_SCRIPT, PERSIST_TARGET, PERSIST_UNIT, unitPath, wantsDir, wantsLink } from './paths.js';
@@ -45,17 +45,6 @@ function fact(facts: HostFacts, path: string, host: string): FileFact {
   return f;
 }
 
-function backupKey(ctx: PlanContext, path: string): string {
-  const seq = ((ctx.shared.get('backups') as number | undefined) ?? 0) + 1;
-  ctx.shared.set('backups', seq);
-  return `${String(seq).padStart(3, '0')}-${encodePath(path)}`;
-}
-
-function precondition(ctx: PlanContext, f: FileFact): void {
-  let list = ctx.shared.get('preconditions') as FilePrecondition[] | undefined;
-  if (!list) ctx.shared.set('preconditions', (list = []));
-  list.push({ path: f.path, ...(f.sha256 ? { sha256: f.sha256 } : {}), ...(f.realpath ? { realpath: f.realpath } : {}) });
-}
 
 /** A whole file to `want` (null: absent), backed up first; null when it already is. */
 function fileTo(ctx: PlanContext, f: FileFact, want: string | null, summary: (verb: string) => string): Change | null {
@@ -69,7 +58,7 @@ function fileTo(ctx: PlanContext, f: FileFact, want: string | null, summary: (ve
   if (f.exists && f.content === undefined) throw new PlanError(ctx.host, `${path} exists but could not be read`);
   const have = f.exists ? f.content! : null;
   if (have === want) return null;
-  precondition(ctx, f);
+  addPrecondition(ctx, f);
   if (want === null) {
     const key = backupKey(ctx, path);
     return { kind: 'persist', id: `file ${path}`, action: 'delete', summary: summary('remove'), diff: unifiedDiff(path, forDisplay(have!), ''), do: [{ backup: { path, key } }, { remove: { path } }], undo: [{ restore: { path, key } }], notify: ['systemd-units'] };
@@ -164,7 +153,7 @@ export function planPersistence(inv: Inventory, target: HostTarget, facts: HostF
       const nd = networkdPlan(facts, proxy);
       for (const e of nd.edits) {
         const f = facts.netmgr!.files[e.path]!;
-        precondition(ctx, f);
+        addPrecondition(ctx, f);
         const key = backupKey(ctx, e.path);
         out.last.push({
           kind: 'persist',

@@ -3,7 +3,7 @@ import { quote } from 'shell-quote';
 import type { ResourceKind, PlanContext } from './types.js';
 import type { Change, Step } from '../plan/types.js';
 import type { HostFacts } from '../facts/types.js';
-import { asBytes, encodePath } from './nginx-files.js';
+import { asBytes, backupKey } from './nginx-files.js';
 import { describeServiceCheck } from '../verify/service-check.js';
 import {
   HEALTH_DIR,
@@ -20,12 +20,6 @@ import { describeDown, parseHealthState, parseServers, renderHealthScript, rende
 
 const q = (s: string) => quote([s]);
 
-/** A backup key of its own in this plan (the same scheme as the nginx files' backups). */
-function backupKey(ctx: PlanContext, path: string): string {
-  const seq = ((ctx.shared.get('backups') as number | undefined) ?? 0) + 1;
-  ctx.shared.set('backups', seq);
-  return `${String(seq).padStart(3, '0')}-${encodePath(path)}`;
-}
 
 /** Stop the checker started without systemd: its whole process group (its checks too), by the pid it recorded. */
 const STOP_PROCESS = [

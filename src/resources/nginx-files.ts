@@ -85,6 +85,18 @@ function preconditions(ctx: PlanContext): FilePrecondition[] {
   return list;
 }
 
+/** The apply script checks, before any change, that this file is still what the plan read. */
+export function addPrecondition(ctx: PlanContext, f: FileFact): void {
+  preconditions(ctx).push({ path: f.path, ...(f.sha256 ? { sha256: f.sha256 } : {}), ...(f.realpath ? { realpath: f.realpath } : {}) });
+}
+
+/** A backup key of its own in this plan: its place in the plan and the encoded path (no two changes share one). */
+export function backupKey(ctx: PlanContext, path: string): string {
+  const seq = ((ctx.shared.get('backups') as number | undefined) ?? 0) + 1;
+  ctx.shared.set('backups', seq);
+  return `${String(seq).padStart(3, '0')}-${encodePath(path)}`;
+}
+
 /**
  * Replace a whole file: back it up first (or remember it was absent), so undo restores it byte for
  * byte. Every change of a file has its own backup, named by its place in the plan and the encoded
@@ -92,11 +104,9 @@ function preconditions(ctx: PlanContext): FilePrecondition[] {
  */
 export function fileChange(kind: string, pf: PlannedFile, content: string, summary: string, ctx: PlanContext, extra: { before?: Step[]; afterUndo?: Step[] } = {}): Change {
   const { path } = pf.fact;
-  const seq = ((ctx.shared.get('backups') as number | undefined) ?? 0) + 1;
-  ctx.shared.set('backups', seq);
-  const key = `${String(seq).padStart(3, '0')}-${encodePath(path)}`;
+  const key = backupKey(ctx, path);
   const existed = pf.content !== null;
-  if (!pf.touched) preconditions(ctx).push({ path, ...(pf.fact.sha256 ? { sha256: pf.fact.sha256 } : {}), ...(pf.fact.realpath ? { realpath: pf.fact.realpath } : {}) });
+  if (!pf.touched) addPrecondition(ctx, pf.fact);
   const change: Change = {
     kind,
     id: pf.touched ? `file ${path} (${kind})` : `file ${path}`,
