@@ -32,8 +32,9 @@ export function describeHolder(text: string): string {
  */
 export function acquireLockScript(info: string, breakLock: boolean, breakArmed = false): string {
   return [
-    // made private from the start (the facts exec runs under the login's umask)
-    `(umask 077 && mkdir -p ${STATE_DIR}) 2>/dev/null`,
+    // made private from the start (the facts exec runs under the login's umask); the test first:
+    // this runs on every host of every run, and the directory is almost always there
+    `[ -d ${STATE_DIR} ] || (umask 077 && mkdir -p ${STATE_DIR}) 2>/dev/null`,
     // a lock whose run applied changes and still has its switch armed is not dead: that run's
     // changes are unconfirmed and will revert by themselves; breaking it would let a new run build on them
     breakLock
@@ -52,9 +53,9 @@ export function acquireLockScript(info: string, breakLock: boolean, breakArmed =
   ].join('\n');
 }
 
-/** Remove the lock only when this run holds it. */
+/** Remove the lock only when this run holds it (its first line starts `run=<id> `; read by the shell itself, no grep). */
 export function releaseLockScript(runId: string): string {
-  return `if grep -q ${quote([`^run=${runId} `])} ${LOCK_FILE} 2>/dev/null; then rm -f ${LOCK_FILE}; fi`;
+  return `_lk=; { IFS= read -r _lk || :; } < ${LOCK_FILE} 2>/dev/null; case $_lk in ${quote([`run=${runId} `])}*) rm -f ${LOCK_FILE} ;; esac`;
 }
 
 export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string; armed?: boolean } | { state: 'released' };
