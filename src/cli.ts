@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 // Commands load on demand: `dsrctl plan` need not parse the wizard's prompt library, and
 // Node's start-up is most of a no-op run's time.
 import { EXIT } from './util/errors.js';
+import { PACKAGE_ROOT } from './util/package-root.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
 
 async function main(argv: string[]): Promise<number> {
   let code: number = EXIT.ok;

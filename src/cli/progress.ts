@@ -1,5 +1,4 @@
-import { Listr, ListrLogger, ProcessOutput } from 'listr2';
-import type { StepRunner } from '../engine/steps.js';
+import { eventRunner, type StepRunner } from '../engine/steps.js';
 import { escapeControls, safeError } from './terminal.js';
 
 export interface GlobalOptions {
@@ -17,19 +16,24 @@ export interface GlobalOptions {
  * `dsrctl plan > file` holds the plan alone), and listr2 registers no signal listeners (its SIGINT
  * handler exits 127 at once, which left hosts locked; src/cli/interrupt.ts decides instead).
  */
-export function listrOptions(opts: GlobalOptions) {
-  const renderer: 'default' | 'simple' | 'silent' = opts.json || opts.quiet ? 'silent' : process.stderr.isTTY ? 'default' : 'simple';
+function listrOptions({ ListrLogger, ProcessOutput }: typeof import('listr2')) {
   return {
-    renderer,
+    renderer: process.stderr.isTTY ? ('default' as const) : ('simple' as const),
     registerSignalListeners: false,
     rendererOptions: { logger: new ListrLogger({ processOutput: new ProcessOutput(process.stderr, process.stderr) }) },
   } as const;
 }
 
-/** The engine's steps as a listr2 task tree on stderr; host text in titles and errors made harmless. */
+/**
+ * The engine's steps as a listr2 task tree on stderr; host text in titles and errors made harmless.
+ * With --json or --quiet nothing is drawn: the library's plain runner, and listr2 is never loaded
+ * (a no-op run in automation is mostly start-up).
+ */
 export function listrRunner(opts: GlobalOptions): StepRunner {
+  if (opts.json || opts.quiet) return eventRunner();
   return async (steps, { concurrent, stopOnError }) => {
-    await new Listr(
+    const listr2 = await import('listr2');
+    await new listr2.Listr(
       steps.map((s) => ({
         title: escapeControls(s.title),
         task: async (_ctx: unknown, task: { title: string }) => {
@@ -42,7 +46,7 @@ export function listrRunner(opts: GlobalOptions): StepRunner {
           }
         },
       })),
-      { concurrent, exitOnError: !!stopOnError, collectErrors: false, ...listrOptions(opts) },
+      { concurrent, exitOnError: !!stopOnError, collectErrors: false, ...listrOptions(listr2) },
     )
       .run()
       .catch(() => undefined); // the step's own code recorded what failed

@@ -2,6 +2,7 @@ import type { ConnectTarget, ExecOptions, ExecResult, HostSession } from '../ssh
 import type { Connector } from './connector.js';
 import { HostConnectionError } from '../ssh/errors.js';
 import { AWAIT_MARKER } from './hosts.js';
+import { releaseLockScript } from '../apply/lock.js';
 
 /**
  * Transcripts of runs: every exec a run made on every host, with what it printed. A recording
@@ -22,7 +23,7 @@ export function classifyScript(script: string): ScriptKind {
   if (script.includes('@@dsrctl-pending')) return 'pending';
   if (script.includes('@@dsrctl-nothing')) return 'rollback';
   if (script.includes('@@check ') || script.includes('@@probe')) return 'checks';
-  if (/^if grep -q .* \/var\/lib\/dsrctl\/lock/.test(script.trim())) return 'release';
+  if (script.trim() === releaseLockScript(/case \$_lk in 'run=([^ ']+) '\*\)/.exec(script)?.[1] ?? '')) return 'release';
   return 'other';
 }
 

@@ -1,9 +1,9 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-/** Package root, from dist/lab/lab.js or src/lab/lab.ts alike. */
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Package root, from src/, dist/ or the CLI bundle alike. */
+export const ROOT = PACKAGE_ROOT;
 export const LAB_SCRIPT = join(ROOT, 'test/lab/lab.sh');
 export const LAB_INVENTORY = join(ROOT, 'inventory/lab.yaml');
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
 /** One resource entry of a playbook, before interpolation. Kind-specific fields stay loose here. */
 const entrySchema = z
@@ -32,7 +32,7 @@ export const playbookSchema = z
 export type Playbook = z.infer<typeof playbookSchema>;
 export type PlaybookEntry = z.infer<typeof entrySchema>;
 
-export const PLAYBOOK_DIR = fileURLToPath(new URL('../../playbooks/', import.meta.url));
+export const PLAYBOOK_DIR = join(PACKAGE_ROOT, 'playbooks') + '/';
 
 export function loadPlaybook(mode: string, dir = PLAYBOOK_DIR): Playbook {
   const file = join(dir, `${mode}.yaml`);

@@ -212,9 +212,14 @@ class ExecRun {
     if (this.opts.onStdout && t) this.opts.onStdout(t);
     const then = this.opts.then;
     if (!then || this.continued) return;
+    // search only what may hold the marker: the new text and a marker's length before it (a
+    // large output comes in many chunks; scanning all of it each time is quadratic)
+    const from = Math.max(0, this.text.length - then.marker.length - 1);
     this.text += t;
-    const at = this.text.indexOf(`${then.marker}\n`);
-    if (at < 0 || (at > 0 && this.text[at - 1] !== '\n')) return;
+    let at = this.text.indexOf(`${then.marker}\n`, from);
+    // the marker counts only as a line of its own
+    while (at > 0 && this.text[at - 1] !== '\n') at = this.text.indexOf(`${then.marker}\n`, at + 1);
+    if (at < 0) return;
     // the host now waits for us: no timeout while the caller decides
     this.continued = true;
     clearTimeout(this.timer);

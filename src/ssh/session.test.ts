@@ -325,6 +325,17 @@ describe('exec', () => {
     expect(s.execCount).toBe(1);
   });
 
+  it('a conversation finds its marker only as a line of its own, after a large output in many chunks and split across two', async () => {
+    const s = await session();
+    let soFar = '';
+    // 200 KB first, a mention of the marker inside a line, then the marker written in two halves
+    const script = "i=0; while [ $i -lt 2000 ]; do printf '%0100d\\n' $i; i=$((i+1)); done\necho 'say @@wait'\nprintf '@@wa'; sleep 0.2; printf 'it\\n'\n";
+    const r = await s.exec(script, { then: { marker: '@@wait', timeoutMs: 2000, next: async (text) => ((soFar = text), 'echo after\n') } });
+    expect(soFar.endsWith('say @@wait\n@@wait\n')).toBe(true);
+    expect(soFar.length).toBe(2000 * 101 + 'say @@wait\n@@wait\n'.length);
+    expect(r.stdout.endsWith('@@wait\nafter\n')).toBe(true);
+  });
+
   it('a conversation whose caller gives up: stdin closes, the script ends (its EXIT trap runs)', async () => {
     const s = await session();
     const r = await s.exec("trap 'echo undecided' EXIT\necho '@@wait'\n", { then: { marker: '@@wait', timeoutMs: 2000, next: () => Promise.reject(new Error('no')) } });

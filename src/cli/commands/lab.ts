@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { labScript, curlFromClient, LAB_INVENTORY } from '../../lab/lab.js';
 import { EXIT, UserError } from '../../util/errors.js';
 import { bold, green } from '../output.js';
 import { print } from '../terminal.js';
+import { PACKAGE_ROOT } from '../../util/package-root.js';
 
-const CLI = fileURLToPath(new URL('../../cli.js', import.meta.url));
+const CLI = join(PACKAGE_ROOT, 'dist/cli.js');
 
 /** `dsrctl lab up|down|status|demo`: the guide's topology on this machine. */
 export async function labCommand(action: string, opts: { keep?: boolean }): Promise<number> {
