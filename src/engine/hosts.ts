@@ -50,6 +50,8 @@ export interface FactsExecOptions {
   checks?: string;
   /** how long those checks may take, on top of the facts' 30 s */
   checksTimeoutMs?: number;
+  /** run the checks while the facts are read (the proxy's: one or two per upstream), see factsExecScript */
+  checksAlongside?: boolean;
   /** the lock's line, the moment it arrives (the facts are still being read) */
   onLock?: (l: LockState) => void;
 }
@@ -83,13 +85,22 @@ const RELEASE = 'exit 0\n';
  *   still be deciding and would then apply unlocked.
  * - a held lock ends the script before any fact is read: nothing waits.
  */
-export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: string): string {
+export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: string, alongside = false): string {
   const defs = factsDefinitions(req);
   // in a subshell: the check script's `set -u` and background jobs stay its own
-  const checkPart = checks ? `(\n${checks}\n) </dev/null\n` : '';
-  if (!lock) return `${defs}dsrctl_facts </dev/null\n${checkPart}exit 0\n`;
+  const sub = checks ? `(\n${checks}\n) </dev/null` : '';
+  // Alongside: the checks start before the facts, in the background, into a private temporary
+  // file that is printed after the facts (never interleaved with them); the checks mostly wait
+  // on the network, and the proxy's facts exec is a run's longest. Without mktemp: after, as usual.
+  const start = sub && alongside ? `if _dck=$(mktemp 2>/dev/null); then ${sub} >"$_dck" & _dckp=$!; else _dck=; fi\n` : '';
+  const checkPart = !sub
+    ? ''
+    : alongside
+      ? `if [ -n "$_dck" ]; then wait "$_dckp"; while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done <"$_dck"; rm -f "$_dck"; else ${sub}; fi\n`
+      : `${sub}\n`;
+  if (!lock) return `${defs}${start}dsrctl_facts </dev/null\n${checkPart}exit 0\n`;
   const take = acquireLockScript(lock.info, lock.breakLock, lock.breakArmed);
-  if (!lock.converse) return `${defs}${take}\ndsrctl_facts </dev/null\n${checkPart}exit 0\n`;
+  if (!lock.converse) return `${defs}${take}\n${start}dsrctl_facts </dev/null\n${checkPart}exit 0\n`;
   return [
     `${defs}${take}`,
     'if [ "$lk" != acquired ]; then exit 0; fi',
@@ -97,7 +108,7 @@ export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: 
     `dsrctl_unlock() { ${releaseLockScript(lock.converse.runId)}; echo "@@dsrctl-lock released" 2>/dev/null; }`,
     'trap dsrctl_unlock EXIT',
     "trap 'exit 1' HUP PIPE TERM",
-    'dsrctl_facts </dev/null',
+    `${start}dsrctl_facts </dev/null`,
     `${checkPart}echo "${AWAIT_MARKER}"`,
     // nothing after the marker: sh reads its next command from stdin, i.e. the run's answer
     '',
@@ -137,7 +148,7 @@ export async function connectHost(h: HostState): Promise<void> {
  * Undefined when apply's lock was held: nothing was read.
  */
 export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lock?: LockRequest, opts: FactsExecOptions = {}): Promise<HostFacts | undefined> {
-  const script = factsExecScript(factsRequest(inv, pb, h.target), lock, opts.checks);
+  const script = factsExecScript(factsRequest(inv, pb, h.target), lock, opts.checks, opts.checksAlongside);
   let streamed = '';
   let lockSeen = false;
   const onStdout = lock

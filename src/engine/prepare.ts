@@ -108,7 +108,8 @@ export async function connectAndPlan(file: string, runner: StepRunner, opts: Pre
   const factsOpts = (h: HostState) => {
     const checks = checkScript(h.target.name);
     return {
-      ...(checks ? { checks, checksTimeoutMs: checksTimeoutMs(inv) } : {}),
+      // the proxy's checks (a ping and a service check per upstream) run while its facts are read
+      ...(checks ? { checks, checksTimeoutMs: checksTimeoutMs(inv), checksAlongside: h.target.role === 'proxy' } : {}),
       // a lock left by a dead run of this machine is taken over below before the upstreams go
       ...(h.target.role === 'proxy' ? { onLock: (l: LockState) => (l.state === 'acquired' ? proxyDone() : undefined) } : {}),
     };
