@@ -44,7 +44,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Client } from 'ssh2';
+import { connectAllRunTrue } from './ssh-floor.mjs';
 import { parse as parseYaml } from 'yaml';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -203,31 +203,13 @@ function run(argv) {
   });
 }
 
-/** ssh2 connect + exec `true` on every host at once: wall ms and the machine's counters. */
+/** ssh2 connect + exec `true` on every host at once, inside this process: wall ms and the machine's counters. */
 async function sshFloor(hosts, privateKey) {
-  const one = (host) =>
-    new Promise((res, rej) => {
-      const c = new Client();
-      c.on('ready', () =>
-        c.exec('true', (err, stream) => {
-          if (err) return rej(err);
-          stream.on('close', (code) => {
-            c.end();
-            code === 0 ? res() : rej(new Error(`${host}: true exited ${code}`));
-          });
-          stream.resume();
-          stream.stderr.resume();
-        }),
-      )
-        .on('error', (e) => rej(new Error(`${host}: ${e.message}`)))
-        // the lab's own hosts, just built: their keys are in its known_hosts; not checked here
-        .connect({ host, port: 22, username: 'root', privateKey, readyTimeout: 60_000 });
-    });
   const m0 = machine();
   const h0 = hostsCpuMs();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
-  await Promise.all(hosts.map(one));
+  await connectAllRunTrue(hosts, privateKey);
   const ms = performance.now() - t0;
   const m = delta(m0, machine());
   const c = process.cpuUsage(c0);
