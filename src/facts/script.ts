@@ -20,11 +20,20 @@ run() {
   if have "$1"; then _o=$("$@" 2>/dev/null); _r=$?; out "$_o"; else _r=127; fi
   e "$_n" "$_r"
 }
-if base64 -w0 </dev/null >/dev/null 2>&1; then
-  b64() { base64 -w0; }
-else
-  b64() { base64 | tr -d '\n'; }
-fi
+NL='
+'
+# b64: stdin as one line of base64. b64_probe (in the script's own shell, not in a $(...), so it
+# runs once) first: base64 -w0 where it exists, else base64 | tr -d '\n'
+b64_probe() { [ -n "${'$'}{_b64:-}" ] || if base64 -w0 </dev/null >/dev/null 2>&1; then _b64=w0; else _b64=tr; fi; }
+b64() { if [ "$_b64" = tr ]; then base64 | tr -d '\n'; else base64 -w0; fi; }
+# slurp FILE: _t = FILE's text as $(cat FILE) gives it (trailing newlines cut), read by the shell
+# itself; false when it cannot be opened. Not for /proc/sys: dash reads a byte at a time, and a
+# sysctl read at an offset past 0 ends there (tcp_rmem would read "4")
+slurp() {
+  _t=; _sl=
+  { while IFS= read -r _l; do _t=$_t$_sl$_l; _sl=$NL; done; _t=$_t$_sl$_l; } <"$1" 2>/dev/null || return 1
+  while :; do case $_t in *"$NL") _t=${'$'}{_t%"$NL"} ;; *) return 0 ;; esac; done
+}
 # fileinfo NAME PATH: exists, type, mode, sha256 and base64 content of one file; the path resolved
 # (symlinks, ".", "//"), whether it is a symlink, and owner and mode of the nearest existing
 # directory above the resolved path (and above the path itself, when it is a symlink)
@@ -51,7 +60,7 @@ fileinfo() {
     if [ "$_t" = file ]; then
       if [ -r "$2" ]; then
         if _h=$(sha256sum <"$2" 2>/dev/null); then printf 'sha256=%s\n' "${'$'}{_h%% *}"; fi
-        if have base64 && _c=$(b64 <"$2"); then printf 'content=%s\n' "$_c"; else printf 'content-error=no base64\n'; fi
+        if have base64 && b64_probe && _c=$(b64 <"$2"); then printf 'content=%s\n' "$_c"; else printf 'content-error=no base64\n'; fi
       else
         printf 'readable=0\n'
       fi

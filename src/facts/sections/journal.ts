@@ -61,18 +61,21 @@ stateinfo() {
   e "$1" 0
 }
 # journal_file PATH ENCODED: PATH as the oldest run whose changes are still in place found it: that
-# run's first backup of it (files/NNN-ENCODED, the lowest NNN)
+# run's first backup of it (files/NNN-ENCODED, the lowest NNN). Runs oldest first: a glob is sorted
+# by byte (dash calls no setlocale), as ls | sort in the C locale was; statuses read by the shell.
 journal_file() {
   b journal-file
   printf 'path=%s\n' "$1"
-  for _r in $(ls -1 /var/lib/dsrctl/runs 2>/dev/null | sort); do
-    case "$(cat "/var/lib/dsrctl/runs/$_r/status" 2>/dev/null)" in
+  for _r in /var/lib/dsrctl/runs/*/; do
+    _r=${'$'}{_r%/}; _r=${'$'}{_r##*/}
+    slurp "/var/lib/dsrctl/runs/$_r/status" || _t=
+    case $_t in
       ${ACTIVE_RUN_STATUSES.join('|')}) ;;
       *) continue ;;
     esac
     _jf=
     for _c in "/var/lib/dsrctl/runs/$_r/files/"[0-9][0-9][0-9]-"$2"; do [ -f "$_c" ] && { _jf=$_c; break; }; done
-    if [ -n "$_jf" ] && [ -r "$_jf" ] && have base64; then printf 'run=%s\n' "$_r"; printf 'content=%s\n' "$(b64 <"$_jf")"; break; fi
+    if [ -n "$_jf" ] && [ -r "$_jf" ] && have base64; then b64_probe; printf 'run=%s\n' "$_r"; printf 'content=%s\n' "$(b64 <"$_jf")"; break; fi
   done
   e journal-file 0
 }
@@ -81,16 +84,18 @@ journal_change() {
   b journal-change
   printf 'id=%s\n' "$1"
   _jc=
-  for _r in $(ls -1 /var/lib/dsrctl/runs 2>/dev/null | sort); do
-    case "$(cat "/var/lib/dsrctl/runs/$_r/status" 2>/dev/null)" in
+  for _r in /var/lib/dsrctl/runs/*/; do
+    _r=${'$'}{_r%/}; _r=${'$'}{_r##*/}
+    slurp "/var/lib/dsrctl/runs/$_r/status" || _t=
+    case $_t in
       ${ACTIVE_RUN_STATUSES.join('|')}) ;;
       *) continue ;;
     esac
     for _i in "/var/lib/dsrctl/runs/$_r/changes/"*.id; do
-      [ -f "$_i" ] && [ "$(cat "$_i")" = "$1" ] && [ "$(cat "${'$'}{_i%.id}.state" 2>/dev/null)" = done ] && [ -r "${'$'}{_i%.id}.undo" ] || continue
+      [ -f "$_i" ] && slurp "$_i" && [ "$_t" = "$1" ] && slurp "${'$'}{_i%.id}.state" && [ "$_t" = done ] && [ -r "${'$'}{_i%.id}.undo" ] || continue
       _jc=${'$'}{_i%.id}.undo; break
     done
-    if [ -n "$_jc" ] && have base64; then printf 'run=%s\n' "$_r"; printf 'undo=%s\n' "$(b64 <"$_jc")"; break; fi
+    if [ -n "$_jc" ] && have base64; then b64_probe; printf 'run=%s\n' "$_r"; printf 'undo=%s\n' "$(b64 <"$_jc")"; break; fi
   done
   e journal-change 0
 }

@@ -15,7 +15,7 @@ export const reads: FactSection<ReadsFacts> = {
   repeated: ['read'],
   shell: (req) => [
     // one open, one read: a file the checker replaces (mv) meanwhile is read whole, old or new
-    ...[...new Set(req.reads ?? [])].map(checkFactsPath).map((p) => `  b read; printf 'path=%s\\n' ${quote([p])}; if { printf 'exists=1\\ncontent=%s\\n' "$(b64 <&3)"; } 2>/dev/null 3<${quote([p])}; then :; else printf 'exists=0\\n'; fi; e read 0`),
+    ...[...new Set(req.reads ?? [])].map(checkFactsPath).map((p) => `  b read; b64_probe; printf 'path=%s\\n' ${quote([p])}; if { printf 'exists=1\\ncontent=%s\\n' "$(b64 <&3)"; } 2>/dev/null 3<${quote([p])}; then :; else printf 'exists=0\\n'; fi; e read 0`),
   ],
   parse: (ctx) => (ctx.all('read').length ? { reads: parseReads(ctx.all('read')) } : {}),
 };
