@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { judgeHttpProbe, judgeDnsProbe, planChecks, describeVerification, renderCheckScript, parseCheckOutput } from './checks.js';
+import { judgeHttpProbe, judgeDnsProbe, planChecks, describeVerification, parseCheckOutput } from './checks.js';
+import { renderCheckScript } from './check-script.js';
 import { inventorySchema, type Inventory } from '../inventory/schema.js';
 
 const fx = (name: string) => readFileSync(new URL(`../../test/fixtures/verify/${name}`, import.meta.url), 'utf8');

@@ -1,5 +1,3 @@
-import { quote } from 'shell-quote';
-import { randomBytes } from 'node:crypto';
 import type { Inventory } from '../inventory/schema.js';
 import {
   chooseServiceCheck,
@@ -10,13 +8,12 @@ import {
   judgeHttpPath,
   judgeService,
   judgeTcpPath,
-  parseRaw,
   pathCheckPath,
-  renderServiceProbe,
   type DnsQuestion,
   type ServiceCheckKind,
 } from './service-check.js';
-import { healthSettings, HEALTH_PID, HEALTH_STATE } from '../health/settings.js';
+import { healthSettings } from '../health/settings.js';
+import { httpCheckRaw, parseScriptOutput, probeHttpText } from './check-output.js';
 import { describeDown, parseHealthState } from '../health/script.js';
 
 /** One verification check, as the guide's Troubleshooting would run it by hand. */
@@ -115,132 +112,50 @@ export function describeVerification(inv: Inventory): string[] {
   return lines;
 }
 
-const ok = (id: string, detail: string) => `echo ${quote([`@@check ${id} ok ${detail}`])}`;
-const fail = (id: string, detail: string) => `echo ${quote([`@@check ${id} fail ${detail}`])}`;
-
-/**
- * raw ID: "$out" as one `@@raw ID BASE64` line (renderServiceProbe). base64 -w0 where it exists:
- * one process less per check than `base64 | tr -d '\n'`, which the proxy runs twice per upstream.
- */
-const RAW_HELPER = String.raw`if base64 -w0 </dev/null >/dev/null 2>&1; then
-  raw() { printf '@@raw %s %s\n' "$1" "$(printf '%s' "$out" | base64 -w0)"; }
-else
-  raw() { printf '@@raw %s %s\n' "$1" "$(printf '%s' "$out" | base64 | tr -d '\n')"; }
-fi`;
-
-/** One script per host: its checks in parallel, one `@@check ID ok|fail DETAIL` or `@@raw ID BASE64` line each. */
-export function renderCheckScript(checks: Check[], inv: Inventory, nonce = randomBytes(8).toString('hex')): string {
-  const t = inv.verify.timeout_seconds;
-  const w = Math.max(1, Math.ceil(t));
-  const probe = inv.verify.probe;
-  const lines = ['#!/bin/sh', 'set -u', RAW_HELPER];
-  // HTTP probes keep their answers in one private directory of the script's (checkHttpCommand)
-  let files = 0;
-  const file = (kind: string) => (kind === 'http' ? `"$ck"/${++files}` : undefined);
-  for (const c of checks) {
-    const [ip = '', portText = ''] = c.target.split(':');
-    const port = Number(portText);
-    switch (c.kind) {
-      case 'ping':
-        lines.push(
-          `( if ping -n -c 1 -W ${w} ${quote([ip])} >/dev/null 2>&1 || ping -n -c 1 -W ${w} ${quote([ip])} >/dev/null 2>&1; then ${ok(c.id, 'reply')}; else ${fail(c.id, `no reply within ${w}s (twice)`)}; fi ) &`,
-        );
-        break;
-      case 'service-http':
-      case 'service-dns':
-      case 'service-tcp':
-        lines.push(`( ${renderServiceProbe(c.id, c.kind.slice(8) as 'http' | 'dns' | 'tcp', ip, port, inv, '/', file(c.kind.slice(8)))} ) &`);
-        break;
-      case 'path-dns':
-        lines.push(`( ${renderServiceProbe(c.id, 'dns', ip, port, inv)} ) &`);
-        break;
-      case 'path-http':
-      case 'path-tcp': {
-        // the upstreams' own answers to the same request first, then the one at the public address
-        const k = c.kind === 'path-http' ? 'http' : 'tcp';
-        const path = pathCheckPath(nonce);
-        const steps = inv.upstreams.map((u) => renderServiceProbe(`${c.id}#${u.name}`, k, u.ip, inv.service.upstream_port, inv, path, file(k)));
-        lines.push(`( ${[...steps, renderServiceProbe(c.id, k, ip, port, inv, path, file(k))].join('; ')} ) &`);
-        lines.push(`echo ${quote([`@@nonce ${nonce}`])}`);
-        break;
-      }
-      case 'probe-http':
-        // sequential on purpose: round robin then visits every upstream once per pass
-        lines.push(
-          `i=0; while [ $i -lt ${probe!.requests} ]; do`,
-          `  body=$(curl -sS -f --max-time ${t} ${quote([`http://${ip}:${port}/`])} 2>&1 | head -c 300 | tr '\n' ' ')`,
-          `  echo "@@probe $body"; i=$((i+1))`,
-          'done',
-        );
-        break;
-      case 'probe-dns':
-        // sequential, like the HTTP probe
-        for (let i = 0; i < probe!.requests; i++) lines.push(renderServiceProbe(`${c.id}#${i}`, 'dns', ip, port, inv));
-        break;
-      case 'health':
-        // one read of the state file, and whether the pid it recorded runs the checker
-        lines.push(
-          `p=$(cat ${quote([HEALTH_PID])} 2>/dev/null | tr -cd 0-9); a=0; [ -n "$p" ] && [ "$(cut -d' ' -f3 "/proc/$p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh' && a=1`,
-          `printf '@@raw %s %s\\n' ${quote([`${c.id}#pid`])} "$(printf '%s %s' "$a" "$p" | base64 | tr -d '\\n')"`,
-          `printf '@@raw %s %s\\n' ${quote([c.id])} "$(cat ${quote([HEALTH_STATE])} 2>/dev/null | base64 | tr -d '\\n')"`,
-        );
-        break;
-      case 'note':
-        break;
-    }
-  }
-  if (files) {
-    lines.splice(3, 0, 'ck=$(mktemp -d) || exit 1');
-    lines.push('wait', 'rm -rf "$ck"', '');
-  } else lines.push('wait', '');
-  return lines.join('\n');
-}
-
-/** Pure: the script's output -> a result for every check (a check with no line failed). */
+/** Pure: the script's output (check-script.ts) -> a result for every check (a check with no answer failed). */
 export function parseCheckOutput(checks: Check[], stdout: string, inv: Inventory): CheckResult[] {
-  const seen = new Map<string, { ok: boolean; detail: string }>();
-  const probes: string[] = [];
-  for (const line of stdout.split('\n')) {
-    const m = /^@@check (\S+) (ok|fail) ?(.*)$/.exec(line);
-    if (m) seen.set(m[1]!, { ok: m[2] === 'ok', detail: (m[3] ?? '').trim() });
-    else if (line.startsWith('@@probe')) probes.push(line.slice(7).trim());
-  }
-  const raw = parseRaw(stdout);
-  const nonce = /^@@nonce (\S+)$/m.exec(stdout)?.[1] ?? '';
+  const out = parseScriptOutput(stdout);
+  // a check's answer as its one-request command prints it: from curl's batch line (and the
+  // body it kept) or the file its tool wrote, else the fallback's @@raw
+  const answer = (id: string): string | undefined => {
+    const h = out.http.get(id);
+    if (h) return httpCheckRaw(h, out.files.get(id));
+    return out.files.get(id)?.toString('utf8') ?? out.raw.get(id);
+  };
   const missing = { ok: false, detail: 'no result (the check did not run)' };
-  const upstreamRaws = (id: string) => inv.upstreams.map((u) => [u.name, raw.get(`${id}#${u.name}`) ?? ''] as [string, string]);
+  const upstreamRaws = (id: string) => inv.upstreams.map((u) => [u.name, answer(`${id}#${u.name}`) ?? ''] as [string, string]);
+  const numbered = (id: string) => {
+    const n = inv.verify.probe?.requests ?? 0;
+    return Array.from({ length: n }, (_, i) => `${id}#${i}`);
+  };
   return checks.map((c): CheckResult => {
+    const r = answer(c.id);
     switch (c.kind) {
-      case 'probe-http':
-        return { ...c, ...judgeHttpProbe(probes, inv) };
+      case 'probe-http': {
+        const batch = numbered(c.id).filter((id) => out.http.has(id));
+        const bodies = batch.length ? batch.map((id) => probeHttpText(out.http.get(id)!, out.files.get(id))) : out.probes;
+        return { ...c, ...judgeHttpProbe(bodies, inv) };
+      }
       case 'probe-dns': {
-        const answers = [...raw].filter(([id]) => id.startsWith(`${c.id}#`)).map(([, r]) => r);
+        const answers = numbered(c.id).map(answer).filter((a): a is string => a !== undefined);
         return { ...c, ...judgeDnsProbe(answers, dnsQuestion(inv)) };
       }
       case 'service-http':
       case 'service-dns':
-      case 'service-tcp': {
-        const r = raw.get(c.id);
+      case 'service-tcp':
         return { ...c, ...(r === undefined ? missing : judgeService(c.kind.slice(8) as 'http' | 'dns' | 'tcp', r, inv)) };
-      }
-      case 'path-dns': {
-        const r = raw.get(c.id);
+      case 'path-dns':
         return { ...c, ...(r === undefined ? missing : judgeDns(r, dnsQuestion(inv))) };
-      }
-      case 'path-http': {
-        const r = raw.get(c.id);
-        return { ...c, ...(r === undefined ? missing : judgeHttpPath(r, upstreamRaws(c.id), c.target, pathCheckPath(nonce))) };
-      }
-      case 'path-tcp': {
-        const r = raw.get(c.id);
+      case 'path-http':
+        return { ...c, ...(r === undefined ? missing : judgeHttpPath(r, upstreamRaws(c.id), c.target, pathCheckPath(out.nonce))) };
+      case 'path-tcp':
         return { ...c, ...(r === undefined ? missing : judgeTcpPath(r, upstreamRaws(c.id), c.target)) };
-      }
       case 'health':
-        return { ...c, ...judgeHealth(raw.get(`${c.id}#pid`) ?? '', raw.get(c.id) ?? '') };
+        return { ...c, ...judgeHealth(out.raw.get(`${c.id}#pid`) ?? '', r ?? '') };
       case 'note':
         return { ...c, ok: true, unproven: true, detail: '' };
       default:
-        return { ...c, ...(seen.get(c.id) ?? missing) };
+        return { ...c, ...(out.checks.get(c.id) ?? missing) };
     }
   });
 }

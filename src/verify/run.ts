@@ -1,7 +1,8 @@
 import type { Inventory } from '../inventory/schema.js';
 import type { ExecResult, HostSession } from '../ssh/types.js';
 import { timed } from '../util/debug.js';
-import { planChecks, renderCheckScript, parseCheckOutput, type CheckResult, type Check } from './checks.js';
+import { planChecks, parseCheckOutput, type CheckResult, type Check } from './checks.js';
+import { renderCheckScript } from './check-script.js';
 
 /** The checks of an inventory by the host they run on; notes (which run nothing) apart. */
 export function hostChecks(inv: Inventory): { notes: CheckResult[]; byHost: Map<string, Check[]> } {

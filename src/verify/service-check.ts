@@ -50,47 +50,42 @@ export function describeServiceCheck(kind: Exclude<ServiceCheckKind, 'none'>, in
 /** The path a path check requests: unique per run, so no cache or log line from another run can stand in. */
 export const pathCheckPath = (nonce: string) => `/.well-known/dsrctl-path-check/${nonce}`;
 
+/** dig asking ip:port the check's question (one try, the check's timeout); its output unlimited, its errors on stderr. */
+export function digCommand(ip: string, port: number, inv: Inventory): string {
+  const q = dnsQuestion(inv);
+  const tcp = inv.service.protocol === 'udp' ? [] : ['+tcp'];
+  return `dig +tries=1 +time=${Math.max(1, Math.ceil(inv.verify.timeout_seconds))} +noall +comments +answer ${quote([...tcp, '-p', String(port), `@${ip}`, q.name, q.type])}`;
+}
+
+/** curl's telnet client connects and prints whatever the server sends first (a banner), sending nothing; errors on the same stream. */
+export function tcpCommand(ip: string, port: number, inv: Inventory): string {
+  const t = inv.verify.timeout_seconds;
+  return `curl -sS --connect-timeout ${t} --max-time ${Math.max(1, Math.ceil(t)) + 1} ${quote([`telnet://${ip}:${port}`])} </dev/null 2>&1`;
+}
+
 /**
  * The shell command of one check against ip:port: runs the tool and prints everything it said
  * (judged by the pure functions below in verify, by `serviceAliveTest` in the health checker).
  */
 export function serviceProbeCommand(kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
-  const t = inv.verify.timeout_seconds;
-  const w = Math.max(1, Math.ceil(t));
   switch (kind) {
-    case 'dns': {
-      const q = dnsQuestion(inv);
-      const tcp = inv.service.protocol === 'udp' ? [] : ['+tcp'];
-      return `dig +tries=1 +time=${w} +noall +comments +answer ${quote([...tcp, '-p', String(port), `@${ip}`, q.name, q.type])} 2>&1 | head -c 2000`;
-    }
+    case 'dns':
+      return `${digCommand(ip, port, inv)} 2>&1 | head -c 2000`;
     case 'http':
       // line 1: the status code (000: no response), line 2: curl's error, then the body's start
-      return `f=$(mktemp) && { curl -sS -o "$f" -w '%{http_code}\\n' --max-time ${t} ${quote([`http://${ip}:${port}${path}`])} 2>"$f.err"; head -n 1 "$f.err"; echo; head -c 600 "$f"; rm -f "$f" "$f.err"; }`;
+      return `f=$(mktemp) && { curl -sS -o "$f" -w '%{http_code}\\n' --max-time ${inv.verify.timeout_seconds} ${quote([`http://${ip}:${port}${path}`])} 2>"$f.err"; head -n 1 "$f.err"; echo; head -c 600 "$f"; rm -f "$f" "$f.err"; }`;
     case 'tcp':
-      // curl's telnet client connects and prints whatever the server sends first (a banner), sending nothing
-      return `curl -sS --connect-timeout ${t} --max-time ${w + 1} ${quote([`telnet://${ip}:${port}`])} </dev/null 2>&1 | head -c 300`;
+      return `${tcpCommand(ip, port, inv)} | head -c 300`;
   }
 }
 
 /**
- * Shell for one check against ip:port: runs the tool and prints `@@raw ID BASE64` with everything
- * the tool said (judged by the pure functions below, not by shell patterns). For check scripts:
- * `raw` is defined at their top (renderCheckScript).
+ * Shell for one check against ip:port run alone: runs the tool and prints `@@raw ID BASE64` with
+ * everything the tool said (judged by the pure functions below, not by shell patterns). Check
+ * scripts use it where curl cannot batch (check-script.ts), with `raw` defined at their top.
  */
-export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/', file?: string): string {
-  const cmd = kind === 'http' && file ? checkHttpCommand(file, ip, port, inv, path) : serviceProbeCommand(kind, ip, port, inv, path);
-  return `out=$(${cmd}); raw ${quote([id])}`;
-}
-
-/**
- * serviceProbeCommand's HTTP probe for check scripts, printing the same lines: its files are
- * `file` and `file.err` in the script's own directory (renderCheckScript) instead of a mktemp
- * and rm each, and the shell reads the error's first line itself: three processes less per check
- * (the proxy runs one or two per upstream). The health checker keeps serviceProbeCommand's.
- */
-function checkHttpCommand(file: string, ip: string, port: number, inv: Inventory, path: string): string {
-  const t = inv.verify.timeout_seconds;
-  return `curl -sS -o ${file} -w '%{http_code}\\n' --max-time ${t} ${quote([`http://${ip}:${port}${path}`])} 2>${file}.err; _l=; if { IFS= read -r _l || [ -n "$_l" ]; } <${file}.err; then printf '%s\\n' "$_l"; fi; echo; head -c 600 ${file} 2>/dev/null`;
+export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
+  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); raw ${quote([id])}`;
 }
 
 /**
