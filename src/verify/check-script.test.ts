@@ -46,7 +46,7 @@ describe('check scripts: one curl for all HTTP checks of a host, the same verdic
     expect(report(withProbe, 'proxy', fx('http-proxy.new.txt'))).toEqual(report(withProbe, 'proxy', fx('http-proxy.old.txt')));
     const r = parseCheckOutput(on(withProbe, 'proxy'), fx('http-proxy.new.txt'), withProbe);
     expect(r.find((c) => c.id === 'service-dev1')).toMatchObject({ ok: true, detail: 'HTTP 200' });
-    expect(r.find((c) => c.id === 'service-router')).toMatchObject({ ok: false, detail: "no response: curl: (7) Failed to connect to 172.16.0.254 port 8080 after 1 ms: Couldn't connect to server" });
+    expect(r.find((c) => c.id === 'service-router')).toMatchObject({ ok: false, detail: "no response: curl: (7) Failed to connect to 172.16.0.254 port 8080 after 0 ms: Couldn't connect to server" });
     expect(r.find((c) => c.id === 'service-dead1')).toMatchObject({ ok: false, detail: 'no response: curl: (28) Connection timed out after 2001 milliseconds' });
     expect(r.find((c) => c.id === 'ping-proxy-dead1')).toMatchObject({ ok: false, detail: 'no reply within 2s (twice)' });
   });
@@ -72,13 +72,45 @@ describe('check scripts: one curl for all HTTP checks of a host, the same verdic
   });
   it("the probe: its requests in order in one curl, -f as before; the same report (the client's address at every upstream)", () => {
     const script = renderCheckScript(on(withProbe, 'probe'), withProbe);
-    expect(script).toMatch(/h=\$\(curl -s --no-progress-meter -f --max-time 2 -w '%\{stdout\}@@http %\{exitcode\} %\{http_code\} probe-http#0 %\{errormsg\}\\n' -o "\$ck"\/probe-http\\#0 /);
+    // a connection per request, as one curl each had: a TCP proxy hands a connection to one upstream
+    expect(script).toMatch(/h=\$\(curl -s --no-progress-meter -f -H 'Connection: close' --max-time 2 -w '%\{stdout\}@@http %\{exitcode\} %\{http_code\} probe-http#0 %\{errormsg\}\\n' -o "\$ck"\/probe-http\\#0 /);
     expect(script).not.toContain('--parallel');
     expect(report(withProbe, 'probe', fx('http-probe.new.txt'))).toEqual(report(withProbe, 'probe', fx('http-probe.old.txt')));
     expect(parseCheckOutput(on(withProbe, 'probe'), fx('http-probe.new.txt'), withProbe)[0]).toMatchObject({ ok: true, detail: expect.stringMatching(/^Hello from dev\d+\. You connected from 192\.168\.99\.1:\d+ to/) });
     const refused = lab({ probe: { ssh_host: '10.211.161.2', expect_source: '192.168.99.1' } }, 81);
     expect(report(refused, 'probe', fx('http-probe-refused.new.txt'))).toEqual(report(refused, 'probe', fx('http-probe-refused.old.txt')));
     expect(parseCheckOutput(on(refused, 'probe'), fx('http-probe-refused.new.txt'), refused)[0]).toMatchObject({ ok: false, detail: expect.stringMatching(/^4 of 4 responses did not come from 192\.168\.99\.1: curl: \(7\) Failed to connect to 192\.168\.99\.10 port 81/) });
+  });
+});
+
+describe('check scripts of DNS and TCP services: each tool one process, their outputs in one head and one base64', () => {
+  const dsr = inventorySchema.parse({
+    mode: 'dsr-router-nat',
+    service: { protocol: 'udp', listen_port: 53, upstream_port: 53 },
+    proxy: { ssh_host: '10.211.161.10', public_ip: '192.168.99.10', public_interface: 'pub0', private_ip: '172.16.0.1', private_interface: 'priv0' },
+    upstreams: withProbe.upstreams,
+    verify: { probe: { ssh_host: '10.211.161.2' } },
+  });
+  const tcp = inventorySchema.parse({ ...noProbe, service: { protocol: 'tcp', listen_port: 8081, upstream_port: 8080 }, verify: {} });
+  it('the proxy of a DNS service: dig per upstream into a file, the health checker read without a process per field; the same report', () => {
+    const script = renderCheckScript(on(dsr, 'proxy'), dsr);
+    expect(script).toContain(`dig +tries=1 +time=2 +noall +comments +answer -p 53 \\@172.16.0.11 . SOA >"$ck"/service-dev1 2>&1 &`);
+    expect(script.match(/base64/g)).toHaveLength(2); // the dig outputs, the checker's state
+    expect(report(dsr, 'proxy', fx('dns-proxy.new.txt'))).toEqual(report(dsr, 'proxy', fx('dns-proxy.old.txt')));
+    const r = parseCheckOutput(on(dsr, 'proxy'), fx('dns-proxy.new.txt'), dsr);
+    expect(r.find((c) => c.id === 'service-dev1')).toMatchObject({ ok: true, detail: 'REFUSED (the server responded)' });
+    expect(r.find((c) => c.id === 'service-dead1')).toMatchObject({ ok: false, detail: 'no response: timed out' });
+    expect(r.find((c) => c.id === 'service-router')).toMatchObject({ ok: false, detail: 'no response: connection refused (ICMP port unreachable: nothing listens)' });
+    expect(r.find((c) => c.id === 'health-checker')).toMatchObject({ ok: true, detail: expect.stringMatching(/^running \(pid \d+\); all 4 upstreams in rotation$/) });
+  });
+  it("the probe's DNS queries in order, each into a file; the same report", () => {
+    expect(report(dsr, 'probe', fx('dns-probe.new.txt'))).toEqual(report(dsr, 'probe', fx('dns-probe.old.txt')));
+    expect(parseCheckOutput(on(dsr, 'probe'), fx('dns-probe.new.txt'), dsr)[0]).toMatchObject({ ok: true, detail: '4 of 4 answered: REFUSED | REFUSED | REFUSED | REFUSED' });
+  });
+  it("a TCP path check: the upstreams' and the public address's banners at once (they were one after the other); the same report", () => {
+    expect(renderCheckScript(on(tcp, 'proxy'), tcp)).toContain(`curl -sS --connect-timeout 2 --max-time 3 telnet\\://172.16.0.11\\:8080 </dev/null 2>&1 | head -c 300 >"$ck"/path\\#dev1 &`);
+    expect(report(tcp, 'proxy', fx('tcp-path.new.txt'))).toEqual(report(tcp, 'proxy', fx('tcp-path.old.txt')));
+    expect(parseCheckOutput(on(tcp, 'proxy'), fx('tcp-path.new.txt'), tcp).find((c) => c.id === 'path')).toMatchObject({ ok: true, unproven: true });
   });
 });
 

@@ -29,8 +29,12 @@ interface HttpRequest {
   url: string;
   /** keep the body's start (in "$ck"/ID) for a judge that compares bodies */
   body: boolean;
-  /** -f, as the probe's request: an HTTP error is curl's error (exit 22), no body */
-  fail?: boolean;
+  /**
+   * the probe's request: -f as before (an HTTP error is curl's error, exit 22, no body), and a
+   * connection of its own as each curl had: `Connection: close`, or curl would send every request
+   * over its first connection, which a TCP (stream) proxy hands to one upstream only
+   */
+  probe?: boolean;
   /** the same request run alone, for a curl without --parallel or these -w variables */
   fallback?: string;
 }
@@ -47,7 +51,7 @@ function curlBatch(reqs: HttpRequest[], t: number, parallel: boolean, fallback?:
   for (let i = 0; i < reqs.length; i += CURL_PARALLEL_MAX) {
     const chunk = reqs.slice(i, i + CURL_PARALLEL_MAX);
     const one = (r: HttpRequest) =>
-      [...(r.fail ? ['-f'] : []), '--max-time', String(t), '-w', quote([`%{stdout}@@http %{exitcode} %{http_code} ${r.id} %{errormsg}\\n`]), '-o', r.body ? dirFile(r.id) : '/dev/null', quote([r.url])].join(' ');
+      [...(r.probe ? ['-f', '-H', quote(['Connection: close'])] : []), '--max-time', String(t), '-w', quote([`%{stdout}@@http %{exitcode} %{http_code} ${r.id} %{errormsg}\\n`]), '-o', r.body ? dirFile(r.id) : '/dev/null', quote([r.url])].join(' ');
     const global = ['-s', '--no-progress-meter', ...(parallel ? ['--parallel', '--parallel-immediate', '--parallel-max', String(Math.min(chunk.length, CURL_PARALLEL_MAX))] : [])];
     lines.push(
       `h=$(curl ${global.join(' ')} ${chunk.map(one).join(' --next ')} 2>/dev/null)`,
@@ -127,7 +131,7 @@ export function renderCheckScript(checks: Check[], inv: Inventory, nonce = rando
       case 'probe-http': {
         // in order on purpose: round robin then visits every upstream once per pass
         for (let i = 0; i < probe!.requests; i++) {
-          probeReqs.push({ id: `${c.id}#${i}`, url: url(ip, port, '/'), body: true, fail: true });
+          probeReqs.push({ id: `${c.id}#${i}`, url: url(ip, port, '/'), body: true, probe: true });
           keep(300, `${c.id}#${i}`);
         }
         probeFallback = [
