@@ -6,7 +6,6 @@
  * from the wizard, their exit code.
  */
 import { resolve } from 'node:path';
-import { confirm, input, password, select } from '@inquirer/prompts';
 import { loadEnv } from '../../inventory/load.js';
 import { UserError } from '../../util/errors.js';
 import { describeError } from '../describe-error.js';
@@ -19,11 +18,14 @@ import { escapeControls } from '../terminal.js';
 /** 128 + SIGINT, what shells report for a command stopped by Ctrl-C. */
 export const EXIT_CANCELLED = 130;
 
+// the prompt library loads when a prompt is asked: the CLI is one bundle, and every other
+// command would otherwise load it (and its encoding tables) at start-up
+const prompts = () => import('@inquirer/prompts');
 const prompter: Prompter = {
-  select: (q) => select({ ...q, pageSize: 12 }),
-  input: (q) => input(q),
-  confirm: (q) => confirm(q),
-  password: (q) => password({ ...q, mask: '*' }),
+  select: async (q) => (await prompts()).select({ ...q, pageSize: 12 }),
+  input: async (q) => (await prompts()).input(q),
+  confirm: async (q) => (await prompts()).confirm(q),
+  password: async (q) => (await prompts()).password({ ...q, mask: '*' }),
 };
 
 export async function wizardCommand(opts: { output?: string }): Promise<number> {
