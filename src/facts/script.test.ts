@@ -71,15 +71,14 @@ describe('buildFactsScript: validation and quoting', () => {
 
   it('quotes paths with shell-quote', () => {
     const s = buildFactsScript({ sysctls: [], files: ['/etc/nginx/nginx.conf', "/tmp/a b'$(reboot)`x`!", '/tmp/$HOME;x'] });
-    expect(s).toContain('  fileinfo file /etc/nginx/nginx.conf\n');
-    expect(s).toContain(`  fileinfo file '/tmp/a b'"'"'$(reboot)\`x\`!'\n`);
-    expect(s).toContain('  fileinfo file /tmp/\\$HOME\\;x\n');
+    // every file in one fileinfo call, with dsrctl's state directory
+    expect(s).toContain(`  fileinfo file /etc/nginx/nginx.conf file '/tmp/a b'"'"'$(reboot)\`x\`!' file /tmp/\\$HOME\\;x dsrctl-state /var/lib/dsrctl\n`);
   });
 
   it('reads each requested key and path once, always the fixed sections', () => {
     const s = buildFactsScript({ sysctls: ['net.ipv4.ip_forward', 'net.ipv4.ip_forward'], files: ['/a', '/a'] });
     expect(s.match(/sysctl_value net\.ipv4\.ip_forward /g)).toHaveLength(1);
-    expect(s.match(/fileinfo file \/a\n/g)).toHaveLength(1);
+    expect(s).toContain('  fileinfo file /a dsrctl-state /var/lib/dsrctl\n');
     for (const cmd of ['ip -j addr show', 'ip -j -4 rule show', 'ip -j -4 route show table all', 'iptables -V', 'iptables-save', 'nginx -V 2>&1']) {
       expect(s).toContain(cmd);
     }

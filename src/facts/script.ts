@@ -1,6 +1,7 @@
 import { FACTS_FORMAT_VERSION, SHELL_PRELUDE } from './format.js';
 import type { FactsRequest } from './types.js';
 import { FACT_SECTIONS } from './sections/index.js';
+import { fileinfoLine } from './sections/files.js';
 import { ACTIVE_RUN_STATUSES, STATE_DIR } from '../apply/paths.js';
 import { quote } from 'shell-quote';
 
@@ -22,6 +23,11 @@ run() {
 }
 NL='
 '
+# pop: _v = the first line of _q, which loses it (every line of _q ends in a newline); no process,
+# and no heredoc (dash forks for one over 4 KiB)
+pop() { _v=${'$'}{_q%%"$NL"*}; _q=${'$'}{_q#*"$NL"}; }
+# digits TEXT: _o = TEXT's digits (tr -cd 0-9, by the shell)
+digits() { _o=; _x=$1; while [ -n "$_x" ]; do _y=${'$'}{_x#?}; case ${'$'}{_x%"$_y"} in [0-9]) _o=$_o${'$'}{_x%"$_y"} ;; esac; _x=$_y; done; }
 # b64: stdin as one line of base64. b64_probe (in the script's own shell, not in a $(...), so it
 # runs once) first: base64 -w0 where it exists, else base64 | tr -d '\n'
 b64_probe() { [ -n "${'$'}{_b64:-}" ] || if base64 -w0 </dev/null >/dev/null 2>&1; then _b64=w0; else _b64=tr; fi; }
@@ -31,44 +37,8 @@ b64() { if [ "$_b64" = tr ]; then base64 | tr -d '\n'; else base64 -w0; fi; }
 # sysctl read at an offset past 0 ends there (tcp_rmem would read "4")
 slurp() {
   _t=; _sl=
-  { while IFS= read -r _l; do _t=$_t$_sl$_l; _sl=$NL; done; _t=$_t$_sl$_l; } <"$1" 2>/dev/null || return 1
+  { while IFS= read -r _l; do _t=$_t$_sl$_l; _sl=$NL; done; _t=$_t$_sl$_l; } 2>/dev/null <"$1" || return 1
   while :; do case $_t in *"$NL") _t=${'$'}{_t%"$NL"} ;; *) return 0 ;; esac; done
-}
-# fileinfo NAME PATH: exists, type, mode, sha256 and base64 content of one file; the path resolved
-# (symlinks, ".", "//"), whether it is a symlink, and owner and mode of the nearest existing
-# directory above the resolved path (and above the path itself, when it is a symlink)
-dirstat() {
-  _d=$1; while [ -n "$_d" ] && [ ! -d "$_d" ]; do _d=${'$'}{_d%/*}; done; [ -n "$_d" ] || _d=/
-  stat -c "%u %g %a $_d" "$_d" 2>/dev/null
-}
-fileinfo() {
-  b "$1"
-  printf 'path=%s\n' "$2"
-  if _rp=$(realpath -m -- "$2" 2>/dev/null) || _rp=$(readlink -f -- "$2" 2>/dev/null); then printf 'realpath=%s\n' "$_rp"; else _rp=$2; fi
-  if _s=$(dirstat "${'$'}{_rp%/*}"); then printf 'dir=%s\n' "$_s"; fi
-  if [ -L "$2" ]; then
-    printf 'link=1\n'
-    if _s=$(dirstat "${'$'}{2%/*}"); then printf 'link_dir=%s\n' "$_s"; fi
-  fi
-  if [ -L "$2" ] && [ ! -e "$2" ]; then
-    printf 'exists=1\ntype=dangling\n'
-  elif [ -e "$2" ]; then
-    printf 'exists=1\n'
-    if [ -f "$2" ]; then _t=file; elif [ -d "$2" ]; then _t=dir; else _t=other; fi
-    printf 'type=%s\n' "$_t"
-    if _m=$(stat -L -c '%a %u %g' "$2" 2>/dev/null); then printf 'mode=%s\nowner=%s\n' "${'$'}{_m%% *}" "${'$'}{_m#* }"; fi
-    if [ "$_t" = file ]; then
-      if [ -r "$2" ]; then
-        if _h=$(sha256sum <"$2" 2>/dev/null); then printf 'sha256=%s\n' "${'$'}{_h%% *}"; fi
-        if have base64 && b64_probe && _c=$(b64 <"$2"); then printf 'content=%s\n' "$_c"; else printf 'content-error=no base64\n'; fi
-      else
-        printf 'readable=0\n'
-      fi
-    fi
-  else
-    printf 'exists=0\n'
-  fi
-  e "$1" 0
 }
 `;
 
@@ -125,9 +95,16 @@ export function buildFactsScript(req: FactsRequest, epilogue = ''): string {
 export function factsDefinitions(req: FactsRequest): string {
   const parts = factsParts(req);
   const helpers = [...parts.map((p) => p.section.helpers ?? ''), parts.some((p) => p.when) ? leftHelper() : ''].join('');
+  // every fact's files in one fileinfo call (a fact behind a journal test reads its own behind it)
+  const batch = parts.flatMap(({ section, when }) => (when ? [] : (section.files?.(req) ?? [])));
+  const first = parts.findIndex(({ section, when }) => !when && section.files?.(req).length);
   const body: string[] = [
     `  b facts; printf 'format=%s\\n' ${FACTS_FORMAT_VERSION}; e facts 0`,
-    ...parts.flatMap(({ section, when }) => (when ? [`  if ${when}; then`, ...section.shell(req), '  fi'] : section.shell(req))),
+    ...parts.flatMap(({ section, when }, i) => {
+      const own = when ? fileinfoLine(section.files?.(req) ?? []) : i === first ? fileinfoLine(batch) : [];
+      const lines = [...own, ...section.shell(req)];
+      return when ? [`  if ${when}; then`, ...lines, '  fi'] : lines;
+    }),
     '  b done; e done 0',
   ];
   // Everything runs inside one function called with stdin from /dev/null: the shell reads the whole

@@ -26,10 +26,12 @@ const B64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
  * One `file` section (also used for the dsrctl state files): path=, exists=0|1, type=, mode=,
- * sha256=, content= (base64 of the exact bytes) or readable=0. The sha256 is checked against the
- * decoded bytes, so a file that changed between the two reads (or a cut-off line) is an error.
+ * sha256=, and the exact bytes: blob=OFFSET SIZE into the `file-blob` section after it (`blob`
+ * gives it, decoded; fileinfo in sections/files.ts) or content= (base64), or readable=0. The sha256
+ * is checked against the bytes, so a file that changed between the two reads (or a cut-off line) is
+ * an error.
  */
-export function parseFileSection(body: string, section = 'file'): FileFact {
+export function parseFileSection(body: string, section = 'file', blob?: () => Buffer | undefined): FileFact {
   const kv = parseKeyValues(section, body);
   const lines = body.split('\n');
   const line = (key: string) => lines.find((l) => l.startsWith(`${key}=`)) ?? '';
@@ -61,6 +63,8 @@ export function parseFileSection(body: string, section = 'file'): FileFact {
     fact.readable = false;
     return fact;
   }
+  const at = kv.get('blob');
+  if (at !== undefined) return withBytes(section, fact, kv, line, blobBytes(section, path, at, blob?.()));
   const b64 = kv.get('content');
   if (b64 === undefined) {
     // readable but no base64 tool: content unknown
@@ -68,7 +72,23 @@ export function parseFileSection(body: string, section = 'file'): FileFact {
     return fact;
   }
   if (b64.length % 4 !== 0 || !B64_RE.test(b64)) throw new FactsParseError(section, `${path}: content= is not base64`, line('content'));
-  const bytes = Buffer.from(b64, 'base64');
+  return withBytes(section, fact, kv, line, Buffer.from(b64, 'base64'));
+}
+
+/** blob=OFFSET SIZE: those bytes of the file-blob section after the file's (fileinfo in sections/files.ts). */
+function blobBytes(section: string, path: string, at: string, blob: Buffer | undefined): Buffer {
+  const m = /^(\d+) (\d+)$/.exec(at);
+  if (!m) throw new FactsParseError(section, `${path}: bad blob=`, `blob=${at}`);
+  const [off, size] = [Number(m[1]), Number(m[2])];
+  if (!blob) throw new FactsParseError(section, `${path}: blob= without a file-blob section after it`, `blob=${at}`);
+  if (off + size > blob.length) throw new FactsParseError(section, `${path}: blob= beyond the file-blob section (${blob.length} bytes)`, `blob=${at}`);
+  return blob.subarray(off, off + size);
+}
+
+/** The file's bytes, checked against its sha256= when the host printed one. */
+function withBytes(section: string, fact: FileFact, kv: Map<string, string>, line: (k: string) => string, bytes: Buffer): FileFact {
+  const path = fact.path;
+  const b64 = bytes.toString('base64');
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const reported = kv.get('sha256');
   if (reported !== undefined && reported !== sha256) {

@@ -3,7 +3,7 @@ import { FactsParseError, parseKeyValues } from '../format.js';
 import { parseFileSection } from '../parsers/files.js';
 import { ACTIVE_RUN_STATUSES } from '../../apply/paths.js';
 import { encodePath } from '../../resources/nginx-files.js';
-import { checkFactsPath } from './files.js';
+import { checkFactsPath, fileFacts } from './files.js';
 import type { FactSection } from './section.js';
 import type { FileFact } from '../types.js';
 
@@ -109,8 +109,8 @@ journal_change() {
     `  stateinfo dsrctl-journal ${quote([DSRCTL_STATE_FILES.journal])}`,
     `  stateinfo dsrctl-lock ${quote([DSRCTL_STATE_FILES.lock])}`,
     `  stateinfo dsrctl-reverted ${quote([DSRCTL_STATE_FILES.reverted])}`,
-    `  fileinfo dsrctl-state ${quote([DSRCTL_STATE_DIR])}`,
   ],
+  files: () => [['dsrctl-state', DSRCTL_STATE_DIR]],
   parse(ctx) {
     const state = (name: 'dsrctl-journal' | 'dsrctl-lock' | 'dsrctl-reverted'): string | null => {
       const body = ctx.one(name).body;
@@ -124,7 +124,7 @@ journal_change() {
     // from a facts script that reads it (older fixtures lack it)
     const stateSection = ctx.maybe('dsrctl-state');
     return {
-      stateDir: stateSection ? parseFileSection(stateSection.body, 'dsrctl-state') : null,
+      stateDir: stateSection ? fileFacts(ctx, 'dsrctl-state')[0]! : null,
       // file copies as latin1, like every file's content in the facts: one char per byte
       journalBackups: Object.fromEntries(ctx.all('journal-file').flatMap((s) => parseJournalEntry('journal-file', s.body, 'path', 'content', 'latin1'))),
       journalUndos: Object.fromEntries(ctx.all('journal-change').flatMap((s) => parseJournalEntry('journal-change', s.body, 'id', 'undo', 'utf8'))),

@@ -1,5 +1,5 @@
 import { FactsParseError, parseKeyValues } from '../format.js';
-import { parseFileSection } from '../parsers/files.js';
+import { fileFacts } from './files.js';
 import type { FactSection } from './section.js';
 import type { FileFact } from '../types.js';
 
@@ -46,24 +46,44 @@ export const netmgr: FactSection<NetmgrFacts> = {
   // read where persistence may use it (inventory persist: true); the shell itself does nothing without systemd
   optional: { notRead: () => ({ netmgr: null }) },
   repeated: ['netmgr', 'networkd-link', 'networkd-file'],
+  helpers: String.raw`# networkd_links: a networkd-link section per link networkd keeps state for (its ifindex read by
+# the shell, one sed of its state file), then one fileinfo of every .network file and drop-in they name
+networkd_links() {
+  set --
+  for _nl in /sys/class/net/*; do
+    _ni=; { IFS= read -r _ni || [ -n "$_ni" ]; } 2>/dev/null <"$_nl/ifindex" || continue
+    [ -r "/run/systemd/netif/links/$_ni" ] || continue
+    b networkd-link
+    printf 'name=%s\n' "${'$'}{_nl##*/}"
+    _no=$(sed -n 's/^ADMIN_STATE=/admin_state=/p; s/^NETWORK_FILE=/network_file=/p; s/^NETWORK_FILE_DROPINS=/dropins=/p' "/run/systemd/netif/links/$_ni")
+    out "$_no"
+    e networkd-link 0
+    # the files: network_file= and dropins= values, quotes dropped, split into words as the shell does
+    _nw=; _q=$_no$NL
+    while [ -n "$_q" ]; do
+      pop
+      case $_v in network_file=*) _v=${'$'}{_v#network_file=} ;; dropins=*) _v=${'$'}{_v#dropins=} ;; *) continue ;; esac
+      while case $_v in *'"'*) true ;; *) false ;; esac; do _v=${'$'}{_v%%'"'*}${'$'}{_v#*'"'}; done
+      _nw="$_nw $_v"
+    done
+    for _f in $_nw; do
+      case "$_f" in /*) case " $* " in *" networkd-file $_f "*) ;; *) set -- "$@" networkd-file "$_f" ;; esac ;; esac
+    done
+  done
+  fileinfo "$@"
+}
+`,
   shell: () => [
     '  if [ -d /run/systemd/system ] && have systemctl; then',
     '    b netmgr',
-    "    printf 'systemd=%s\\n' \"$(systemctl --version 2>/dev/null | sed -n '1s/^systemd \\([0-9]*\\).*/\\1/p')\"",
-    ...NETWORK_MANAGERS.map((u) => `    printf 'unit-${u.toLowerCase()}=%s\\n' "$(systemctl is-active ${u}.service 2>/dev/null)"`),
-    "    printf 'unit-nftables=%s\\n' \"$(systemctl is-active nftables.service 2>/dev/null)\"",
+    "    _sv=$(systemctl --version 2>/dev/null); _sv=${_sv%%\"$NL\"*}; case $_sv in 'systemd '*) _sv=${_sv#systemd }; _sv=${_sv%%[!0-9]*} ;; *) _sv= ;; esac",
+    "    printf 'systemd=%s\\n' \"$_sv\"",
+    // one systemctl for every unit: one line each, in order (else each on its own, as it answers alone)
+    `    _su=$(systemctl is-active ${[...NETWORK_MANAGERS, 'nftables'].map((u) => `${u}.service`).join(' ')} 2>/dev/null)$NL`,
+    `    _q=$_su; _c=0; while [ -n "$_q" ]; do pop; _c=$((_c + 1)); done; [ "$_c" = ${NETWORK_MANAGERS.length + 1} ] || _su=`,
+    ...[...NETWORK_MANAGERS, 'nftables'].map((u) => `    if [ -n "$_su" ]; then _v=\${_su%%"$NL"*}; _su=\${_su#*"$NL"}; else _v=$(systemctl is-active ${u}.service 2>/dev/null); fi; printf 'unit-${u.toLowerCase()}=%s\\n' "$_v"`),
     '    e netmgr 0',
-    '    for _l in /sys/class/net/*; do',
-    '      _i=$(cat "$_l/ifindex" 2>/dev/null) || continue',
-    '      [ -r "/run/systemd/netif/links/$_i" ] || continue',
-    '      b networkd-link',
-    "      printf 'name=%s\\n' \"${_l##*/}\"",
-    "      sed -n 's/^ADMIN_STATE=/admin_state=/p; s/^NETWORK_FILE=/network_file=/p; s/^NETWORK_FILE_DROPINS=/dropins=/p' \"/run/systemd/netif/links/$_i\"",
-    '      e networkd-link 0',
-    "      for _f in $(sed -n 's/^NETWORK_FILE=//p; s/^NETWORK_FILE_DROPINS=//p' \"/run/systemd/netif/links/$_i\" | tr -d '\"'); do",
-    '        case "$_f" in /*) fileinfo networkd-file "$_f" ;; esac',
-    '      done',
-    '    done',
+    '    networkd_links',
     '  fi',
   ],
   parse(ctx) {
@@ -84,10 +104,7 @@ export const netmgr: FactSection<NetmgrFacts> = {
       };
     });
     const files: Record<string, FileFact> = {};
-    for (const s of ctx.all('networkd-file')) {
-      const f = parseFileSection(s.body, 'networkd-file');
-      files[f.path] = f;
-    }
+    for (const f of fileFacts(ctx, 'networkd-file')) files[f.path] = f;
     return { netmgr: { systemdVersion: Number(kv.get('systemd') || 0), units, nftables: kv.get('unit-nftables') ?? '', networkd, files } };
   },
 };

@@ -7,9 +7,10 @@ describe('the facts registry: each fact prints the sections it reads', () => {
   for (const s of FACT_SECTIONS) {
     const names = [...(s.single ?? []), ...(s.repeated ?? [])];
     it(`${names.join(', ') || 'its optional sections'}`, () => {
-      const text = [s.helpers ?? '', ...s.shell(req)].join('\n');
-      // a section name reaches the output through `b NAME`, `run NAME`, `fileinfo NAME`, `stateinfo NAME` or `procline NAME` (in its lines or its helpers)
-      for (const n of names) expect(text, n).toMatch(new RegExp(`\\b(b|run|fileinfo|stateinfo|procline) ${n}(\\s|;|$)`, 'm'));
+      const text = [s.helpers ?? '', ...s.shell(req), ...(s.files?.(req) ?? []).map(([n]) => `fileinfo ${n} `)].join('\n');
+      // a section name reaches the output through `b NAME`, `run NAME`, `fileinfo NAME` (its files, or a fileinfo argument
+      // list "$@" NAME PATH of its helpers), `stateinfo NAME` or `procline NAME` (in its lines or its helpers)
+      for (const n of names) expect(text, n).toMatch(new RegExp(`(\\b(b|run|fileinfo|stateinfo|procline)|"\\$@") ${n}(\\s|;|$)`, 'm'));
     });
   }
   it('no two facts claim the same section', () => {

@@ -28,6 +28,11 @@ export interface FactSection<F extends object = object> {
   repeated?: readonly string[];
   /** shell functions its lines call, put before the facts function */
   helpers?: string;
+  /**
+   * Files it reads with `fileinfo` (sections/files.ts), as (section name, path) pairs: the script
+   * reads every fact's in one fileinfo call, where the first fact that has any stands.
+   */
+  files?(req: FactsRequest): [string, string][];
   /** its lines of the facts function, for this request */
   shell(req: FactsRequest): string[];
   /** its part of HostFacts (HostFacts is the intersection of every fact's part: types.ts) */
