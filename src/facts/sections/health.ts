@@ -17,7 +17,8 @@ export const health: FactSection<HealthFacts> = {
   single: ['health'],
   optional: { notRead: () => ({}) },
   shell: () => [
-    `  b health; _p=$(cat ${quote([HEALTH_PID])} 2>/dev/null | tr -cd 0-9); printf 'pid=%s\\n' "$_p"; if [ -n "$_p" ] && [ "$(cut -d' ' -f3 "/proc/$_p/stat" 2>/dev/null)" != Z ] && tr '\\0' ' ' < "/proc/$_p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh'; then echo alive=1; else echo alive=0; fi; if [ -d /run/systemd/system ] && have systemctl; then printf 'unit_active=%s\\nunit_enabled=%s\\n' "$(systemctl is-active ${HEALTH_UNIT} 2>/dev/null)" "$(systemctl is-enabled ${HEALTH_UNIT} 2>/dev/null)"; fi; e health 0`,
+    // the pid file's digits and the process state (field 3 of /proc/PID/stat, as cut -d' ' -f3) read by the shell
+    `  b health; slurp ${quote([HEALTH_PID])} || _t=; digits "$_t"; _p=$_o; printf 'pid=%s\\n' "$_p"; _st=; if [ -n "$_p" ]; then { IFS= read -r _st || :; } 2>/dev/null <"/proc/$_p/stat"; fi; case $_st in *' '*' '*) _st=\${_st#* }; _st=\${_st#* }; _st=\${_st%% *} ;; *' '*) _st= ;; esac; if [ -n "$_p" ] && [ "$_st" != Z ] && tr '\\0' ' ' < "/proc/$_p/cmdline" 2>/dev/null | grep -q 'dsrctl/health/check\\.sh'; then echo alive=1; else echo alive=0; fi; if [ -d /run/systemd/system ] && have systemctl; then printf 'unit_active=%s\\nunit_enabled=%s\\n' "$(systemctl is-active ${HEALTH_UNIT} 2>/dev/null)" "$(systemctl is-enabled ${HEALTH_UNIT} 2>/dev/null)"; fi; e health 0`,
   ],
   parse(ctx) {
     const s = ctx.maybe('health');

@@ -19,7 +19,8 @@ export const ip: FactSection<IpFacts> = {
     '  run ip-rule ip -j -4 rule show',
     '  run ip-route ip -j -4 route show table all',
     // iproute2 prints a table by its name from rt_tables: the parser maps names back to numbers
-    `  b rt-tables; cat /etc/iproute2/rt_tables /etc/iproute2/rt_tables.d/*.conf /usr/share/iproute2/rt_tables /usr/lib/iproute2/rt_tables 2>/dev/null; e rt-tables 0`,
+    // cat, by the shell: each file's lines, a last line without its newline kept so
+    `  b rt-tables; for _f in /etc/iproute2/rt_tables /etc/iproute2/rt_tables.d/*.conf /usr/share/iproute2/rt_tables /usr/lib/iproute2/rt_tables; do [ -f "$_f" ] || continue; _l=; while IFS= read -r _l; do printf '%s\\n' "$_l"; _l=; done 2>/dev/null <"$_f"; printf '%s' "$_l"; done; e rt-tables 0`,
   ],
   parse(ctx) {
     const names = parseRtTables(ctx.all('rt-tables').map((t) => t.body).join('\n'));

@@ -19,43 +19,57 @@ export const nginx: FactSection<NginxSectionFacts> = {
   id: 'nginx',
   optional: { notRead: () => ({ nginx: { installed: false, version: null, modules: [], running: false, masterPid: null, confPath: '' } }) },
   single: ['nginx-version', 'nginx-modules', 'nginx-pid'],
-  helpers: String.raw`# nginx_opt NAME: value of --NAME= in nginx -V
-nginx_opt() { printf '%s\n' "$NV" | sed -n "s/.*--$1=\([^ ]*\).*/\1/p" | head -n 1; }
-nginx_path() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$NPREFIX" "$1" ;; esac; }
+  helpers: String.raw`# nginx_opt NAME: _o = the value of --NAME= in nginx -V: its last on the first line that has one, up to
+# a space (sed 's/.*--NAME=\([^ ]*\).*/\1/p' | head -n 1, by the shell)
+nginx_opt() {
+  _o=; _q=$NV$NL
+  while [ -n "$_q" ]; do pop; case $_v in *"--$1="*) _o=${'$'}{_v##*"--$1="}; _o=${'$'}{_o%% *}; return 0 ;; esac; done
+}
+# nginx_path PATH: _o = PATH, relative ones under nginx's prefix
+nginx_path() { case $1 in /*) _o=$1 ;; *) _o=$NPREFIX/$1 ;; esac; }
+# nginx_modules: the load_module lines of nginx.conf and modules-enabled/*.conf, one grep for all
+nginx_modules() {
+  set --
+  for _f in "$NCONF" "$NDIR"/modules-enabled/*.conf; do if [ -f "$_f" ] && [ -r "$_f" ]; then set -- "$@" "$_f"; fi; done
+  if [ "$NDIR" != /etc/nginx ]; then
+    for _f in /etc/nginx/modules-enabled/*.conf; do if [ -f "$_f" ] && [ -r "$_f" ]; then set -- "$@" "$_f"; fi; done
+  fi
+  [ $# = 0 ] || grep -h '^[[:space:]]*load_module[[:space:]]' "$@" 2>/dev/null
+}
 `,
   shell: () => String.raw`
   b nginx-version
   if have nginx; then NV=$(nginx -V 2>&1); _r=$?; out "$NV"; else NV=; _r=127; fi
   e nginx-version "$_r"
-  NPREFIX=$(nginx_opt prefix)
-  NCONF=$(nginx_opt conf-path)
-  if [ -n "$NCONF" ]; then NCONF=$(nginx_path "$NCONF"); else NCONF=/etc/nginx/nginx.conf; fi
+  nginx_opt prefix; NPREFIX=$_o
+  nginx_opt conf-path; NCONF=$_o
+  if [ -n "$NCONF" ]; then nginx_path "$NCONF"; NCONF=$_o; else NCONF=/etc/nginx/nginx.conf; fi
   NPID=
   if [ -r "$NCONF" ]; then
-    NPID=$(sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*$/\1/p' "$NCONF" 2>/dev/null | head -n 1)
+    # the first pid line (one sed: it stops there)
+    NPID=$(sed -n '/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*$/{s/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*$/\1/p;q;}' "$NCONF" 2>/dev/null)
   fi
-  [ -n "$NPID" ] || NPID=$(nginx_opt pid-path)
-  if [ -n "$NPID" ]; then NPID=$(nginx_path "$NPID"); else NPID=/run/nginx.pid; fi
+  [ -n "$NPID" ] || { nginx_opt pid-path; NPID=$_o; }
+  if [ -n "$NPID" ]; then nginx_path "$NPID"; NPID=$_o; else NPID=/run/nginx.pid; fi
   b nginx-modules
   NDIR=${'$'}{NCONF%/*}
-  for _f in "$NCONF" "$NDIR"/modules-enabled/*.conf; do
-    if [ -f "$_f" ] && [ -r "$_f" ]; then grep -h '^[[:space:]]*load_module[[:space:]]' "$_f" 2>/dev/null; fi
-  done
-  if [ "$NDIR" != /etc/nginx ]; then
-    for _f in /etc/nginx/modules-enabled/*.conf; do
-      if [ -f "$_f" ] && [ -r "$_f" ]; then grep -h '^[[:space:]]*load_module[[:space:]]' "$_f" 2>/dev/null; fi
-    done
-  fi
+  nginx_modules
   e nginx-modules 0
   b nginx-pid
   printf 'pidfile=%s\n' "$NPID"
   if [ -r "$NPID" ]; then
-    _p=$(head -n 1 "$NPID" 2>/dev/null | tr -cd 0-9)
+    # its first line's digits (head -n 1 | tr -cd 0-9, by the shell)
+    _l=; { IFS= read -r _l || :; } 2>/dev/null <"$NPID"; digits "$_l"; _p=$_o
     if [ -n "$_p" ]; then
       printf 'pid=%s\n' "$_p"
       if kill -0 "$_p" 2>/dev/null || [ -d "/proc/$_p" ]; then printf 'alive=1\n'; else printf 'alive=0\n'; fi
-      if [ -r "/proc/$_p/comm" ]; then printf 'comm=%s\n' "$(cat "/proc/$_p/comm" 2>/dev/null)"; fi
-      _cb=$(sed -n 's/^CapBnd:[[:space:]]*//p' "/proc/$_p/status" 2>/dev/null)
+      if [ -r "/proc/$_p/comm" ]; then slurp "/proc/$_p/comm"; printf 'comm=%s\n' "$_t"; fi
+      # sed -n 's/^CapBnd:[[:space:]]*//p', by the shell
+      _cb=; _l=
+      while IFS= read -r _l || [ -n "$_l" ]; do
+        case $_l in CapBnd:*) _l=${'$'}{_l#CapBnd:}; while case $_l in [[:space:]]*) true ;; *) false ;; esac; do _l=${'$'}{_l#?}; done; _cb=${'$'}{_cb:+$_cb$NL}$_l ;; esac
+        _l=
+      done 2>/dev/null <"/proc/$_p/status"
       if [ -n "$_cb" ]; then printf 'capbnd=%s\n' "$_cb"; fi
     fi
   fi
@@ -72,7 +86,7 @@ nginx_path() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s/%s\n' "$NPREFI
   # which of those files are symlinks (Debian's sites-enabled/*): target, owner, mtime, for an exact undo
   b nginx-links
   printf '%s\n' "$NT" | sed -n 's/^# configuration file \(.*\):$/\1/p' | while IFS= read -r _f; do
-    if [ -L "$_f" ]; then printf '%s\t%s\t%s\t%s\n' "$_f" "$(readlink "$_f")" "$(stat -c %u:%g "$_f" 2>/dev/null)" "$(stat -c %.9Y "$_f" 2>/dev/null)"; fi
+    if [ -L "$_f" ]; then _st=$(stat -c '%u:%g %.9Y' -- "$_f" 2>/dev/null) || _st=' '; printf '%s\t%s\t%s\t%s\n' "$_f" "$(readlink "$_f")" "${'$'}{_st%% *}" "${'$'}{_st#* }"; fi
   done
   e nginx-links 0
 `.replace(/^\n|\n$/g, '').split('\n'),
