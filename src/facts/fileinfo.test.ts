@@ -59,6 +59,8 @@ describe.runIf(dash)('fileinfo: many files at once, the same facts as one at a t
     join(dir, 'open', 'evil.conf'), join(dir, 'open', 'theirs'), join(dir, 'priv', 'secret'), join(dir, 'priv', 'nope', 'x'),
     join(d, 'missing', 'deeper', 'x'), `${d}//./a.conf`, `${d}/sub/../a.conf`, `${d}/dirlink/`, join(d, 'dirlink', 'nonl'),
     join(d, 'weird-link'), '/', '/nonexistent-dsrctl-top', join(dir, 'dlink', 'missing'), join(d, 'a.conf'),
+    // a symlink in a symlinked directory: link_dir is the directory link itself (not followed), dlink above is its target
+    join(dir, 'dlink', 'rel-link'),
   ];
   const defs = factsDefinitions({ sysctls: [], files: [] });
   const batch = (ps: string[], before = '') => `${defs}${before}fileinfo ${quote(ps.flatMap((p) => ['file', p]))}\n`;
@@ -95,6 +97,8 @@ describe.runIf(dash)('fileinfo: many files at once, the same facts as one at a t
     expect(f[join(d, 'fifo')]).toMatchObject({ exists: true, type: 'other' });
     expect(f[`${d}/dirlink/`]).toMatchObject({ type: 'dir', realpath: join(d, 'sub') });
     expect(f['/']).toMatchObject({ type: 'dir', realpath: '/', dir: { path: '/' } });
+    expect(f[join(dir, 'dlink', 'rel-link')]).toMatchObject({ link: true, realpath: join(d, 'a.conf'), linkDir: { path: join(dir, 'dlink'), mode: '777' } });
+    expect(f[join(dir, 'dlink')]).toMatchObject({ link: true, type: 'dir', mode: '755' });
   });
 
   it.runIf(root && setpriv)('as an unprivileged user too: unreadable files and unsearchable directories say the same', () => {

@@ -17,10 +17,11 @@ export function checkFactsPath(path: string): string {
 
 /**
  * `fileinfo NAME PATH [NAME PATH]...`: a NAME section per PATH (parseFileSection), for all of them
- * a fixed number of processes: one realpath, one stat of the directories, one stat -L, one
- * sha256sum, one cat | base64. The readable files' bytes, in order, are one `file-blob` section
- * after them (each file says blob=OFFSET SIZE, sizes from stat -L); a file without a size, or a
- * blob whose length is not what the sizes say (a file changed meanwhile), gets its own content=.
+ * a fixed number of processes: one realpath, one stat (the directories, and every path that is not a
+ * symlink), one stat -L (the symlinks, when there are any), one sha256sum, one cat | base64. The
+ * readable files' bytes, in order, are one `file-blob` section after them (each file says
+ * blob=OFFSET SIZE, sizes from stat); a file without a size, or a blob whose length is not what the
+ * sizes say (a file changed meanwhile), gets its own content=.
  * Where realpath cannot do them all (no -m: busybox; an error; a resolved path with a newline, which
  * would shift every line after it) each path goes through `fileinfo1`, one at a time as before.
  * The shell walks its lists with parameter expansions (no heredoc: dash forks for one over 4 KiB).
@@ -66,10 +67,15 @@ fi_find() {
   _s=; _fq=$3$NL
   while [ -n "$_fq" ]; do
     _fl=${'$'}{_fq%%"$NL"*}; _fq=${'$'}{_fq#*"$NL"}
-    case $1 in dir) _fx=${'$'}{_fl#* * * } ;; stat) _fx=${'$'}{_fl#* * * * } ;; sha) _fx=${'$'}{_fl#*  } ;; esac
+    case $1 in stat) _fx=${'$'}{_fl#* * * * } ;; sha) _fx=${'$'}{_fl#*  } ;; esac
     if [ "$_fx" = "$2" ]; then _s=$_fl; return 0; fi
   done
   return 1
+}
+# fi_stat PATH TEXT: _u _g _a _sz = uid, gid, mode and size of PATH from TEXT's stat lines
+fi_stat() {
+  fi_find stat "$1" "$2" || return 1
+  _u=${'$'}{_s%% *}; _s=${'$'}{_s#* }; _g=${'$'}{_s%% *}; _s=${'$'}{_s#* }; _a=${'$'}{_s%% *}; _s=${'$'}{_s#* }; _sz=${'$'}{_s%% *}
 }
 # fi_add VAR ITEM: append ITEM and a newline to the list in VAR unless it is there
 fi_add() { eval "_fa=\$$1"; case $NL$_fa in *"$NL$2$NL"*) ;; *) eval "$1=\$_fa\$2\$NL" ;; esac; }
@@ -98,7 +104,8 @@ fileinfo() {
     if [ -L "$_p" ] && [ ! -e "$_p" ]; then _k=${'$'}{_k}D-
     elif [ -e "$_p" ]; then
       if [ -f "$_p" ]; then _k=${'$'}{_k}Ef; elif [ -d "$_p" ]; then _k=${'$'}{_k}Ed; else _k=${'$'}{_k}Eo; fi
-      fi_add _E "$_p"
+      # a symlink's mode and owner are its target's (stat -L); anything else is stat'ed with the directories
+      case $_k in L*) fi_add _E "$_p" ;; *) fi_add _D "$_p" ;; esac
     else _k=${'$'}{_k}N-; fi
     # not deduplicated: each NAME section of a file takes its own bytes of the blob
     if [ "$_k" != "${'$'}{_k%Ef}" ] && [ -r "$_p" ]; then _k=${'$'}{_k}r; _F=$_F$_p$NL; else _k=${'$'}{_k}-; fi
@@ -107,15 +114,16 @@ fileinfo() {
     _W=$_W$_nm$NL$_rp$NL$_k$NL$_d1$NL$_d2$NL
   done
   IFS=$NL; set -f
-  _DS=$(stat -c '%u %g %a %n' -- $_D 2>/dev/null)
-  _ES=; [ -z "$_E" ] || _ES=$(stat -L -c '%a %u %g %s %n' -- $_E 2>/dev/null)
+  _DS=$(stat -c '%u %g %a %s %n' -- $_D 2>/dev/null)
+  _ES=; [ -z "$_E" ] || _ES=$(stat -L -c '%u %g %a %s %n' -- $_E 2>/dev/null)
   _HS=; [ -z "$_F" ] || ! have sha256sum || _HS=$(sha256sum -- $_F 2>/dev/null)
   IFS=$_ifs; set +f
   # the readable files' bytes in one blob, when every size is known and the blob has them all
   _C=; _blob=
   if [ -n "$_F" ] && have base64; then
     _tot=0; _q=$_F
-    while [ -n "$_q" ]; do pop; if fi_find stat "$_v" "$_ES"; then _s=${'$'}{_s#* * * }; _tot=$((_tot + ${'$'}{_s%% *})); else _tot=; break; fi; done
+    # (a file is in one of the two: a symlink in _ES, else in _DS)
+    while [ -n "$_q" ]; do pop; if fi_stat "$_v" "$_ES" || fi_stat "$_v" "$_DS"; then _tot=$((_tot + _sz)); else _tot=; break; fi; done
     if [ -n "$_tot" ]; then
       IFS=$NL; set -f
       if [ "${'$'}{_b64:-}" != tr ] && _C=$(cat -- $_F 2>/dev/null | base64 -w0 2>/dev/null); then _b64=w0
@@ -131,21 +139,18 @@ fileinfo() {
     pop; _nm=${'$'}{_v%% *}; _p=${'$'}{_v#* }; pop; _rp=$_v; pop; _k=$_v; pop; _d1=$_v; pop; _d2=$_v
     b "$_nm"
     printf 'path=%s\nrealpath=%s\n' "$_p" "$_rp"
-    if fi_find dir "$_d1" "$_DS"; then printf 'dir=%s\n' "$_s"; fi
+    if fi_stat "$_d1" "$_DS"; then printf 'dir=%s %s %s %s\n' "$_u" "$_g" "$_a" "$_d1"; fi
     case $_k in L*)
       printf 'link=1\n'
-      if fi_find dir "$_d2" "$_DS"; then printf 'link_dir=%s\n' "$_s"; fi ;;
+      if fi_stat "$_d2" "$_DS"; then printf 'link_dir=%s %s %s %s\n' "$_u" "$_g" "$_a" "$_d2"; fi ;;
     esac
     case $_k in
       ?D*) printf 'exists=1\ntype=dangling\n' ;;
       ?E*)
         case $_k in ??f*) _t=file ;; ??d*) _t=dir ;; *) _t=other ;; esac
         printf 'exists=1\ntype=%s\n' "$_t"
-        _sz=
-        if fi_find stat "$_p" "$_ES"; then
-          _m=${'$'}{_s%% *}; _s=${'$'}{_s#* }; _u=${'$'}{_s%% *}; _s=${'$'}{_s#* }; _g=${'$'}{_s%% *}; _s=${'$'}{_s#* }; _sz=${'$'}{_s%% *}
-          printf 'mode=%s\nowner=%s %s\n' "$_m" "$_u" "$_g"
-        fi
+        case $_k in L*) _s=$_ES ;; *) _s=$_DS ;; esac
+        if fi_stat "$_p" "$_s"; then printf 'mode=%s\nowner=%s %s\n' "$_a" "$_u" "$_g"; else _sz=; fi
         if [ "$_t" = file ]; then
           case $_k in
             *r)
