@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { quote } from 'shell-quote';
-import { factsDefinitions } from './script.js';
+import { buildFactsScript, factsDefinitions } from './script.js';
 import { splitSections } from './format.js';
 import { parseFacts } from './parse.js';
 import type { HostFacts } from './types.js';
@@ -166,3 +166,21 @@ describe('fileinfo on real hosts: the facts of the per-file script, from a fixed
     expect(now.stateDir).toMatchObject({ path: '/var/lib/dsrctl', type: 'dir', mode: '700' });
   });
 });
+
+describe.runIf(dash)('sysctls: one grep for every value, the values cat gives (live, dash)', () => {
+  const run = (script: string) => spawnSync(dash!, ['-s'], { input: script, encoding: 'utf8' }).stdout;
+  const keys = ['net.ipv4.tcp_rmem', 'net.ipv4.ip_forward', 'net.ipv4.conf.all.rp_filter', 'net.ipv4.nope_nope', 'kernel.osrelease'];
+  const cat = (k: string) => readFileSync(`/proc/sys/${k.replace(/\./g, '/')}`, 'utf8').replace(/\n+$/, '');
+  it('reads each key as cat does, a missing one as missing', () => {
+    const f = parseFacts(run(buildFactsScript({ sysctls: keys, files: [] })));
+    for (const k of keys.filter((k) => k !== 'net.ipv4.nope_nope')) expect(f.sysctl[k], k).toBe(cat(k));
+    expect(f.sysctl['net.ipv4.tcp_rmem']).toMatch(/^\d+\t\d+\t\d+$/);
+    expect(f.sysctlMissing).toEqual(['net.ipv4.nope_nope']);
+  });
+  it.runIf(root)('a key that cannot be read (write-only) is unreadable, the others still read (each with its own cat)', () => {
+    const f = parseFacts(run(buildFactsScript({ sysctls: ['net.ipv4.route.flush', ...keys], files: [] })));
+    expect(f.incomplete).toContainEqual({ section: 'sysctl', reason: 'net.ipv4.route.flush: unreadable' });
+    expect(f.sysctl['net.ipv4.tcp_rmem']).toBe(cat('net.ipv4.tcp_rmem'));
+  });
+});
+

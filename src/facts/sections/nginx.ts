@@ -85,7 +85,12 @@ nginx_modules() {
   e nginx-config "$_r"
   # which of those files are symlinks (Debian's sites-enabled/*): target, owner, mtime, for an exact undo
   b nginx-links
-  printf '%s\n' "$NT" | sed -n 's/^# configuration file \(.*\):$/\1/p' | while IFS= read -r _f; do
+  # each "# configuration file PATH:" line of the dump (sed -n 's/^# configuration file \(.*\):$/\1/p',
+  # by the shell: from one such line to the next, no pass over the lines between)
+  _x=$NL$NT
+  while case $_x in *"$NL# configuration file "*) true ;; *) false ;; esac; do
+    _x=${'$'}{_x#*"$NL# configuration file "}; _f=${'$'}{_x%%"$NL"*}
+    case $_f in *:) _f=${'$'}{_f%:} ;; *) continue ;; esac
     if [ -L "$_f" ]; then _st=$(stat -c '%u:%g %.9Y' -- "$_f" 2>/dev/null) || _st=' '; printf '%s\t%s\t%s\t%s\n' "$_f" "$(readlink "$_f")" "${'$'}{_st%% *}" "${'$'}{_st#* }"; fi
   done
   e nginx-links 0

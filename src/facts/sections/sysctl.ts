@@ -31,19 +31,41 @@ export function sysctlProcPath(key: string): string {
 export const sysctl: FactSection<SysctlFacts> = {
   id: 'sysctl',
   repeated: ['sysctl'],
-  helpers: String.raw`# sysctl KEY PROCPATH
-sysctl_value() {
-  b sysctl
-  printf 'key=%s\n' "$1"
-  if [ -f "$2" ]; then
-    if _v=$(cat "$2" 2>/dev/null); then printf 'status=ok\nvalue=%s\n' "$_v"; else printf 'status=unreadable\n'; fi
-  else
-    printf 'status=missing\n'
+  // not by the shell's read: dash reads a byte at a time, and a sysctl read at an offset past 0 ends there
+  helpers: String.raw`# sysctl_values KEY PROCPATH...: a sysctl section per key; every value from one grep -H '' (each of
+# its lines behind "PATH:"), each file with its own cat only where grep could not read them all
+sysctl_values() {
+  _SP=; _n=0
+  while [ $# -gt 1 ]; do eval "_sk$_n=\$1 _sf$_n=\$2"; [ -f "$2" ] && _SP=$_SP$2$NL; _n=$((_n + 1)); shift 2; done
+  _sr=2
+  if [ -n "$_SP" ] && have grep; then
+    _ifs=$IFS; IFS=$NL; set -f
+    _SG=$(grep -H '' -- $_SP 2>/dev/null)$NL; _sr=$?
+    IFS=$_ifs; set +f
   fi
-  e sysctl 0
+  _i=0
+  while [ "$_i" -lt "$_n" ]; do
+    eval "_k=\$_sk$_i _f=\$_sf$_i"; _i=$((_i + 1))
+    b sysctl
+    printf 'key=%s\n' "$_k"
+    if [ ! -f "$_f" ]; then
+      printf 'status=missing\n'
+    elif [ "$_sr" -le 1 ]; then
+      # its lines, joined, trailing newlines cut: what $(cat) gives
+      _t=; _sl=; _q=$_SG
+      while [ -n "$_q" ]; do pop; case $_v in "$_f:"*) _t=$_t$_sl${'$'}{_v#"$_f:"}; _sl=$NL ;; esac; done
+      while :; do case $_t in *"$NL") _t=${'$'}{_t%"$NL"} ;; *) break ;; esac; done
+      printf 'status=ok\nvalue=%s\n' "$_t"
+    elif _v=$(cat "$_f" 2>/dev/null); then printf 'status=ok\nvalue=%s\n' "$_v"
+    else printf 'status=unreadable\n'; fi
+    e sysctl 0
+  done
 }
 `,
-  shell: (req) => [...new Set(req.sysctls)].map((k) => `  sysctl_value ${quote([k])} ${quote([sysctlProcPath(k)])}`),
+  shell: (req) => {
+    const keys = [...new Set(req.sysctls)];
+    return keys.length ? [`  sysctl_values ${keys.map((k) => `${quote([k])} ${quote([sysctlProcPath(k)])}`).join(' ')}`] : [];
+  },
   parse(ctx) {
     const values: Record<string, string> = {};
     const missing: string[] = [];
