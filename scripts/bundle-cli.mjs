@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
- * `npm run bundle`: tsc's dist/cli.js and everything it imports -> the one-file CLI dist/cli.js
- * (ssh2, listr2 and @inquirer/prompts stay outside: loaded from node_modules when used).
+ * `npm run bundle`: src/cli.ts and everything it imports -> the one-file CLI dist/cli.js (ssh2,
+ * listr2 and @inquirer/prompts stay outside: loaded from node_modules when used). From the
+ * sources, not from tsc's dist/cli.js: the file it writes, so a second run would bundle the bundle.
  *
  * Two things make the file cheaper to start, every run:
  * - zod's locales: zod imports all of its ~50 message languages (400 KB of the bundle, evaluated at
@@ -30,7 +31,7 @@ const zodLocalesEnOnly = {
 };
 
 await build({
-  entryPoints: [out],
+  entryPoints: [join(root, 'src/cli.ts')],
   outfile: out,
   allowOverwrite: true,
   bundle: true,

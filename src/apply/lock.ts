@@ -55,7 +55,7 @@ export function acquireLockScript(info: string, breakLock: boolean, breakArmed =
 
 /** Remove the lock only when this run holds it (its first line starts `run=<id> `; read by the shell itself, no grep). */
 export function releaseLockScript(runId: string): string {
-  return `_lk=; { IFS= read -r _lk || :; } < ${LOCK_FILE} 2>/dev/null; case $_lk in ${quote([`run=${runId} `])}*) rm -f ${LOCK_FILE} ;; esac`;
+  return `_lk=; { IFS= read -r _lk || :; } 2>/dev/null < ${LOCK_FILE}; case $_lk in ${quote([`run=${runId} `])}*) rm -f ${LOCK_FILE} ;; esac`;
 }
 
 export type LockState = { state: 'acquired'; broke?: string } | { state: 'held'; holder: string; armed?: boolean } | { state: 'released' };

@@ -1,9 +1,10 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { factsExecScript } from './hosts.js';
+import { STATE_DIR } from '../apply/paths.js';
 
 describe("the facts exec with the proxy's checks alongside", () => {
   const tmp = mkdtempSync(join(tmpdir(), 'dsrctl-alongside-'));
@@ -27,5 +28,25 @@ describe("the facts exec with the proxy's checks alongside", () => {
   it('leaves no temporary file behind', () => {
     run(true);
     expect(readdirSync(tmp)).toEqual([]);
+  });
+
+  it('a run cut off while the checks still run (TERM) releases its lock and leaves no temporary file', async () => {
+    const state = join(tmp, 'state');
+    const tmpFiles = join(tmp, 'tmpfiles');
+    mkdirSync(tmpFiles);
+    // apply's conversation exec, with /var/lib/dsrctl moved to a private directory
+    const script = factsExecScript(req, { info: 'run=r-cut command=apply', breakLock: false, converse: { runId: 'r-cut' } }, 'sleep 3; echo late', true).replaceAll(STATE_DIR, state);
+    const sh = spawn('sh', ['-s'], { env: { ...process.env, TMPDIR: tmpFiles } });
+    let out = '';
+    sh.stdout.on('data', (d) => (out += d));
+    sh.stdin.write(script); // stdin stays open: the script would wait for the run's answer
+    await new Promise((r) => setTimeout(r, 500));
+    expect(existsSync(join(state, 'lock'))).toBe(true);
+    expect(readdirSync(tmpFiles)).toHaveLength(1); // the checks' output file
+    sh.kill('SIGTERM');
+    await new Promise((r) => sh.on('close', r));
+    expect(out).toContain('@@dsrctl-lock released');
+    expect(existsSync(join(state, 'lock'))).toBe(false);
+    expect(readdirSync(tmpFiles)).toEqual([]);
   });
 });

@@ -96,7 +96,7 @@ export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: 
   const checkPart = !sub
     ? ''
     : alongside
-      ? `if [ -n "$_dck" ]; then wait "$_dckp"; while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done <"$_dck"; rm -f "$_dck"; else ${sub}; fi\n`
+      ? `if [ -n "$_dck" ]; then wait "$_dckp"; while IFS= read -r _l || [ -n "$_l" ]; do printf '%s\\n' "$_l"; done <"$_dck"; rm -f "$_dck"; _dck=; else ${sub}; fi\n`
       : `${sub}\n`;
   if (!lock) return `${defs}${start}dsrctl_facts </dev/null\n${checkPart}exit 0\n`;
   const take = acquireLockScript(lock.info, lock.breakLock, lock.breakArmed);
@@ -105,7 +105,8 @@ export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: 
     `${defs}${take}`,
     'if [ "$lk" != acquired ]; then exit 0; fi',
     // no output but the last line: after a lost connection a write could only end it sooner
-    `dsrctl_unlock() { ${releaseLockScript(lock.converse.runId)}; echo "@@dsrctl-lock released" 2>/dev/null; }`,
+    // (a run cut off while its checks ran alongside also leaves no temporary file)
+    `dsrctl_unlock() { ${releaseLockScript(lock.converse.runId)}; [ -z "\${_dck:-}" ] || rm -f "$_dck"; echo "@@dsrctl-lock released" 2>/dev/null; }`,
     'trap dsrctl_unlock EXIT',
     "trap 'exit 1' HUP PIPE TERM",
     `${start}dsrctl_facts </dev/null`,
