@@ -163,6 +163,12 @@ const median = (xs) => {
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
+/** Three measurements one after another; the one with the median wall time (all its numbers). */
+async function medianOf3(measure) {
+  const rs = [];
+  for (let i = 0; i < 3; i++) rs.push(await measure());
+  return rs.sort((a, b) => a.ms - b.ms)[1];
+}
 const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 /**
@@ -277,16 +283,12 @@ async function benchOne(n) {
   const key = readFileSync(join(LAB_DIR, 'id_ed25519'));
   readLabPids();
   process.stderr.write('ssh floor ... ');
-  const floors = [];
-  for (let i = 0; i < 3; i++) {
+  const floor = await medianOf3(async () => {
     const r = await run(['node', join(REPO, 'bench/ssh-floor.mjs'), join(LAB_DIR, 'id_ed25519'), ...sshHosts]);
     if (r.code !== 0) throw new Error(`ssh floor (${n} upstreams) failed (exit ${r.code}): ${r.stderr.trim()}`);
-    floors.push(r);
-  }
-  const floor = floors.sort((a, b) => a.ms - b.ms)[1];
-  const inProcess = [];
-  for (let i = 0; i < 3; i++) inProcess.push(await sshFloor(sshHosts, key));
-  const floorInProcess = inProcess.sort((a, b) => a.ms - b.ms)[1];
+    return r;
+  });
+  const floorInProcess = await medianOf3(() => sshFloor(sshHosts, key));
 
   const phases = [];
   const phase = async (name, argv, expectCode = 0) => {

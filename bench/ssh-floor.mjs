@@ -6,9 +6,8 @@
  * two compare like for like (node's start-up and loading the SSH library on both sides).
  */
 import { readFileSync } from 'node:fs';
-import { Client } from 'ssh2';
-
 import { fileURLToPath } from 'node:url';
+import { Client } from 'ssh2';
 
 /** Connect to every host at once, run `true` on each; rejects naming the first host that failed. */
 export function connectAllRunTrue(hosts, privateKey) {

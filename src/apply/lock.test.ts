@@ -21,7 +21,7 @@ describe('a lock whose holder is provably dead', () => {
   });
 });
 
-describe('the lock scripts under dash', () => {
+describe('the lock scripts under sh (dash on Debian)', () => {
   // the scripts name /var/lib/dsrctl: run them against a private copy of the path
   const runSh = (dir: string, script: string) =>
     spawnSync('sh', ['-c', script.replaceAll(STATE_DIR, dir)], { encoding: 'utf8' });

@@ -7,6 +7,7 @@ import { releaseLockScript } from '../apply/lock.js';
 import { quote } from 'shell-quote';
 import { timed } from '../util/debug.js';
 import { isConnectionLoss } from './hosts.js';
+import { converse, inSubshell } from './conversation.js';
 
 export interface HostApplyResult extends ApplyOutcome {
   host: string;
@@ -38,26 +39,23 @@ export const CHECKS_MARKER = '@@dsrctl-await-checks';
  */
 export async function applyHost(session: HostSession, plan: HostPlan, runId: string, switchSeconds: number, checksTimeoutMs?: number): Promise<HostApplyResult> {
   const script = renderApplyScript(plan, runId, { switchSeconds }) + (checksTimeoutMs ? `echo "${CHECKS_MARKER}"\n` : '');
-  let answer: (more: string) => void = () => undefined;
-  const decided = new Promise<string>((r) => (answer = r));
-  let atMarker: (out: string) => void = () => undefined;
-  const waiting = new Promise<string>((r) => (atMarker = r));
-  const then = checksTimeoutMs ? { marker: CHECKS_MARKER, timeoutMs: checksTimeoutMs, next: (out: string) => (atMarker(out), decided) } : undefined;
-  const run = timed(`${session.name} apply${then ? ' (and checks)' : ''}`, () => session.exec(script, { timeoutMs: 120_000, ...(then ? { then } : {}) }));
-  run.catch(() => undefined); // once at the marker, whoever continues the exec sees its failure
-  const first = await Promise.race([run.then((r) => ({ r })), waiting.then((out) => ({ out }))]);
-  if ('out' in first) {
-    const stdout = first.out.replace(`${CHECKS_MARKER}\n`, '');
+  const wait = checksTimeoutMs ? { marker: CHECKS_MARKER, timeoutMs: checksTimeoutMs } : undefined;
+  const conv = converse(session, script, { timeoutMs: 120_000, ...(wait ? { wait } : {}) });
+  void timed(`${session.name} apply${wait ? ' (and checks)' : ''}`, async () => {
+    const c = await conv;
+    return 'ended' in c ? c.ended : c.done;
+  }).catch(() => undefined);
+  const first = await conv;
+  if ('head' in first) {
+    const stdout = first.head.replace(`${CHECKS_MARKER}\n`, '');
     const outcome = parseApplyOutput(stdout);
     const continueWith = async (checks: string | undefined) => {
-      // in a subshell: the check script's `set -u` and background jobs stay its own
-      answer(checks ? `(\n${checks}\n) </dev/null\nexit 0\n` : 'exit 0\n');
-      const r = await run;
+      const r = await first.answer(checks ? `${inSubshell(checks)}exit 0\n` : 'exit 0\n');
       return { ...r, stdout: r.stdout.slice(r.stdout.indexOf(`${CHECKS_MARKER}\n`) + CHECKS_MARKER.length + 1) };
     };
     return { host: plan.host, ...outcome, stderr: '', stdout, continueWith };
   }
-  const res = first.r;
+  const res = first.ended;
   const outcome = parseApplyOutput(res.stdout);
   if (res.code === 0 && !outcome.ok) outcome.failure = 'apply script ended without reporting success';
   if (res.code !== 0 && !outcome.failure) outcome.failure = `apply script exited ${res.code}: ${res.stderr.trim()}`;

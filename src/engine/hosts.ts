@@ -13,6 +13,7 @@ import { parseFacts } from '../facts/parse.js';
 import { factsRequest } from '../plan/desired.js';
 import { planHost } from '../plan/plan-host.js';
 import { timed } from '../util/debug.js';
+import { converse, inSubshell } from './conversation.js';
 import { acquireLockScript, parseLockOutput, releaseLockScript, type LockState } from '../apply/lock.js';
 
 /** Everything dsrctl knows about one host during a run. */
@@ -87,8 +88,7 @@ const RELEASE = 'exit 0\n';
  */
 export function factsExecScript(req: FactsRequest, lock?: LockRequest, checks?: string, alongside = false): string {
   const defs = factsDefinitions(req);
-  // in a subshell: the check script's `set -u` and background jobs stay its own
-  const sub = checks ? `(\n${checks}\n) </dev/null` : '';
+  const sub = checks ? inSubshell(checks).trimEnd() : '';
   // Alongside: the checks start before the facts, in the background, into a private temporary
   // file that is printed after the facts (never interleaved with them); the checks mostly wait
   // on the network, and the proxy's facts exec is a run's longest. Without mktemp: after, as usual.
@@ -163,26 +163,23 @@ export async function gatherFacts(h: HostState, inv: Inventory, pb: Playbook, lo
         opts.onLock?.(l);
       }
     : undefined;
-  let answer: (text: string) => void = () => undefined;
-  const decided = new Promise<string>((r) => (answer = r));
-  let atMarker: (out: string) => void = () => undefined;
-  const waiting = new Promise<string>((r) => (atMarker = r));
-  const then = lock?.converse ? { marker: AWAIT_MARKER, timeoutMs: 20_000, next: (out: string) => (atMarker(out), decided) } : undefined;
-  const run = timed(`${h.target.name} facts exec${then ? ' (until the run decided)' : ''}`, () =>
-    h.session!.exec(script, { timeoutMs: 30_000 + (opts.checksTimeoutMs ?? 0), ...(onStdout ? { onStdout } : {}), ...(then ? { then } : {}) }),
-  );
-  run.catch(() => undefined); // when the facts are in early, whoever ends the exec sees its failure
-  const first = await timed(`${h.target.name} facts`, () => Promise.race([run.then((r) => ({ r })), waiting.then((out) => ({ out }))]));
+  const wait = lock?.converse ? { marker: AWAIT_MARKER, timeoutMs: 20_000 } : undefined;
+  const conv = converse(h.session!, script, { timeoutMs: 30_000 + (opts.checksTimeoutMs ?? 0), ...(onStdout ? { onStdout } : {}), ...(wait ? { wait } : {}) });
+  // timed twice: the whole exec (with wait: until the run decided), and until the facts are in
+  void timed(`${h.target.name} facts exec${wait ? ' (until the run decided)' : ''}`, async () => {
+    const c = await conv;
+    return 'ended' in c ? c.ended : c.done;
+  }).catch(() => undefined);
+  const first = await timed(`${h.target.name} facts`, () => conv);
   let stdout: string;
-  if ('r' in first) {
-    if (first.r.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${first.r.code}): ${first.r.stderr.trim()}`);
-    stdout = first.r.stdout;
+  if ('ended' in first) {
+    if (first.ended.code !== 0) throw new Error(`${h.target.name}: reading facts failed (exit ${first.ended.code}): ${first.ended.stderr.trim()}`);
+    stdout = first.ended.stdout;
   } else {
-    stdout = first.out;
+    stdout = first.head;
     h.open = (keep) => {
       h.open = undefined;
-      answer(keep ? KEEP : RELEASE);
-      return run;
+      return first.answer(keep ? KEEP : RELEASE);
     };
   }
   if (lock) h.lock = parseLockOutput(stdout) ?? { state: 'held', holder: 'unknown (could not write the lock file; is the user root?)' };

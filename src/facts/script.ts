@@ -38,8 +38,12 @@ b64() { if [ "$_b64" = tr ]; then base64 | tr -d '\n'; else base64 -w0; fi; }
 slurp() {
   _t=; _sl=
   { while IFS= read -r _l; do _t=$_t$_sl$_l; _sl=$NL; done; _t=$_t$_sl$_l; } 2>/dev/null <"$1" || return 1
-  while :; do case $_t in *"$NL") _t=${'$'}{_t%"$NL"} ;; *) return 0 ;; esac; done
+  chomp
 }
+# chomp: _t loses its trailing newlines, as $(...) cuts them
+chomp() { while :; do case $_t in *"$NL") _t=${'$'}{_t%"$NL"} ;; *) return 0 ;; esac; done; }
+# nlines TEXT: _c = how many lines TEXT has (every line ends in a newline)
+nlines() { _q=$1; _c=0; while [ -n "$_q" ]; do pop; _c=$((_c + 1)); done; }
 `;
 
 /**

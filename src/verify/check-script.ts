@@ -2,7 +2,7 @@ import { quote } from 'shell-quote';
 import { randomBytes } from 'node:crypto';
 import type { Inventory } from '../inventory/schema.js';
 import type { Check } from './checks.js';
-import { digCommand, pathCheckPath, renderServiceProbe, tcpCommand } from './service-check.js';
+import { digCommand, pathCheckPath, serviceProbeCommand, tcpCommand, type ServiceCheckKind } from './service-check.js';
 import { HEALTH_PID, HEALTH_STATE } from '../health/settings.js';
 
 /*
@@ -68,6 +68,15 @@ function curlBatch(reqs: HttpRequest[], t: number, parallel: boolean, fallback?:
 const RAW_FN = String.raw`raw() { printf '@@raw %s %s\n' "$1" "$(printf '%s' "$out" | base64 | tr -d '\n')"; }`;
 
 /** One script per host: its checks in parallel where they may be. */
+/**
+ * Shell for one check against ip:port run alone: runs the tool and prints `@@raw ID BASE64` with
+ * everything the tool said (judged by the pure functions below, not by shell patterns). Check
+ * scripts use it where curl cannot batch (check-script.ts), with `raw` defined at their top.
+ */
+function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
+  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); raw ${quote([id])}`;
+}
+
 export function renderCheckScript(checks: Check[], inv: Inventory, nonce = randomBytes(8).toString('hex')): string {
   const t = inv.verify.timeout_seconds;
   const w = Math.max(1, Math.ceil(t));

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { inventorySchema, type Inventory } from '../inventory/schema.js';
 import { chooseServiceCheck, dnsQuestion, judgeDns, judgeHttp, judgeTcp, judgeHttpPath, judgeTcpPath, answerShape } from './service-check.js';
 
-/** real output of the commands renderServiceProbe runs, captured in the lab */
+/** real output of the commands serviceProbeCommand runs, captured in the lab */
 const fx = (name: string) => readFileSync(new URL(`../../test/fixtures/verify/${name}`, import.meta.url), 'utf8');
 
 const inv = (service: object, verify: object = {}): Inventory =>

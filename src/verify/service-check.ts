@@ -80,15 +80,6 @@ export function serviceProbeCommand(kind: Exclude<ServiceCheckKind, 'none'>, ip:
 }
 
 /**
- * Shell for one check against ip:port run alone: runs the tool and prints `@@raw ID BASE64` with
- * everything the tool said (judged by the pure functions below, not by shell patterns). Check
- * scripts use it where curl cannot batch (check-script.ts), with `raw` defined at their top.
- */
-export function renderServiceProbe(id: string, kind: Exclude<ServiceCheckKind, 'none'>, ip: string, port: number, inv: Inventory, path = '/'): string {
-  return `out=$(${serviceProbeCommand(kind, ip, port, inv, path)}); raw ${quote([id])}`;
-}
-
-/**
  * The same decision as `judgeService`, as a shell test of "$out" (what serviceProbeCommand
  * printed), for the health checker on the proxy, where no Node runs. Unit tests hold the two
  * to the same verdict on real outputs.
@@ -105,16 +96,6 @@ export function serviceAliveTest(kind: Exclude<ServiceCheckKind, 'none'>, inv: I
     case 'tcp':
       return `! printf '%s\\n' "$out" | grep -E '^curl: \\([0-9]+\\)' | head -n 1 | grep -qiE "Failed to connect|Couldn't connect|Connection timed out|Connection refused|Could not resolve"`;
   }
-}
-
-/** Pure: `@@raw ID BASE64` lines of a check script's output. */
-export function parseRaw(stdout: string): Map<string, string> {
-  const raw = new Map<string, string>();
-  for (const line of stdout.split('\n')) {
-    const m = /^@@raw (\S+) ?(\S*)$/.exec(line);
-    if (m) raw.set(m[1]!, Buffer.from(m[2] ?? '', 'base64').toString('utf8'));
-  }
-  return raw;
 }
 
 export interface Verdict {

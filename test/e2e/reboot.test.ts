@@ -107,6 +107,16 @@ function expectSame(ref: Record<string, string>, now: Record<string, string>, wh
   for (const h of Object.keys(ref)) expect(now[h], `${what}: ${h} differs:\n${diffLines(ref[h]!, now[h]!)}`).toBe(ref[h]);
 }
 
+/** Each host's network snapshot and persistent files, to compare a later state with. */
+type HostsState = { net: Record<string, string>; files: Record<string, string> };
+const hostsState = (): HostsState => ({ net: netSnapshots(), files: files() });
+
+/** Every host's network and files are as in `ref`. */
+function expectBackTo(ref: HostsState, what: string): void {
+  expectSame(ref.net, netSnapshots(), `network ${what}`);
+  expectSame(ref.files, files(), `files ${what}`);
+}
+
 function labFor(m: Mode) {
   beforeAll(() => sysUp({ DSR_LAB_MODE: m.mode, DSR_LAB_PROTOCOL: m.protocol }));
   afterAll(() => {
@@ -120,13 +130,11 @@ function labFor(m: Mode) {
 for (const m of MODES) {
   describe(`${m.name} (${m.mode}, ${m.protocol}): apply, then every host reboots`, () => {
     labFor(m);
-    let pristine: Record<string, string>;
-    let pristineFiles: Record<string, string>;
+    let pristine: HostsState;
     let applied: Record<string, string>;
 
     it('apply --yes persists the state and the guide\'s checks pass', async () => {
-      pristine = netSnapshots();
-      pristineFiles = files();
+      pristine = hostsState();
       const r = await run(['apply', '--yes'], SYS_INVENTORY);
       expectCode(r, 0, 'apply');
       guideChecks(m, 'after apply');
@@ -182,13 +190,12 @@ for (const m of MODES) {
     it('rollback, then reboot: every host as before the first apply, persistent files included', async () => {
       const r = await run(['rollback', '--yes'], SYS_INVENTORY);
       expectCode(r, 0, 'rollback');
-      expectSame(pristineFiles, files(), 'files right after rollback');
+      expectSame(pristine.files, files(), 'files right after rollback');
       // nothing of dsrctl's left running either: a health checker its unit brought back at boot
       // would rewrite its server list later (seen: after origin NAT, whose proxy has no persist.sh)
       expect(sysExec('proxy', "pgrep -af 'dsrctl/health/check[.]sh'").stdout.trim(), 'proxy: a health checker still running after rollback').toBe('');
       reboot(...SYS_HOSTS);
-      expectSame(pristine, netSnapshots(), 'network after rollback and reboot');
-      expectSame(pristineFiles, files(), 'files after rollback and reboot');
+      expectBackTo(pristine, 'after rollback and reboot');
     });
   });
 }
@@ -197,8 +204,7 @@ describe('a host reboots between its changes and the confirmation', () => {
   labFor(MODES[0]!);
 
   it('it boots into the state from before the run, and verify names the revert', async () => {
-    const pristine = netSnapshots();
-    const pristineFiles = files();
+    const pristine = hostsState();
     // the switch must not fire before the reboot: the boot is what reverts
     const inv = sysInventoryVariant((y) => withTopLevel(y, 'rollback:\n  timeout_seconds: 600'));
     const live = dsrctlLive(['apply', '--yes', '-i', inv]);
@@ -211,8 +217,7 @@ describe('a host reboots between its changes and the confirmation', () => {
     expect(hello(2).sources, 'the unconfirmed run is live before the reboot').toEqual([CLIENT_IP, CLIENT_IP]);
 
     reboot(...SYS_HOSTS);
-    expectSame(pristine, netSnapshots(), 'network after the reboot');
-    expectSame(pristineFiles, files(), 'files after the reboot');
+    expectBackTo(pristine, 'after the reboot');
     expect(locks(), 'the boot reverts released the locks').toEqual({ proxy: '', dev1: '', dev2: '' });
 
     const v = await run(['verify'], inv);
@@ -224,8 +229,7 @@ describe('persist: false', () => {
   labFor(MODES[2]!);
 
   it('the plan says what a reboot loses; apply writes nothing persistent; a reboot loses the state', async () => {
-    const pristine = netSnapshots();
-    const pristineFiles = files();
+    const pristine = hostsState();
     const inv = sysInventoryVariant((y) => withTopLevel(y, 'persist: false'));
     const p = await run(['plan', '--json'], inv);
     expectCode(p, 0, 'plan');
@@ -247,9 +251,9 @@ describe('persist: false', () => {
         .split('\n')
         .filter((l) => !l.startsWith('/etc/nginx/') && !/^\/etc\/systemd\/system\/(multi-user\.target\.wants\/)?dsrctl-health\.service /.test(l))
         .join('\n');
-    for (const h of SYS_HOSTS) expect(noNginx(now[h]!), `${h}: nothing persistent written:\n${diffLines(pristineFiles[h]!, now[h]!)}`).toBe(noNginx(pristineFiles[h]!));
+    for (const h of SYS_HOSTS) expect(noNginx(now[h]!), `${h}: nothing persistent written:\n${diffLines(pristine.files[h]!, now[h]!)}`).toBe(noNginx(pristine.files[h]!));
 
     reboot(...SYS_HOSTS);
-    expectSame(pristine, netSnapshots(), 'a reboot loses the runtime state, as the plan said');
+    expectSame(pristine.net, netSnapshots(), 'a reboot loses the runtime state, as the plan said');
   });
 });

@@ -87,7 +87,7 @@ fileinfo() {
   _ifs=$IFS; IFS=$NL; set -f
   _R=; have realpath && _R=$(realpath -m -- $_P 2>/dev/null)$NL || _R=
   IFS=$_ifs; set +f
-  _q=$_R; _c=0; while [ -n "$_q" ]; do pop; _c=$((_c + 1)); done
+  nlines "$_R"
   if [ "$_c" != "$_n" ]; then
     _q=$_Q
     while [ -n "$_q" ]; do pop; fileinfo1 "${'$'}{_v%% *}" "${'$'}{_v#* }"; done
@@ -125,6 +125,7 @@ fileinfo() {
     # (a file is in one of the two: a symlink in _ES, else in _DS)
     while [ -n "$_q" ]; do pop; if fi_stat "$_v" "$_ES" || fi_stat "$_v" "$_DS"; then _tot=$((_tot + _sz)); else _tot=; break; fi; done
     if [ -n "$_tot" ]; then
+      # (not b64 in the $(...): it could not remember which base64 worked, and b64_probe costs a process)
       IFS=$NL; set -f
       if [ "${'$'}{_b64:-}" != tr ] && _C=$(cat -- $_F 2>/dev/null | base64 -w0 2>/dev/null); then _b64=w0
       else _b64=tr; _C=$(cat -- $_F 2>/dev/null | base64 2>/dev/null | tr -d '\n'); fi

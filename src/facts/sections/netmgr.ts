@@ -80,7 +80,7 @@ networkd_links() {
     "    printf 'systemd=%s\\n' \"$_sv\"",
     // one systemctl for every unit: one line each, in order (else each on its own, as it answers alone)
     `    _su=$(systemctl is-active ${[...NETWORK_MANAGERS, 'nftables'].map((u) => `${u}.service`).join(' ')} 2>/dev/null)$NL`,
-    `    _q=$_su; _c=0; while [ -n "$_q" ]; do pop; _c=$((_c + 1)); done; [ "$_c" = ${NETWORK_MANAGERS.length + 1} ] || _su=`,
+    `    nlines "$_su"; [ "$_c" = ${NETWORK_MANAGERS.length + 1} ] || _su=`,
     ...[...NETWORK_MANAGERS, 'nftables'].map((u) => `    if [ -n "$_su" ]; then _v=\${_su%%"$NL"*}; _su=\${_su#*"$NL"}; else _v=$(systemctl is-active ${u}.service 2>/dev/null); fi; printf 'unit-${u.toLowerCase()}=%s\\n' "$_v"`),
     '    e netmgr 0',
     '    networkd_links',

@@ -54,7 +54,7 @@ sysctl_values() {
       # its lines, joined, trailing newlines cut: what $(cat) gives
       _t=; _sl=; _q=$_SG
       while [ -n "$_q" ]; do pop; case $_v in "$_f:"*) _t=$_t$_sl${'$'}{_v#"$_f:"}; _sl=$NL ;; esac; done
-      while :; do case $_t in *"$NL") _t=${'$'}{_t%"$NL"} ;; *) break ;; esac; done
+      chomp
       printf 'status=ok\nvalue=%s\n' "$_t"
     elif _v=$(cat "$_f" 2>/dev/null); then printf 'status=ok\nvalue=%s\n' "$_v"
     else printf 'status=unreadable\n'; fi
